@@ -1,0 +1,11 @@
+"""nnzero: a neural-network engine written from scratch in NumPy and numba.
+
+Every forward and backward pass is readable NumPy (``nnzero.functional``),
+the hot loops are numba kernels with NumPy twins (``nnzero.kernels``), the
+layers behave like PyTorch's (``nnzero.layers``), and every gradient is
+checked against finite differences (``nnzero.gradcheck``).
+"""
+from .gradcheck import GradcheckError, gradcheck
+
+__version__ = "0.1.0"
+__all__ = ["gradcheck", "GradcheckError", "__version__"]

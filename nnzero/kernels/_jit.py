@@ -1,0 +1,24 @@
+"""The switch between numba kernels and their NumPy twins.
+
+``NNZERO_JIT=0`` in the environment (read once, at import) makes every
+kernel module hand out its NumPy twin instead of the compiled loop: the
+path for debugging, for platforms without numba, and the "what does numba
+buy" column of the benchmarks.
+"""
+from __future__ import annotations
+
+import os
+
+JIT_ENABLED = os.environ.get("NNZERO_JIT", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def njit(*args, parallel=False, **kwargs):
+    """``numba.njit(cache=True, ...)``: compile once per machine, reuse from disk."""
+    import numba
+
+    return numba.njit(*args, cache=True, parallel=parallel, nogil=True, **kwargs)
+
+
+def choose(numba_impl, numpy_impl):
+    """The implementation in force: the compiled one unless ``NNZERO_JIT=0``."""
+    return numba_impl if JIT_ENABLED else numpy_impl

@@ -1,0 +1,17 @@
+"""Modules: Parameters, train/eval state, rng, and the forward cache.
+
+``from nnzero.layers import Conv2d, ReLU, Sequential`` and use them like
+PyTorch's layers on NumPy arrays; ``layer.backward(dy)`` returns dL/dx and
+adds dL/dparam into each parameter's ``.grad``.
+"""
+from .activations import (ELU, GELU, SELU, Hardswish, LeakyReLU, LogSoftmax, Mish, PReLU,
+                          ReLU, RReLU, Sigmoid, SiLU, Softmax, Softplus, Swish, Tanh)
+from .linear import ChannelMaxout, Flatten, Linear, Maxout
+from .module import Module, Parameter, Sequential
+
+__all__ = [
+    "Module", "Parameter", "Sequential",
+    "Linear", "Flatten", "Maxout", "ChannelMaxout",
+    "Sigmoid", "Tanh", "ReLU", "Softplus", "LeakyReLU", "PReLU", "RReLU", "ELU", "Swish",
+    "GELU", "SELU", "SiLU", "Mish", "Hardswish", "Softmax", "LogSoftmax",
+]
