@@ -1,0 +1,1 @@
+"""nnzero benchmarks: python -m benchmarks --help"""
