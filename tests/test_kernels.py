@@ -2,11 +2,13 @@
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from helpers import seeds
 from nnzero.kernels import elementwise as K
+from nnzero.kernels import im2col as I
 
 
 @given(n=st.integers(0, 300), dtype=st.sampled_from([np.float32, np.float64]), seed=seeds())
@@ -26,3 +28,40 @@ def test_erf_wrapper_keeps_shape_and_dtype():
     y = K.erf(x)
     assert y.shape == (3, 4) and y.dtype == np.float32
     np.testing.assert_allclose(y, np.vectorize(math.erf)(x.astype(np.float64)), rtol=1e-6)
+
+
+@given(n=st.integers(0, 2), c=st.integers(1, 3), h=st.integers(1, 7), w=st.integers(1, 7),
+       k=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       s=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       p=st.tuples(st.integers(0, 3), st.integers(0, 3)),
+       d=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       out=st.tuples(st.integers(1, 6), st.integers(1, 6)),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=seeds())
+def test_im2col_col2im_numba_equal_numpy_twins(n, c, h, w, k, s, p, d, out, dtype, seed):
+    """Any window grid, even one reaching far past the image, on both kernels."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    args = (*k, *s, *p, *d, *out)
+    a = np.full((n, c * k[0] * k[1], out[0] * out[1]), np.nan, dtype=dtype)
+    b = a.copy()
+    I.im2col_numba(x, *args, a)
+    I.im2col_numpy(x, *args, b)
+    np.testing.assert_array_equal(a, b)
+    cols = rng.standard_normal(a.shape).astype(dtype)
+    xa = np.full_like(x, np.nan)
+    xb = np.full_like(x, np.nan)
+    I.col2im_numba(cols, *args, xa)
+    I.col2im_numpy(cols, *args, xb)
+    np.testing.assert_allclose(xa, xb, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-5 if dtype == np.float32 else 1e-12)
+    # col2im is the adjoint of im2col
+    np.testing.assert_allclose(np.sum(a.astype(np.float64) * cols), np.sum(x * xa.astype(np.float64)),
+                               rtol=1e-4 if dtype == np.float32 else 1e-10, atol=1e-6)
+
+
+def test_kernel_wrappers_refuse_inconsistent_shapes():
+    x = np.zeros((1, 2, 4, 4))
+    with pytest.raises(ValueError, match="cols must have shape"):
+        I.im2col(x, (3, 3), (1, 1), (0, 0), (1, 1), (2, 2), out=np.empty((1, 18, 5)))
+    with pytest.raises(ValueError, match="invalid geometry"):
+        I.col2im(np.empty((1, 18, 4)), x.shape, (3, 3), (0, 1), (0, 0), (1, 1), (2, 2))

@@ -6,12 +6,13 @@ adds dL/dparam into each parameter's ``.grad``.
 """
 from .activations import (ELU, GELU, SELU, Hardswish, LeakyReLU, LogSoftmax, Mish, PReLU,
                           ReLU, RReLU, Sigmoid, SiLU, Softmax, Softplus, Swish, Tanh)
+from .conv import Conv2d, ConvTranspose2d
 from .linear import ChannelMaxout, Flatten, Linear, Maxout
 from .module import Module, Parameter, Sequential
 
 __all__ = [
     "Module", "Parameter", "Sequential",
-    "Linear", "Flatten", "Maxout", "ChannelMaxout",
+    "Linear", "Flatten", "Conv2d", "ConvTranspose2d", "Maxout", "ChannelMaxout",
     "Sigmoid", "Tanh", "ReLU", "Softplus", "LeakyReLU", "PReLU", "RReLU", "ELU", "Swish",
     "GELU", "SELU", "SiLU", "Mish", "Hardswish", "Softmax", "LogSoftmax",
 ]

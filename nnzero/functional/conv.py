@@ -1,0 +1,233 @@
+"""Convolution and transposed convolution by im2col and one BLAS matmul per group.
+
+Notation: x (N, C, H, W), weight (O, C/G, KH, KW), G groups, Cg = C/G input
+and Og = O/G output channels per group, K = Cg*KH*KW, OH x OW the output
+grid, L = OH*OW. ``cols = im2col(x)`` is (N, C*KH*KW, L) (see
+``kernels/im2col.py``); its rows for group g are the slice g*K ... (g+1)*K.
+
+Convolution (cross-correlation, no kernel flip)
+-----------------------------------------------
+    y[n, o, i, j] = b[o] + sum_{c,u,v} W[o, c, u, v] x[n, g*Cg + c, i*SH - PH + u*DH, j*SW - PW + v*DW]
+                 => y_g[n] (Og, L) = W_g (Og, K) @ cols_g[n] (K, L)      (already NCHW)
+
+Differentiating the matmul form with dy_g[n] = dL/dy_g[n]:
+
+    dW_g    = sum_n dy_g[n] @ cols_g[n]^T          (Og, K)
+    dcols_g = W_g^T @ dy_g[n]                       (K, L)
+    dx      = col2im(dcols)                         every patch entry added back where it came from
+    db[o]   = sum_{n,i,j} dy[n, o, i, j]
+
+Transposed convolution
+----------------------
+is defined as the input-gradient of a convolution: with weight (C, O/G, KH, KW)
+read as the convolution's (C_out=C, C_in=O) weight,
+
+    forward:   cols_g[n] = W_g^T (Og*KH*KW, Cg) @ x_g[n] (Cg, H*W);  y = col2im(cols) + b
+    backward:  cols = im2col(dy) over the same geometry (the window grid is x's H x W)
+               dx_g[n] = W_g @ cols_g[n];  dW_g = sum_n x_g[n] @ cols_g[n]^T;  db = sum dy
+
+so its forward is col2im (a scatter) and its backward im2col (a gather): the
+two directions of the convolution swapped. Output size per dimension:
+(H - 1)*S - 2P + D*(K - 1) + output_padding + 1.
+
+Memory: the column matrix of a whole batch can be large (N*K*L values). When
+it would pass the budget (``set_im2col_budget``, default 256 MiB) the batch
+runs in chunks; the backward pass then rebuilds each chunk's columns instead
+of keeping them all.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ..kernels.im2col import col2im, im2col
+from ..shapes import same_padding
+
+_BUDGET = [256 * 2 ** 20]
+
+
+def set_im2col_budget(nbytes):
+    """Set the column-matrix budget in bytes; returns the previous value."""
+    if not isinstance(nbytes, (int, np.integer)) or nbytes < 1:
+        raise ValueError(f"set_im2col_budget: nbytes must be a positive int, got {nbytes!r}")
+    old, _BUDGET[0] = _BUDGET[0], int(nbytes)
+    return old
+
+
+def im2col_budget():
+    return _BUDGET[0]
+
+
+class Geometry(NamedTuple):
+    """One convolution's window arrangement; all pairs are (H, W)."""
+    kernel: tuple
+    stride: tuple
+    pad_before: tuple     # top, left
+    pad_after: tuple      # bottom, right (only for the output size)
+    dilation: tuple
+    groups: int
+
+    def out_size(self, h, w):
+        return tuple((size + a + b - d * (k - 1) - 1) // s + 1
+                     for size, a, b, d, k, s in zip((h, w), self.pad_before, self.pad_after,
+                                                    self.dilation, self.kernel, self.stride))
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
+
+
+def make_geometry(kernel, stride=1, padding=0, dilation=1, groups=1):
+    """``padding``: int, pair, 'valid' or 'same' (PyTorch's split: extra after)."""
+    kernel, stride, dilation = _pair(kernel), _pair(stride), _pair(dilation)
+    if isinstance(padding, str):
+        if padding == "valid":
+            before = after = (0, 0)
+        else:  # 'same'
+            (t, b), (l, r) = same_padding(kernel, dilation)
+            before, after = (t, l), (b, r)
+    else:
+        before = after = _pair(padding)
+    return Geometry(kernel, stride, before, after, dilation, int(groups))
+
+
+def _chunk_size(n, k_rows, length, itemsize):
+    per_sample = max(k_rows * length * itemsize, 1)
+    return max(1, min(n, _BUDGET[0] // per_sample))
+
+
+def _im2col(x, geo, out_size):
+    return im2col(x, geo.kernel, geo.stride, geo.pad_before, geo.dilation, out_size)
+
+
+def _col2im(cols, shape, geo, out_size):
+    return col2im(cols, shape, geo.kernel, geo.stride, geo.pad_before, geo.dilation, out_size)
+
+
+def _grouped(a, groups):
+    """(N, G*R, L) -> (N, G, R, L) view."""
+    return a.reshape(a.shape[0], groups, a.shape[1] // groups, a.shape[2])
+
+
+class ConvCache(NamedTuple):
+    x: np.ndarray          # (N, C, H, W), contiguous
+    weight: np.ndarray
+    has_bias: bool
+    geo: Geometry
+    out_size: tuple
+    cols: object           # (N, C*KH*KW, L) when the whole batch fit the budget, else None
+
+
+def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """y (N, O, OH, OW) = conv(x, weight) + bias; inputs assumed validated (see layers)."""
+    geo = make_geometry(weight.shape[2:], stride, padding, dilation, groups)
+    x = np.ascontiguousarray(x)
+    n, c, h, w = x.shape
+    o = weight.shape[0]
+    g = geo.groups
+    oh, ow = geo.out_size(h, w)
+    length = oh * ow
+    w_g = weight.reshape(g, o // g, -1)                    # (G, Og, K)
+    y = np.empty((n, g, o // g, length), dtype=x.dtype)
+    chunk = _chunk_size(n, c * geo.kernel[0] * geo.kernel[1], length, x.itemsize)
+    kept = None
+    for s in range(0, n, chunk):
+        cols = _grouped(_im2col(x[s:s + chunk], geo, (oh, ow)), g)   # (n, G, K, L)
+        for gi in range(g):
+            np.matmul(w_g[gi], cols[:, gi], out=y[s:s + chunk, gi])
+        if chunk >= n:
+            kept = cols.reshape(n, -1, length)
+    y = y.reshape(n, o, oh, ow)
+    if bias is not None:
+        y += bias.reshape(1, o, 1, 1)
+    return y, ConvCache(x, weight, bias is not None, geo, (oh, ow), kept)
+
+
+def conv2d_backward(dy, cache):
+    """Return ``(dx, dweight, dbias)`` (``dbias`` None without bias)."""
+    x, weight, has_bias, geo, out_size, kept = cache
+    n, c, h, w = x.shape
+    o = weight.shape[0]
+    g = geo.groups
+    length = out_size[0] * out_size[1]
+    dy_g = np.ascontiguousarray(dy).reshape(n, g, o // g, length)
+    w_g = weight.reshape(g, o // g, -1)
+    dw = np.zeros_like(w_g)
+    dx = np.empty_like(x)
+    k_rows = c * geo.kernel[0] * geo.kernel[1]
+    chunk = n if kept is not None else _chunk_size(n, k_rows, length, x.itemsize)
+    for s in range(0, n, chunk):
+        cols = kept if kept is not None else _im2col(x[s:s + chunk], geo, out_size)
+        cols = _grouped(cols, g)
+        m = cols.shape[0]
+        dcols = np.empty_like(cols)
+        for gi in range(g):
+            d = dy_g[s:s + chunk, gi]                                     # (m, Og, L)
+            dw[gi] += np.matmul(d, cols[:, gi].transpose(0, 2, 1)).sum(axis=0)
+            np.matmul(w_g[gi].T, d, out=dcols[:, gi])
+        dx[s:s + m] = _col2im(dcols.reshape(m, k_rows, length), (m, c, h, w), geo, out_size)
+    db = dy.sum(axis=(0, 2, 3)) if has_bias else None
+    return dx, dw.reshape(weight.shape), db
+
+
+class ConvTransposeCache(NamedTuple):
+    x: np.ndarray          # (N, C, H, W), contiguous
+    weight: np.ndarray     # (C, O/G, KH, KW)
+    has_bias: bool
+    geo: Geometry
+    out_shape: tuple       # (N, O, OH, OW)
+
+
+def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_padding=0,
+                             dilation=1, groups=1):
+    """y (N, O, OH, OW), OH = (H-1)*S - 2P + D*(KH-1) + output_padding + 1."""
+    geo = make_geometry(weight.shape[2:], stride, padding, dilation, groups)
+    op = _pair(output_padding)
+    x = np.ascontiguousarray(x)
+    n, c, h, w = x.shape
+    g = geo.groups
+    og = weight.shape[1]
+    o = og * g
+    size = tuple((s_in - 1) * s - 2 * p + d * (k - 1) + extra + 1
+                 for s_in, s, p, d, k, extra in zip((h, w), geo.stride, geo.pad_before,
+                                                    geo.dilation, geo.kernel, op))
+    out_shape = (n, o, size[0], size[1])
+    k_out = og * geo.kernel[0] * geo.kernel[1]
+    w_g = weight.reshape(g, c // g, k_out)                 # (G, Cg, Og*KH*KW)
+    x_g = x.reshape(n, g, c // g, h * w)
+    y = np.empty(out_shape, dtype=x.dtype)
+    chunk = _chunk_size(n, o * geo.kernel[0] * geo.kernel[1], h * w, x.itemsize)
+    for s in range(0, n, chunk):
+        m = x_g[s:s + chunk].shape[0]
+        cols = np.empty((m, g, k_out, h * w), dtype=x.dtype)
+        for gi in range(g):
+            np.matmul(w_g[gi].T, x_g[s:s + chunk, gi], out=cols[:, gi])
+        y[s:s + m] = _col2im(cols.reshape(m, g * k_out, h * w), (m,) + out_shape[1:], geo,
+                             (h, w))
+    if bias is not None:
+        y += bias.reshape(1, o, 1, 1)
+    return y, ConvTransposeCache(x, weight, bias is not None, geo, out_shape)
+
+
+def conv_transpose2d_backward(dy, cache):
+    """Return ``(dx, dweight, dbias)``."""
+    x, weight, has_bias, geo, out_shape = cache
+    n, c, h, w = x.shape
+    g = geo.groups
+    og = weight.shape[1]
+    k_out = og * geo.kernel[0] * geo.kernel[1]
+    w_g = weight.reshape(g, c // g, k_out)
+    x_g = x.reshape(n, g, c // g, h * w)
+    dy = np.ascontiguousarray(dy)
+    dx = np.empty((n, g, c // g, h * w), dtype=x.dtype)
+    dw = np.zeros_like(w_g)
+    chunk = _chunk_size(n, g * k_out, h * w, x.itemsize)
+    for s in range(0, n, chunk):
+        cols = _grouped(_im2col(dy[s:s + chunk], geo, (h, w)), g)    # (m, G, Og*KH*KW, HW)
+        for gi in range(g):
+            xs = x_g[s:s + chunk, gi]                                  # (m, Cg, HW)
+            np.matmul(w_g[gi], cols[:, gi], out=dx[s:s + chunk, gi])
+            dw[gi] += np.matmul(xs, cols[:, gi].transpose(0, 2, 1)).sum(axis=0)
+    db = dy.sum(axis=(0, 2, 3)) if has_bias else None
+    return dx.reshape(x.shape), dw.reshape(weight.shape), db

@@ -1,0 +1,173 @@
+"""im2col and col2im: the loops behind convolution and transposed convolution.
+
+Notation
+--------
+N batch, C channels, H x W image, KH x KW kernel, SH/SW stride,
+PH/PW padding before the first row/column (the padding after is implicit:
+window cells past the image read as 0), DH/DW dilation, OH x OW the grid of
+window positions, L = OH*OW, K = C*KH*KW.
+
+    cols[n, (c*KH + u)*KW + v, i*OW + j] = x[n, c, i*SH - PH + u*DH, j*SW - PW + v*DW]
+
+(0 where the index falls outside the image). The layout (N, K, L) is chosen
+so that a convolution is ``W (O, K) @ cols[n] (K, L) -> (O, L)``: already
+NCHW, no transpose after the matmul. col2im is the adjoint: it scatters
+every column entry back and ADDS it (windows overlap when stride < kernel).
+
+Each kernel comes as ``*_numba`` (compiled, parallel over the N*C planes, so
+no two threads ever write the same plane) and ``*_numpy`` (a loop over the
+KH*KW kernel offsets, each a strided block copy, as Chainer does it); the
+public ``im2col``/``col2im`` pick one (see ``_jit.py``) and check shapes, so
+a wrong call raises instead of reading or writing out of bounds.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ._jit import choose, njit
+
+
+@njit(inline="always")
+def _valid_range(n_out, stride, offset, size):
+    """Positions j in [0, n_out) with 0 <= j*stride + offset < size, as [lo, hi)."""
+    lo = -(offset // stride)  # ceil(-offset / stride)
+    if lo < 0:
+        lo = 0
+    hi = (size - 1 - offset) // stride + 1
+    if hi > n_out:
+        hi = n_out
+    if hi < lo:
+        hi = lo
+    return lo, hi
+
+
+@njit(parallel=True)
+def im2col_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols):
+    n, c, h, w = x.shape
+    for nc in numba.prange(n * c):
+        b = nc // c
+        ch = nc - b * c
+        for u in range(kh):
+            i_lo, i_hi = _valid_range(oh, sh, u * dh - ph, h)
+            for v in range(kw):
+                out = cols[b, (ch * kh + u) * kw + v]
+                off_w = v * dw - pw
+                j_lo, j_hi = _valid_range(ow, sw, off_w, w)
+                for i in range(oh):
+                    base = i * ow
+                    if i < i_lo or i >= i_hi:
+                        for j in range(ow):
+                            out[base + j] = 0
+                        continue
+                    src = x[b, ch, i * sh - ph + u * dh]
+                    for j in range(j_lo):
+                        out[base + j] = 0
+                    for j in range(j_lo, j_hi):
+                        out[base + j] = src[j * sw + off_w]
+                    for j in range(j_hi, ow):
+                        out[base + j] = 0
+
+
+@njit(parallel=True)
+def col2im_numba(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, x):
+    n, c, h, w = x.shape
+    for nc in numba.prange(n * c):
+        b = nc // c
+        ch = nc - b * c
+        plane = x[b, ch]
+        plane[:, :] = 0
+        for u in range(kh):
+            i_lo, i_hi = _valid_range(oh, sh, u * dh - ph, h)
+            for v in range(kw):
+                src = cols[b, (ch * kh + u) * kw + v]
+                off_w = v * dw - pw
+                j_lo, j_hi = _valid_range(ow, sw, off_w, w)
+                for i in range(i_lo, i_hi):
+                    row = plane[i * sh - ph + u * dh]
+                    base = i * ow
+                    for j in range(j_lo, j_hi):
+                        row[j * sw + off_w] += src[base + j]
+
+
+def _padded_geometry(h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    """Padding after the image so that every window of the OH x OW grid fits."""
+    pb = max(0, (oh - 1) * sh + (kh - 1) * dh - ph - (h - 1))
+    pr = max(0, (ow - 1) * sw + (kw - 1) * dw - pw - (w - 1))
+    return pb, pr
+
+
+def _slices(u, v, sh, sw, dh, dw, oh, ow):
+    """Rows and columns of the padded image that kernel offset (u, v) reads."""
+    r0, c0 = u * dh, v * dw
+    return slice(r0, r0 + (oh - 1) * sh + 1, sh), slice(c0, c0 + (ow - 1) * sw + 1, sw)
+
+
+def im2col_numpy(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols):
+    n, c, h, w = x.shape
+    pb, pr = _padded_geometry(h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+    xp = np.zeros((n, c, ph + h + pb, pw + w + pr), dtype=x.dtype)
+    xp[:, :, ph:ph + h, pw:pw + w] = x
+    view = cols.reshape(n, c, kh, kw, oh, ow)
+    for u in range(kh):
+        for v in range(kw):
+            rs, cs = _slices(u, v, sh, sw, dh, dw, oh, ow)
+            view[:, :, u, v] = xp[:, :, rs, cs]
+
+
+def col2im_numpy(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, x):
+    n, c, h, w = x.shape
+    pb, pr = _padded_geometry(h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+    xp = np.zeros((n, c, ph + h + pb, pw + w + pr), dtype=x.dtype)
+    view = cols.reshape(n, c, kh, kw, oh, ow)
+    for u in range(kh):
+        for v in range(kw):
+            rs, cs = _slices(u, v, sh, sw, dh, dw, oh, ow)
+            xp[:, :, rs, cs] += view[:, :, u, v]  # one offset: no index repeats within
+    x[...] = xp[:, :, ph:ph + h, pw:pw + w]
+
+
+_im2col = choose(im2col_numba, im2col_numpy)
+_col2im = choose(col2im_numba, col2im_numpy)
+
+
+def _check(x_shape, cols, kernel_size, stride, padding, dilation, out_size):
+    n, c = x_shape[:2]
+    kh, kw = kernel_size
+    oh, ow = out_size
+    expected = (n, c * kh * kw, oh * ow)
+    if cols.shape != expected:
+        raise ValueError(f"im2col/col2im: cols must have shape {expected}, got {cols.shape}")
+    if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0 or min(kh, kw, oh, ow) < 1:
+        raise ValueError(f"im2col/col2im: invalid geometry kernel={kernel_size}, "
+                         f"stride={stride}, padding={padding}, dilation={dilation}, "
+                         f"out_size={out_size}")
+
+
+def im2col(x, kernel_size, stride, padding, dilation, out_size, out=None):
+    """cols (N, C*KH*KW, OH*OW) of x (N, C, H, W); every argument an (H, W) pair.
+
+    ``padding`` is the padding before the first row/column; ``out_size`` the
+    window grid (OH, OW), which fixes how far past the image windows reach.
+    """
+    n, c = x.shape[:2]
+    cols = out if out is not None else np.empty(
+        (n, c * kernel_size[0] * kernel_size[1], out_size[0] * out_size[1]), dtype=x.dtype)
+    _check(x.shape, cols, kernel_size, stride, padding, dilation, out_size)
+    if cols.size:
+        _im2col(np.ascontiguousarray(x), *kernel_size, *stride, *padding, *dilation,
+                *out_size, cols)
+    return cols
+
+
+def col2im(cols, image_shape, kernel_size, stride, padding, dilation, out_size):
+    """The adjoint of ``im2col``: an (N, C, H, W) image where every entry of
+    ``cols`` has been added at the position it was read from."""
+    x = np.empty(image_shape, dtype=cols.dtype)
+    _check(image_shape, cols, kernel_size, stride, padding, dilation, out_size)
+    if x.size:
+        _col2im(np.ascontiguousarray(cols), *kernel_size, *stride, *padding, *dilation,
+                *out_size, x)
+    else:
+        x[...] = 0
+    return x

@@ -1,0 +1,221 @@
+"""Conv2d and ConvTranspose2d Modules (the math is in ``functional/conv.py``)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .._checks import as_float_dtype, as_rng, nonnegative_pair, positive_int, positive_pair
+from ..functional import conv as F
+from ..init import default_layer_init_
+from ..shapes import check_output_padding, conv_output_size, conv_transpose_output_size
+from .module import Module, Parameter
+
+
+def _batched(x, who, channels):
+    """Accept (N, C, H, W) or unbatched (C, H, W); check the channel count."""
+    if x.ndim not in (3, 4):
+        raise ValueError(f"{who}: expected input of shape (N, {channels}, H, W) or "
+                         f"({channels}, H, W), got {x.shape}")
+    batched = x if x.ndim == 4 else x[None]
+    if batched.shape[1] != channels:
+        raise ValueError(f"{who}: expected input of shape (N, {channels}, H, W), got "
+                         f"{x.shape} ({batched.shape[1]} channels)")
+    return batched
+
+
+def _check_groups(groups, in_channels, out_channels, who):
+    groups = positive_int(groups, who, "groups")
+    for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+        if value % groups:
+            raise ValueError(f"{who}: {name} must be divisible by groups, got "
+                             f"{name}={value}, groups={groups}")
+    return groups
+
+
+class Conv2d(Module):
+    """2-D convolution (cross-correlation) of an (N, C_in, H, W) batch.
+
+    y[n, o] = bias[o] + sum_c weight[o, c] (*) x[n, g*C_in/G + c]  per group g.
+
+    Shape: (N, C_in, H, W) -> (N, C_out, H_out, W_out) with
+    H_out = (H + 2*padding - dilation*(kernel_size - 1) - 1) // stride + 1
+    (``nnzero.shapes.conv_output_size``); an unbatched (C_in, H, W) works too.
+    ``padding`` is an int, a pair, 'valid' or 'same' (stride 1 only; an odd
+    total is split with the extra row/column at the bottom/right).
+    ``weight`` (C_out, C_in/groups, kH, kW) and ``bias`` (C_out,) start as
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = C_in/groups*kH*kW (PyTorch).
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 dilation=1, groups=1, bias=True, padding_mode="zeros", dtype=np.float32,
+                 rng=None):
+        super().__init__(as_float_dtype(dtype, "Conv2d"))
+        who = "Conv2d"
+        self.in_channels = positive_int(in_channels, who, "in_channels")
+        self.out_channels = positive_int(out_channels, who, "out_channels")
+        self.kernel_size = positive_pair(kernel_size, who, "kernel_size")
+        self.stride = positive_pair(stride, who, "stride")
+        self.dilation = positive_pair(dilation, who, "dilation")
+        self.groups = _check_groups(groups, self.in_channels, self.out_channels, who)
+        if isinstance(padding, str):
+            if padding not in ("valid", "same"):
+                raise ValueError(f"Conv2d: padding string must be 'valid' or 'same', "
+                                 f"got {padding!r}")
+            if padding == "same" and self.stride != (1, 1):
+                raise ValueError(f"Conv2d: padding='same' needs stride 1, got "
+                                 f"stride={self.stride}")
+            self.padding = padding
+        else:
+            self.padding = nonnegative_pair(padding, who, "padding")
+        if padding_mode != "zeros":
+            raise ValueError(f"Conv2d: only padding_mode='zeros' is supported, "
+                             f"got {padding_mode!r}")
+        self.padding_mode = padding_mode
+        kh, kw = self.kernel_size
+        fan_in = self.in_channels // self.groups * kh * kw
+        w = np.empty((self.out_channels, self.in_channels // self.groups, kh, kw), self.dtype)
+        b = np.empty(self.out_channels, self.dtype) if bias else None
+        default_layer_init_(w, b, fan_in, as_rng(rng, who))
+        self.weight = Parameter(w)
+        self.bias = Parameter(b) if bias else None
+
+    def output_size(self, size):
+        """Spatial output size for an (H, W) input, from ``nnzero.shapes``."""
+        return conv_output_size(size, self.kernel_size, self.stride, self.padding,
+                                self.dilation)
+
+    def _forward(self, x):
+        xb = _batched(x, "Conv2d", self.in_channels)
+        try:
+            self.output_size(xb.shape[2:])
+        except ValueError as err:
+            raise ValueError(f"Conv2d: the (dilated) kernel does not fit the padded input "
+                             f"of shape {x.shape}: {err}") from None
+        y, cache = F.conv2d_forward(xb, self.weight.data,
+                                    None if self.bias is None else self.bias.data,
+                                    self.stride, self.padding, self.dilation, self.groups)
+        return (y if x.ndim == 4 else y[0]), cache
+
+    def _backward(self, dy, cache):
+        dx, dw, db = F.conv2d_backward(dy if dy.ndim == 4 else dy[None], cache)
+        self.weight.grad += dw
+        if self.bias is not None:
+            self.bias.grad += db
+        return dx
+
+    def extra_repr(self):
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}")
+        if self.padding != (0, 0):
+            s += f", padding={self.padding!r}" if isinstance(self.padding, str) \
+                else f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+
+class ConvTranspose2d(Module):
+    """Transposed convolution: the input-gradient of a Conv2d, as a layer.
+
+    Shape: (N, C_in, H, W) -> (N, C_out, H_out, W_out) with
+    H_out = (H - 1)*stride - 2*padding + dilation*(kernel_size - 1) + output_padding + 1
+    (``nnzero.shapes.conv_transpose_output_size``). ``forward(x, output_size)``
+    picks output_padding to reach a requested (H, W) instead (PyTorch's rule).
+    ``weight`` is (C_in, C_out/groups, kH, kW); ``bias`` (C_out,). Init
+    U(-1/sqrt(k), 1/sqrt(k)), k = C_out/groups*kH*kW, as PyTorch.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 output_padding=0, groups=1, bias=True, dilation=1, padding_mode="zeros",
+                 dtype=np.float32, rng=None):
+        super().__init__(as_float_dtype(dtype, "ConvTranspose2d"))
+        who = "ConvTranspose2d"
+        self.in_channels = positive_int(in_channels, who, "in_channels")
+        self.out_channels = positive_int(out_channels, who, "out_channels")
+        self.kernel_size = positive_pair(kernel_size, who, "kernel_size")
+        self.stride = positive_pair(stride, who, "stride")
+        self.dilation = positive_pair(dilation, who, "dilation")
+        if isinstance(padding, str):
+            raise ValueError(f"ConvTranspose2d: padding must be an int or a pair, got "
+                             f"{padding!r} (string padding is a Conv2d option)")
+        self.padding = nonnegative_pair(padding, who, "padding")
+        self.output_padding = check_output_padding(output_padding, self.stride,
+                                                   self.dilation, who)
+        self.groups = _check_groups(groups, self.in_channels, self.out_channels, who)
+        if padding_mode != "zeros":
+            raise ValueError(f"ConvTranspose2d: only padding_mode='zeros' is supported, "
+                             f"got {padding_mode!r}")
+        kh, kw = self.kernel_size
+        fan = self.out_channels // self.groups * kh * kw
+        w = np.empty((self.in_channels, self.out_channels // self.groups, kh, kw), self.dtype)
+        b = np.empty(self.out_channels, self.dtype) if bias else None
+        default_layer_init_(w, b, fan, as_rng(rng, who))
+        self.weight = Parameter(w)
+        self.bias = Parameter(b) if bias else None
+
+    def output_size(self, size, output_padding=None):
+        op = self.output_padding if output_padding is None else output_padding
+        return conv_transpose_output_size(size, self.kernel_size, self.stride, self.padding,
+                                          op, self.dilation)
+
+    def _output_padding_for(self, x, output_size):
+        """PyTorch's rule: output_padding = requested - minimum, within [min, min + stride - 1]."""
+        who = "ConvTranspose2d"
+        try:
+            sizes = [int(v) for v in output_size]
+        except TypeError:
+            raise TypeError(f"{who}: output_size must be a sequence of ints, got "
+                            f"{output_size!r}") from None
+        if len(sizes) not in (2, x.ndim):
+            raise ValueError(f"{who}: output_size must have 2 or {x.ndim} elements for a "
+                             f"{x.ndim}-D input, got {len(sizes)}")
+        sizes = sizes[-2:]
+        mins = [(h - 1) * s - 2 * p + d * (k - 1) + 1 for h, s, p, d, k in
+                zip(x.shape[-2:], self.stride, self.padding, self.dilation, self.kernel_size)]
+        maxs = [m + s - 1 for m, s in zip(mins, self.stride)]
+        if any(not lo <= r <= hi for r, lo, hi in zip(sizes, mins, maxs)):
+            raise ValueError(f"{who}: requested an output size of {sizes}, but valid sizes "
+                             f"range from {mins} to {maxs} (for an input of spatial size "
+                             f"{tuple(x.shape[-2:])})")
+        return tuple(r - m for r, m in zip(sizes, mins))
+
+    def _forward(self, x, output_size=None):
+        xb = _batched(x, "ConvTranspose2d", self.in_channels)
+        op = self.output_padding if output_size is None else \
+            self._output_padding_for(x, output_size)
+        try:
+            self.output_size(xb.shape[2:], op)
+        except ValueError as err:
+            raise ValueError(f"ConvTranspose2d: input of shape {x.shape} gives no output: "
+                             f"{err}") from None
+        y, cache = F.conv_transpose2d_forward(xb, self.weight.data,
+                                              None if self.bias is None else self.bias.data,
+                                              self.stride, self.padding, op, self.dilation,
+                                              self.groups)
+        return (y if x.ndim == 4 else y[0]), cache
+
+    def _backward(self, dy, cache):
+        dx, dw, db = F.conv_transpose2d_backward(dy if dy.ndim == 4 else dy[None], cache)
+        self.weight.grad += dw
+        if self.bias is not None:
+            self.bias.grad += db
+        return dx
+
+    def extra_repr(self):
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}")
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if self.output_padding != (0, 0):
+            s += f", output_padding={self.output_padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+

@@ -1,0 +1,291 @@
+"""Conv2d and ConvTranspose2d: gradients, a naive reference, the adjoint
+property, shapes, memory chunking, layouts and errors."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from helpers import seeds
+from nnzero import gradcheck
+from nnzero.functional import conv as F
+from nnzero.layers import Conv2d, ConvTranspose2d
+from nnzero.shapes import conv_output_size, conv_transpose_output_size
+
+F64 = np.float64
+
+
+def naive_conv2d(x, w, b, stride, pad_before, dilation, groups, out_size):
+    """The definition, one output element at a time (float64)."""
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    og = o // groups
+    y = np.zeros((n, o) + tuple(out_size))
+    for nn in range(n):
+        for oo in range(o):
+            g = oo // og
+            for i in range(out_size[0]):
+                for j in range(out_size[1]):
+                    acc = 0.0 if b is None else b[oo]
+                    for cc in range(cg):
+                        for u in range(kh):
+                            for v in range(kw):
+                                r = i * stride[0] - pad_before[0] + u * dilation[0]
+                                q = j * stride[1] - pad_before[1] + v * dilation[1]
+                                if 0 <= r < h and 0 <= q < wd:
+                                    acc += w[oo, cc, u, v] * x[nn, g * cg + cc, r, q]
+                    y[nn, oo, i, j] = acc
+    return y
+
+
+@st.composite
+def conv_configs(draw, transposed=False):
+    groups = draw(st.integers(1, 2))
+    c = groups * draw(st.integers(1, 2))
+    o = groups * draw(st.integers(1, 2))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    if not transposed and draw(st.booleans()):
+        padding = draw(st.sampled_from(["same", "valid"]))
+        stride = (1, 1) if padding == "same" else (draw(st.integers(1, 3)),) * 2
+    else:
+        stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+        padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    span = (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
+    h = draw(st.integers(max(1, span[0] - 2) if not transposed else 1, 6))
+    w = draw(st.integers(max(1, span[1] - 2) if not transposed else 1, 6))
+    return dict(n=draw(st.integers(1, 2)), c=c, o=o, kernel=(kh, kw), stride=stride,
+                padding=padding, dilation=dilation, groups=groups, bias=draw(st.booleans()),
+                h=h, w=w, seed=draw(seeds()))
+
+
+def _fits(cfg):
+    try:
+        conv_output_size((cfg["h"], cfg["w"]), cfg["kernel"], cfg["stride"], cfg["padding"],
+                         cfg["dilation"])
+        return True
+    except ValueError:
+        return False
+
+
+@given(cfg=conv_configs())
+def test_conv2d_gradients_and_values(cfg):
+    if not _fits(cfg):
+        with pytest.raises(ValueError, match="Conv2d: the \\(dilated\\) kernel does not fit"):
+            Conv2d(cfg["c"], cfg["o"], cfg["kernel"], cfg["stride"], cfg["padding"],
+                   cfg["dilation"], cfg["groups"])(np.zeros((1, cfg["c"], cfg["h"], cfg["w"])))
+        return
+    rng = np.random.default_rng(cfg["seed"])
+    layer = Conv2d(cfg["c"], cfg["o"], cfg["kernel"], cfg["stride"], cfg["padding"],
+                   cfg["dilation"], cfg["groups"], bias=cfg["bias"], dtype=F64, rng=rng)
+    x = rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"]))
+    gradcheck(layer, x)
+    geo = F.make_geometry(cfg["kernel"], cfg["stride"], cfg["padding"], cfg["dilation"],
+                          cfg["groups"])
+    out = geo.out_size(cfg["h"], cfg["w"])
+    assert out == layer.output_size((cfg["h"], cfg["w"]))
+    expected = naive_conv2d(x, layer.weight.data, None if layer.bias is None else
+                            layer.bias.data, geo.stride, geo.pad_before, geo.dilation,
+                            geo.groups, out)
+    np.testing.assert_allclose(layer(x), expected, rtol=1e-10, atol=1e-12)
+
+
+@given(cfg=conv_configs(transposed=True), data=st.data())
+def test_conv_transpose2d_gradients_output_padding_and_size(cfg, data):
+    s, d = cfg["stride"], cfg["dilation"]
+    op = tuple(data.draw(st.integers(0, max(si, di) - 1)) for si, di in zip(s, d))
+    args = (cfg["c"], cfg["o"], cfg["kernel"], s, cfg["padding"], op, cfg["groups"],
+            cfg["bias"], d)
+    try:
+        size = conv_transpose_output_size((cfg["h"], cfg["w"]), cfg["kernel"], s,
+                                          cfg["padding"], op, d)
+    except ValueError:
+        with pytest.raises(ValueError, match="ConvTranspose2d: input of shape"):
+            ConvTranspose2d(*args)(np.zeros((1, cfg["c"], cfg["h"], cfg["w"])))
+        return
+    rng = np.random.default_rng(cfg["seed"])
+    layer = ConvTranspose2d(*args, dtype=F64, rng=rng)
+    x = rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"]))
+    y = layer(x)
+    assert y.shape[2:] == size
+    gradcheck(layer, x)
+    # output_size picks output_padding in [0, stride): reach every size in range
+    mins = [(size - 1) * si - 2 * p + di * (k - 1) + 1 for size, si, p, di, k in
+            zip((cfg["h"], cfg["w"]), s, cfg["padding"], d, cfg["kernel"])]
+    if any(lo + si - 1 < 1 for lo, si in zip(mins, s)):
+        return
+    want = tuple(data.draw(st.integers(max(lo, 1), lo + si - 1)) for lo, si in zip(mins, s))
+    y2 = layer(x, output_size=want)
+    assert y2.shape[2:] == want
+    gradcheck(layer, (x, want))
+
+
+@given(cfg=conv_configs(transposed=True))
+def test_adjoint_property(cfg):
+    """<conv2d(x), y> == <x, conv_transpose2d(y)> for the same weight, no bias."""
+    if not _fits(cfg):
+        return
+    rng = np.random.default_rng(cfg["seed"])
+    g = cfg["groups"]
+    w = rng.standard_normal((cfg["o"], cfg["c"] // g) + cfg["kernel"])
+    x = rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"]))
+    geo = F.make_geometry(cfg["kernel"], cfg["stride"], cfg["padding"], cfg["dilation"], g)
+    y, _ = F.conv2d_forward(x, w, None, cfg["stride"], cfg["padding"], cfg["dilation"], g)
+    z = rng.standard_normal(y.shape)
+    # the output_padding that maps back to x's size
+    op = tuple(size + 2 * p - d * (k - 1) - 1 - (o - 1) * s for size, p, d, k, o, s in zip(
+        x.shape[2:], geo.pad_before, geo.dilation, geo.kernel, y.shape[2:], geo.stride))
+    xt, _ = F.conv_transpose2d_forward(z, w, None, cfg["stride"], cfg["padding"], op,
+                                       cfg["dilation"], g)
+    assert xt.shape == x.shape
+    np.testing.assert_allclose(np.sum(y * z), np.sum(x * xt), rtol=1e-10)
+
+
+def test_notes_example_cifar_sized_input():
+    y = Conv2d(3, 6, 3, 1, 0, rng=0)(np.zeros((4, 3, 32, 32), dtype=np.float32))
+    assert y.shape == (4, 6, 30, 30) and y.dtype == np.float32
+
+
+def test_unbatched_input_and_empty_batch():
+    layer = Conv2d(2, 3, 3, padding=1, dtype=F64, rng=0)
+    x = np.random.default_rng(0).standard_normal((2, 5, 5))
+    y = layer(x)
+    assert y.shape == (3, 5, 5)
+    np.testing.assert_allclose(y, layer(x[None])[0])
+    gradcheck(layer, x)
+    assert layer(np.zeros((0, 2, 5, 5))).shape == (0, 3, 5, 5)
+    t = ConvTranspose2d(2, 3, 2, stride=2, dtype=F64, rng=0)
+    assert t(x).shape == (3, 10, 10)
+    gradcheck(t, x)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_tiny_im2col_budget_gives_the_same_result(transposed):
+    rng = np.random.default_rng(0)
+    if transposed:
+        layer = ConvTranspose2d(4, 6, 3, stride=2, padding=1, groups=2, dtype=F64, rng=1)
+    else:
+        layer = Conv2d(4, 6, 3, stride=2, padding=1, groups=2, dtype=F64, rng=1)
+    x = rng.standard_normal((5, 4, 7, 7))
+    y = layer(x)
+    dy = rng.standard_normal(y.shape)
+    dx = layer.backward(dy)
+    grads = [p.grad.copy() for p in layer.parameters()]
+    layer.zero_grad()
+    old = F.set_im2col_budget(1)  # one sample per chunk
+    try:
+        y2 = layer(x)
+        dx2 = layer.backward(dy)
+    finally:
+        F.set_im2col_budget(old)
+    np.testing.assert_allclose(y2, y, rtol=1e-12)
+    np.testing.assert_allclose(dx2, dx, rtol=1e-12)
+    for p, g in zip(layer.parameters(), grads):
+        np.testing.assert_allclose(p.grad, g, rtol=1e-12)
+
+
+@pytest.mark.parametrize("cls", [Conv2d, ConvTranspose2d])
+def test_odd_memory_layouts_give_the_same_answer(cls):
+    rng = np.random.default_rng(0)
+    layer = cls(3, 4, 3, stride=2, padding=1, dtype=F64, rng=0)
+    x = rng.standard_normal((2, 3, 7, 8))
+    ref_y = layer(x)
+    dy = rng.standard_normal(ref_y.shape)
+    ref_dx = layer.backward(dy)
+    for xv, dyv in [(x[:, :, ::-1, ::-1].copy()[:, :, ::-1, ::-1], dy[..., ::-1][..., ::-1]),
+                    (np.asfortranarray(x), np.asfortranarray(dy)),
+                    (np.repeat(x, 2, axis=3)[..., ::2], np.repeat(dy, 2, axis=3)[..., ::2])]:
+        np.testing.assert_array_equal(layer(xv), ref_y)
+        np.testing.assert_array_equal(layer.backward(dyv), ref_dx)
+
+
+def test_default_init_and_weight_layout():
+    c = Conv2d(4, 8, (3, 5), groups=2, rng=0)
+    assert c.weight.shape == (8, 2, 3, 5) and c.bias.shape == (8,)
+    bound = 1 / np.sqrt(2 * 3 * 5)
+    assert np.abs(c.weight.data).max() <= bound < 1.1 * np.abs(c.weight.data).max()
+    t = ConvTranspose2d(4, 6, 3, groups=2, rng=0)
+    assert t.weight.shape == (4, 3, 3, 3)
+    bound = 1 / np.sqrt(3 * 9)
+    assert np.abs(t.weight.data).max() <= bound
+
+
+def test_repr():
+    assert repr(Conv2d(3, 6, 3)) == "Conv2d(3, 6, kernel_size=(3, 3), stride=(1, 1))"
+    assert repr(Conv2d(4, 4, 3, padding="same", groups=2, bias=False)) == (
+        "Conv2d(4, 4, kernel_size=(3, 3), stride=(1, 1), padding='same', groups=2, bias=False)")
+    assert repr(ConvTranspose2d(4, 2, 4, stride=2, padding=1)) == (
+        "ConvTranspose2d(4, 2, kernel_size=(4, 4), stride=(2, 2), padding=(1, 1))")
+
+
+@pytest.mark.parametrize("make,x,err,match", [
+    (lambda: Conv2d(3, 4, 3), np.zeros((3, 5)), ValueError,
+     r"Conv2d: expected input of shape \(N, 3, H, W\) or \(3, H, W\), got \(3, 5\)"),
+    (lambda: Conv2d(4, 4, 3), np.zeros((1, 3, 5, 5)), ValueError,
+     r"expected input of shape \(N, 4, H, W\), got \(1, 3, 5, 5\) \(3 channels\)"),
+    (lambda: Conv2d(3, 4, 7), np.zeros((1, 3, 5, 5)), ValueError, "kernel does not fit"),
+    (lambda: Conv2d(3, 4, 3, dilation=3), np.zeros((1, 3, 6, 6)), ValueError,
+     "kernel does not fit"),
+    (lambda: Conv2d(3, 4, 3), np.zeros((1, 3, 5, 5), dtype=np.uint8), TypeError,
+     r"astype\(np.float32\) / 255"),
+    (lambda: ConvTranspose2d(3, 4, 3, padding=3), np.zeros((1, 3, 1, 1)), ValueError,
+     "gives no output"),
+])
+def test_forward_errors(make, x, err, match):
+    with pytest.raises(err, match=match):
+        make()(x)
+
+
+@pytest.mark.parametrize("make,err,match", [
+    (lambda: Conv2d(3, 4, 3, groups=2), ValueError,
+     "in_channels must be divisible by groups, got in_channels=3, groups=2"),
+    (lambda: Conv2d(4, 3, 3, groups=2), ValueError, "out_channels must be divisible by groups"),
+    (lambda: Conv2d(4, 4, 3, groups=0), ValueError, "groups must be a positive int"),
+    (lambda: Conv2d(3, 4, 0), ValueError, "kernel_size must be positive"),
+    (lambda: Conv2d(3, 4, 3, stride=0), ValueError, "stride must be positive"),
+    (lambda: Conv2d(3, 4, 3, dilation=(1, 0)), ValueError, "dilation must be positive"),
+    (lambda: Conv2d(3, 4, 3, padding=-1), ValueError, "padding must be non-negative"),
+    (lambda: Conv2d(3, 4, 3, stride=2, padding="same"), ValueError,
+     "padding='same' needs stride 1"),
+    (lambda: Conv2d(3, 4, 3, padding="full"), ValueError, "'valid' or 'same', got 'full'"),
+    (lambda: Conv2d(3, 4, 3, padding_mode="reflect"), ValueError, "padding_mode"),
+    (lambda: ConvTranspose2d(3, 4, 3, stride=2, output_padding=2), ValueError,
+     "output_padding must be smaller than either stride or dilation"),
+    (lambda: ConvTranspose2d(3, 4, 3, padding="same"), ValueError, "padding must be an int"),
+    (lambda: Conv2d(3, 4, 2.5), TypeError, "kernel_size must be an int or a pair"),
+])
+def test_constructor_errors(make, err, match):
+    with pytest.raises(err, match=match):
+        make()
+
+
+def test_output_size_errors():
+    layer = ConvTranspose2d(2, 2, 3, stride=2, padding=1)
+    x = np.zeros((1, 2, 5, 5), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"requested an output size of \[11, 11\], but valid "
+                                         r"sizes range from \[9, 9\] to \[10, 10\]"):
+        layer(x, output_size=(11, 11))
+    with pytest.raises(ValueError, match="output_size must have 2 or 4 elements"):
+        layer(x, output_size=(1, 9, 9))
+    assert layer(x, output_size=(1, 2, 10, 10)).shape == (1, 2, 10, 10)
+
+
+@given(cfg=conv_configs(transposed=True), data=st.data())
+def test_matches_pytorch_when_installed(cfg, data):
+    torch = pytest.importorskip("torch")
+    if not _fits(cfg):
+        return
+    rng = np.random.default_rng(cfg["seed"])
+    x = rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"]))
+    conv = Conv2d(cfg["c"], cfg["o"], cfg["kernel"], cfg["stride"], cfg["padding"],
+                  cfg["dilation"], cfg["groups"], dtype=F64, rng=rng)
+    tconv = torch.nn.functional.conv2d
+    xt = torch.tensor(x, requires_grad=True)
+    wt = torch.tensor(conv.weight.data, requires_grad=True)
+    yt = tconv(xt, wt, torch.tensor(conv.bias.data), cfg["stride"], cfg["padding"],
+               cfg["dilation"], cfg["groups"])
+    y = conv(x)
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-10, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    yt.backward(torch.tensor(dy))
+    np.testing.assert_allclose(conv.backward(dy), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(conv.weight.grad, wt.grad.numpy(), rtol=1e-10, atol=1e-12)
