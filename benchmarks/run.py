@@ -46,6 +46,7 @@ def set_threads(n):
         threadpool_limits(n)
     except ImportError:
         notes.append("threadpoolctl not installed: BLAS threads set by environment only")
+    import nnzero.kernels  # noqa: F401  (picks numba's threading layer before threads start)
     import numba
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     try:

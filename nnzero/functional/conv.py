@@ -97,11 +97,33 @@ def _chunk_size(n, k_rows, length, itemsize):
     return max(1, min(n, _BUDGET[0] // per_sample))
 
 
-def _im2col(x, geo, out_size):
-    return im2col(x, geo.kernel, geo.stride, geo.pad_before, geo.dilation, out_size)
+def scratch(workspace, name, shape, dtype):
+    """A buffer for ``name``: reused from ``workspace`` (a dict a layer owns) when
+    the shape and dtype match, so big column matrices are not re-faulted into
+    memory on every call. Without a workspace, a fresh array."""
+    if workspace is None:
+        return np.empty(shape, dtype)
+    buf = workspace.get(name)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = workspace[name] = np.empty(shape, dtype)
+    return buf
+
+
+def _is_pointwise(geo):
+    """1x1 kernel, stride 1, no padding: the columns are the input itself."""
+    return (geo.kernel == (1, 1) and geo.stride == (1, 1) and geo.pad_before == (0, 0)
+            and geo.pad_after == (0, 0))
+
+
+def _im2col(x, geo, out_size, out=None):
+    if _is_pointwise(geo):
+        return x.reshape(x.shape[0], x.shape[1], -1)
+    return im2col(x, geo.kernel, geo.stride, geo.pad_before, geo.dilation, out_size, out)
 
 
 def _col2im(cols, shape, geo, out_size):
+    if _is_pointwise(geo):
+        return cols.reshape(shape)
     return col2im(cols, shape, geo.kernel, geo.stride, geo.pad_before, geo.dilation, out_size)
 
 
@@ -119,8 +141,14 @@ class ConvCache(NamedTuple):
     cols: object           # (N, C*KH*KW, L) when the whole batch fit the budget, else None
 
 
-def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """y (N, O, OH, OW) = conv(x, weight) + bias; inputs assumed validated (see layers)."""
+def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+                   workspace=None):
+    """y (N, O, OH, OW) = conv(x, weight) + bias; inputs assumed validated (see layers).
+
+    ``workspace``: an optional dict whose buffers are reused between calls; the
+    cache then refers to them, so only the latest cache of a workspace is valid
+    (a layer owns one and keeps only its latest cache anyway).
+    """
     geo = make_geometry(weight.shape[2:], stride, padding, dilation, groups)
     x = np.ascontiguousarray(x)
     n, c, h, w = x.shape
@@ -130,12 +158,15 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
     length = oh * ow
     w_g = weight.reshape(g, o // g, -1)                    # (G, Og, K)
     y = np.empty((n, g, o // g, length), dtype=x.dtype)
-    chunk = _chunk_size(n, c * geo.kernel[0] * geo.kernel[1], length, x.itemsize)
+    k_rows = c * geo.kernel[0] * geo.kernel[1]
+    chunk = _chunk_size(n, k_rows, length, x.itemsize)
+    buf = scratch(workspace, "cols", (min(chunk, n), k_rows, length), x.dtype)
     kept = None
     for s in range(0, n, chunk):
-        cols = _grouped(_im2col(x[s:s + chunk], geo, (oh, ow)), g)   # (n, G, K, L)
+        m = min(chunk, n - s)
+        cols = _grouped(_im2col(x[s:s + m], geo, (oh, ow), buf[:m]), g)   # (m, G, K, L)
         for gi in range(g):
-            np.matmul(w_g[gi], cols[:, gi], out=y[s:s + chunk, gi])
+            np.matmul(w_g[gi], cols[:, gi], out=y[s:s + m, gi])
         if chunk >= n:
             kept = cols.reshape(n, -1, length)
     y = y.reshape(n, o, oh, ow)
@@ -144,7 +175,7 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
     return y, ConvCache(x, weight, bias is not None, geo, (oh, ow), kept)
 
 
-def conv2d_backward(dy, cache):
+def conv2d_backward(dy, cache, workspace=None):
     """Return ``(dx, dweight, dbias)`` (``dbias`` None without bias)."""
     x, weight, has_bias, geo, out_size, kept = cache
     n, c, h, w = x.shape
@@ -156,17 +187,24 @@ def conv2d_backward(dy, cache):
     dw = np.zeros_like(w_g)
     dx = np.empty_like(x)
     k_rows = c * geo.kernel[0] * geo.kernel[1]
-    chunk = n if kept is not None else _chunk_size(n, k_rows, length, x.itemsize)
+    chunk = max(n, 1) if kept is not None else _chunk_size(n, k_rows, length, x.itemsize)
+    pointwise = _is_pointwise(geo)
+    if not pointwise:
+        dbuf = scratch(workspace, "dcols", (min(chunk, n), k_rows, length), x.dtype)
     for s in range(0, n, chunk):
-        cols = kept if kept is not None else _im2col(x[s:s + chunk], geo, out_size)
+        m = min(chunk, n - s)
+        cols = kept if kept is not None else _im2col(
+            x[s:s + m], geo, out_size,
+            scratch(workspace, "cols", (min(chunk, n), k_rows, length), x.dtype)[:m])
         cols = _grouped(cols, g)
-        m = cols.shape[0]
-        dcols = np.empty_like(cols)
+        # a 1x1 convolution's column gradient is the input gradient itself
+        dcols = _grouped(dx[s:s + m].reshape(m, c, length) if pointwise else dbuf[:m], g)
         for gi in range(g):
-            d = dy_g[s:s + chunk, gi]                                     # (m, Og, L)
+            d = dy_g[s:s + m, gi]                                         # (m, Og, L)
             dw[gi] += np.matmul(d, cols[:, gi].transpose(0, 2, 1)).sum(axis=0)
             np.matmul(w_g[gi].T, d, out=dcols[:, gi])
-        dx[s:s + m] = _col2im(dcols.reshape(m, k_rows, length), (m, c, h, w), geo, out_size)
+        if not pointwise:
+            dx[s:s + m] = _col2im(dbuf[:m], (m, c, h, w), geo, out_size)
     db = dy.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dw.reshape(weight.shape), db
 

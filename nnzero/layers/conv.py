@@ -77,6 +77,7 @@ class Conv2d(Module):
         default_layer_init_(w, b, fan_in, as_rng(rng, who))
         self.weight = Parameter(w)
         self.bias = Parameter(b) if bias else None
+        self._workspace = {}  # column buffers reused from one call to the next
 
     def output_size(self, size):
         """Spatial output size for an (H, W) input, from ``nnzero.shapes``."""
@@ -92,11 +93,13 @@ class Conv2d(Module):
                              f"of shape {x.shape}: {err}") from None
         y, cache = F.conv2d_forward(xb, self.weight.data,
                                     None if self.bias is None else self.bias.data,
-                                    self.stride, self.padding, self.dilation, self.groups)
+                                    self.stride, self.padding, self.dilation, self.groups,
+                                    workspace=self._workspace)
         return (y if x.ndim == 4 else y[0]), cache
 
     def _backward(self, dy, cache):
-        dx, dw, db = F.conv2d_backward(dy if dy.ndim == 4 else dy[None], cache)
+        dx, dw, db = F.conv2d_backward(dy if dy.ndim == 4 else dy[None], cache,
+                                       workspace=self._workspace)
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db
