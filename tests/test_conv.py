@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from helpers import seeds
 from nnzero import gradcheck
 from nnzero.functional import conv as F
+from nnzero.functional import conv_transpose as FT
 from nnzero.layers import Conv2d, ConvTranspose2d
 from nnzero.shapes import conv_output_size, conv_transpose_output_size
 
@@ -134,7 +135,7 @@ def test_adjoint_property(cfg):
     # the output_padding that maps back to x's size
     op = tuple(size + 2 * p - d * (k - 1) - 1 - (o - 1) * s for size, p, d, k, o, s in zip(
         x.shape[2:], geo.pad_before, geo.dilation, geo.kernel, y.shape[2:], geo.stride))
-    xt, _ = F.conv_transpose2d_forward(z, w, None, cfg["stride"], cfg["padding"], op,
+    xt, _ = FT.conv_transpose2d_forward(z, w, None, cfg["stride"], cfg["padding"], op,
                                        cfg["dilation"], g)
     assert xt.shape == x.shape
     np.testing.assert_allclose(np.sum(y * z), np.sum(x * xt), rtol=1e-10)
@@ -289,3 +290,56 @@ def test_matches_pytorch_when_installed(cfg, data):
     yt.backward(torch.tensor(dy))
     np.testing.assert_allclose(conv.backward(dy), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(conv.weight.grad, wt.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+class algorithm:
+    """Run a block with a chosen convolution algorithm, restoring the old one."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        self.old = F.set_conv_algorithm(self.name)
+
+    def __exit__(self, *exc):
+        F.set_conv_algorithm(self.old)
+
+
+@given(n=st.integers(1, 2), c=st.integers(1, 3), o=st.integers(1, 3), h=st.integers(1, 7),
+       w=st.integers(1, 7), pad=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+       bias=st.booleans(), seed=seeds())
+def test_winograd_path_gradients_and_agreement(n, c, o, h, w, pad, bias, seed):
+    if h + 2 * pad[0] < 3 or w + 2 * pad[1] < 3:
+        return
+    rng = np.random.default_rng(seed)
+    layer = Conv2d(c, o, 3, padding=pad, bias=bias, dtype=F64, rng=rng)
+    x = rng.standard_normal((n, c, h, w))
+    with algorithm("winograd"):
+        y = layer(x)
+        assert isinstance(layer._ctx.cache, F.winograd.WinogradCache)
+        gradcheck(layer, x)
+        dy = rng.standard_normal(y.shape)
+        layer(x)
+        layer.zero_grad()
+        dx = layer.backward(dy)
+    grads = [p.grad.copy() for p in layer.parameters()]
+    layer.zero_grad()
+    with algorithm("im2col"):
+        np.testing.assert_allclose(layer(x), y, rtol=1e-10, atol=1e-12)
+        assert not isinstance(layer._ctx.cache, F.winograd.WinogradCache)
+        np.testing.assert_allclose(layer.backward(dy), dx, rtol=1e-10, atol=1e-12)
+    for p, g in zip(layer.parameters(), grads):
+        np.testing.assert_allclose(p.grad, g, rtol=1e-10, atol=1e-12)
+
+
+def test_auto_picks_winograd_for_wide_3x3_and_float32_agrees():
+    rng = np.random.default_rng(0)
+    layer = Conv2d(16, 16, 3, padding=1, rng=0)
+    x = rng.standard_normal((2, 16, 12, 12)).astype(np.float32)
+    y = layer(x)
+    assert isinstance(layer._ctx.cache, F.winograd.WinogradCache)
+    ref = naive_conv2d(x.astype(F64), layer.weight.data.astype(F64),
+                       layer.bias.data.astype(F64), (1, 1), (1, 1), (1, 1), 1, (12, 12))
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-5)  # float32 rounding only
+    with pytest.raises(ValueError, match="set_conv_algorithm"):
+        F.set_conv_algorithm("fft")

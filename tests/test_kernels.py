@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from helpers import seeds
 from nnzero.kernels import elementwise as K
 from nnzero.kernels import im2col as I
+from nnzero.kernels import winograd as Wk
 
 
 @given(n=st.integers(0, 300), dtype=st.sampled_from([np.float32, np.float64]), seed=seeds())
@@ -65,3 +66,33 @@ def test_kernel_wrappers_refuse_inconsistent_shapes():
         I.im2col(x, (3, 3), (1, 1), (0, 0), (1, 1), (2, 2), out=np.empty((1, 18, 5)))
     with pytest.raises(ValueError, match="invalid geometry"):
         I.col2im(np.empty((1, 18, 4)), x.shape, (3, 3), (0, 1), (0, 0), (1, 1), (2, 2))
+
+
+@given(n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(1, 8), w=st.integers(1, 8),
+       pad=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=seeds())
+def test_winograd_kernels_equal_numpy_twins(n, c, h, w, pad, dtype, seed):
+    oh, ow = h + 2 * pad[0] - 2, w + 2 * pad[1] - 2
+    if oh < 1 or ow < 1:
+        return
+    th, tw = (oh + 1) // 2, (ow + 1) // 2
+    t = n * th * tw
+    rng = np.random.default_rng(seed)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    pairs = [
+        (Wk.input_transform_numba, Wk.input_transform_numpy, (x, pad[0], pad[1], th, tw),
+         (16, c, t)),
+        (Wk.output_transform_numba, Wk.output_transform_numpy,
+         (rng.standard_normal((16, c, t)).astype(dtype), oh, ow), (n, c, oh, ow)),
+        (Wk.output_grad_numba, Wk.output_grad_numpy,
+         (rng.standard_normal((n, c, oh, ow)).astype(dtype), th, tw), (16, c, t)),
+        (Wk.input_grad_numba, Wk.input_grad_numpy,
+         (rng.standard_normal((16, c, t)).astype(dtype), pad[0], pad[1], th, tw), x.shape),
+    ]
+    for fast, twin, args, shape in pairs:
+        a = np.full(shape, np.nan, dtype=dtype)
+        b = np.full(shape, np.nan, dtype=dtype)
+        fast(*args, a)
+        twin(*args, b)
+        np.testing.assert_allclose(a, b, **tol)

@@ -17,18 +17,8 @@ Differentiating the matmul form with dy_g[n] = dL/dy_g[n]:
     dx      = col2im(dcols)                         every patch entry added back where it came from
     db[o]   = sum_{n,i,j} dy[n, o, i, j]
 
-Transposed convolution
-----------------------
-is defined as the input-gradient of a convolution: with weight (C, O/G, KH, KW)
-read as the convolution's (C_out=C, C_in=O) weight,
-
-    forward:   cols_g[n] = W_g^T (Og*KH*KW, Cg) @ x_g[n] (Cg, H*W);  y = col2im(cols) + b
-    backward:  cols = im2col(dy) over the same geometry (the window grid is x's H x W)
-               dx_g[n] = W_g @ cols_g[n];  dW_g = sum_n x_g[n] @ cols_g[n]^T;  db = sum dy
-
-so its forward is col2im (a scatter) and its backward im2col (a gather): the
-two directions of the convolution swapped. Output size per dimension:
-(H - 1)*S - 2P + D*(K - 1) + output_padding + 1.
+Transposed convolution lives in ``conv_transpose.py``: the same two
+directions, swapped.
 
 Memory: the column matrix of a whole batch can be large (N*K*L values). When
 it would pass the budget (``set_im2col_budget``, default 256 MiB) the batch
@@ -43,8 +33,36 @@ import numpy as np
 
 from ..kernels.im2col import col2im, im2col
 from ..shapes import same_padding
+from . import winograd
+from ._scratch import scratch
 
 _BUDGET = [256 * 2 ** 20]
+_ALGORITHM = ["auto"]
+_ALGORITHMS = ("auto", "im2col", "winograd")
+
+
+def set_conv_algorithm(name):
+    """Choose how Conv2d computes: 'auto' (default), 'im2col' or 'winograd'.
+
+    'auto' takes Winograd F(2x2, 3x3) for 3x3, stride-1, undilated, ungrouped
+    convolutions with at least 16 input and output channels on images of at
+    least 8x8 (measured faster there, see benchmarks/) whose transformed tiles
+    fit the im2col budget, and im2col otherwise. 'winograd' forces it wherever
+    it applies. Returns the previous choice.
+    """
+    if name not in _ALGORITHMS:
+        raise ValueError(f"set_conv_algorithm: expected one of {_ALGORITHMS}, got {name!r}")
+    old, _ALGORITHM[0] = _ALGORITHM[0], name
+    return old
+
+
+def _use_winograd(geo, x_shape, o, out_size, itemsize):
+    if _ALGORITHM[0] == "im2col" or not winograd.applicable(geo):
+        return False
+    if _ALGORITHM[0] == "winograd":
+        return True
+    return (min(x_shape[1], o) >= 16 and min(out_size) >= 8
+            and winograd.buffer_bytes(x_shape, out_size, itemsize) <= _BUDGET[0])
 
 
 def set_im2col_budget(nbytes):
@@ -97,18 +115,6 @@ def _chunk_size(n, k_rows, length, itemsize):
     return max(1, min(n, _BUDGET[0] // per_sample))
 
 
-def scratch(workspace, name, shape, dtype):
-    """A buffer for ``name``: reused from ``workspace`` (a dict a layer owns) when
-    the shape and dtype match, so big column matrices are not re-faulted into
-    memory on every call. Without a workspace, a fresh array."""
-    if workspace is None:
-        return np.empty(shape, dtype)
-    buf = workspace.get(name)
-    if buf is None or buf.shape != shape or buf.dtype != dtype:
-        buf = workspace[name] = np.empty(shape, dtype)
-    return buf
-
-
 def _is_pointwise(geo):
     """1x1 kernel, stride 1, no padding: the columns are the input itself."""
     return (geo.kernel == (1, 1) and geo.stride == (1, 1) and geo.pad_before == (0, 0)
@@ -155,6 +161,8 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
     o = weight.shape[0]
     g = geo.groups
     oh, ow = geo.out_size(h, w)
+    if _use_winograd(geo, x.shape, o, (oh, ow), x.itemsize):
+        return winograd.conv2d_winograd_forward(x, weight, bias, geo, workspace)
     length = oh * ow
     w_g = weight.reshape(g, o // g, -1)                    # (G, Og, K)
     y = np.empty((n, g, o // g, length), dtype=x.dtype)
@@ -177,6 +185,8 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
 
 def conv2d_backward(dy, cache, workspace=None):
     """Return ``(dx, dweight, dbias)`` (``dbias`` None without bias)."""
+    if isinstance(cache, winograd.WinogradCache):
+        return winograd.conv2d_winograd_backward(dy, cache, workspace)
     x, weight, has_bias, geo, out_size, kept = cache
     n, c, h, w = x.shape
     o = weight.shape[0]
@@ -207,65 +217,3 @@ def conv2d_backward(dy, cache, workspace=None):
             dx[s:s + m] = _col2im(dbuf[:m], (m, c, h, w), geo, out_size)
     db = dy.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dw.reshape(weight.shape), db
-
-
-class ConvTransposeCache(NamedTuple):
-    x: np.ndarray          # (N, C, H, W), contiguous
-    weight: np.ndarray     # (C, O/G, KH, KW)
-    has_bias: bool
-    geo: Geometry
-    out_shape: tuple       # (N, O, OH, OW)
-
-
-def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_padding=0,
-                             dilation=1, groups=1):
-    """y (N, O, OH, OW), OH = (H-1)*S - 2P + D*(KH-1) + output_padding + 1."""
-    geo = make_geometry(weight.shape[2:], stride, padding, dilation, groups)
-    op = _pair(output_padding)
-    x = np.ascontiguousarray(x)
-    n, c, h, w = x.shape
-    g = geo.groups
-    og = weight.shape[1]
-    o = og * g
-    size = tuple((s_in - 1) * s - 2 * p + d * (k - 1) + extra + 1
-                 for s_in, s, p, d, k, extra in zip((h, w), geo.stride, geo.pad_before,
-                                                    geo.dilation, geo.kernel, op))
-    out_shape = (n, o, size[0], size[1])
-    k_out = og * geo.kernel[0] * geo.kernel[1]
-    w_g = weight.reshape(g, c // g, k_out)                 # (G, Cg, Og*KH*KW)
-    x_g = x.reshape(n, g, c // g, h * w)
-    y = np.empty(out_shape, dtype=x.dtype)
-    chunk = _chunk_size(n, o * geo.kernel[0] * geo.kernel[1], h * w, x.itemsize)
-    for s in range(0, n, chunk):
-        m = x_g[s:s + chunk].shape[0]
-        cols = np.empty((m, g, k_out, h * w), dtype=x.dtype)
-        for gi in range(g):
-            np.matmul(w_g[gi].T, x_g[s:s + chunk, gi], out=cols[:, gi])
-        y[s:s + m] = _col2im(cols.reshape(m, g * k_out, h * w), (m,) + out_shape[1:], geo,
-                             (h, w))
-    if bias is not None:
-        y += bias.reshape(1, o, 1, 1)
-    return y, ConvTransposeCache(x, weight, bias is not None, geo, out_shape)
-
-
-def conv_transpose2d_backward(dy, cache):
-    """Return ``(dx, dweight, dbias)``."""
-    x, weight, has_bias, geo, out_shape = cache
-    n, c, h, w = x.shape
-    g = geo.groups
-    og = weight.shape[1]
-    k_out = og * geo.kernel[0] * geo.kernel[1]
-    w_g = weight.reshape(g, c // g, k_out)
-    x_g = x.reshape(n, g, c // g, h * w)
-    dy = np.ascontiguousarray(dy)
-    dx = np.empty((n, g, c // g, h * w), dtype=x.dtype)
-    dw = np.zeros_like(w_g)
-    chunk = _chunk_size(n, g * k_out, h * w, x.itemsize)
-    for s in range(0, n, chunk):
-        cols = _grouped(_im2col(dy[s:s + chunk], geo, (h, w)), g)    # (m, G, Og*KH*KW, HW)
-        for gi in range(g):
-            xs = x_g[s:s + chunk, gi]                                  # (m, Cg, HW)
-            np.matmul(w_g[gi], cols[:, gi], out=dx[s:s + chunk, gi])
-            dw[gi] += np.matmul(xs, cols[:, gi].transpose(0, 2, 1)).sum(axis=0)
-    db = dy.sum(axis=(0, 2, 3)) if has_bias else None
-    return dx.reshape(x.shape), dw.reshape(weight.shape), db

@@ -5,6 +5,7 @@ import numpy as np
 
 from .._checks import as_float_dtype, as_rng, nonnegative_pair, positive_int, positive_pair
 from ..functional import conv as F
+from ..functional import conv_transpose as FT
 from ..init import default_layer_init_
 from ..shapes import check_output_padding, conv_output_size, conv_transpose_output_size
 from .module import Module, Parameter
@@ -194,14 +195,14 @@ class ConvTranspose2d(Module):
         except ValueError as err:
             raise ValueError(f"ConvTranspose2d: input of shape {x.shape} gives no output: "
                              f"{err}") from None
-        y, cache = F.conv_transpose2d_forward(xb, self.weight.data,
+        y, cache = FT.conv_transpose2d_forward(xb, self.weight.data,
                                               None if self.bias is None else self.bias.data,
                                               self.stride, self.padding, op, self.dilation,
                                               self.groups)
         return (y if x.ndim == 4 else y[0]), cache
 
     def _backward(self, dy, cache):
-        dx, dw, db = F.conv_transpose2d_backward(dy if dy.ndim == 4 else dy[None], cache)
+        dx, dw, db = FT.conv_transpose2d_backward(dy if dy.ndim == 4 else dy[None], cache)
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db

@@ -1,0 +1,85 @@
+"""Transposed convolution: the input-gradient of a convolution, as a layer's forward.
+
+Notation as in ``conv.py``. A transposed convolution is defined as the input-gradient of a convolution: with weight (C, O/G, KH, KW)
+read as the convolution's (C_out=C, C_in=O) weight,
+
+    forward:   cols_g[n] = W_g^T (Og*KH*KW, Cg) @ x_g[n] (Cg, H*W);  y = col2im(cols) + b
+    backward:  cols = im2col(dy) over the same geometry (the window grid is x's H x W)
+               dx_g[n] = W_g @ cols_g[n];  dW_g = sum_n x_g[n] @ cols_g[n]^T;  db = sum dy
+
+so its forward is col2im (a scatter) and its backward im2col (a gather): the
+two directions of the convolution swapped. Output size per dimension:
+(H - 1)*S - 2P + D*(K - 1) + output_padding + 1.
+
+Like convolution it runs in batch chunks when the column matrix would pass
+the im2col budget (see ``conv.set_im2col_budget``).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .conv import Geometry, _chunk_size, _col2im, _grouped, _im2col, _pair, make_geometry
+
+
+class ConvTransposeCache(NamedTuple):
+    x: np.ndarray          # (N, C, H, W), contiguous
+    weight: np.ndarray     # (C, O/G, KH, KW)
+    has_bias: bool
+    geo: Geometry
+    out_shape: tuple       # (N, O, OH, OW)
+
+
+def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_padding=0,
+                             dilation=1, groups=1):
+    """y (N, O, OH, OW), OH = (H-1)*S - 2P + D*(KH-1) + output_padding + 1."""
+    geo = make_geometry(weight.shape[2:], stride, padding, dilation, groups)
+    op = _pair(output_padding)
+    x = np.ascontiguousarray(x)
+    n, c, h, w = x.shape
+    g = geo.groups
+    og = weight.shape[1]
+    o = og * g
+    size = tuple((s_in - 1) * s - 2 * p + d * (k - 1) + extra + 1
+                 for s_in, s, p, d, k, extra in zip((h, w), geo.stride, geo.pad_before,
+                                                    geo.dilation, geo.kernel, op))
+    out_shape = (n, o, size[0], size[1])
+    k_out = og * geo.kernel[0] * geo.kernel[1]
+    w_g = weight.reshape(g, c // g, k_out)                 # (G, Cg, Og*KH*KW)
+    x_g = x.reshape(n, g, c // g, h * w)
+    y = np.empty(out_shape, dtype=x.dtype)
+    chunk = _chunk_size(n, o * geo.kernel[0] * geo.kernel[1], h * w, x.itemsize)
+    for s in range(0, n, chunk):
+        m = x_g[s:s + chunk].shape[0]
+        cols = np.empty((m, g, k_out, h * w), dtype=x.dtype)
+        for gi in range(g):
+            np.matmul(w_g[gi].T, x_g[s:s + chunk, gi], out=cols[:, gi])
+        y[s:s + m] = _col2im(cols.reshape(m, g * k_out, h * w), (m,) + out_shape[1:], geo,
+                             (h, w))
+    if bias is not None:
+        y += bias.reshape(1, o, 1, 1)
+    return y, ConvTransposeCache(x, weight, bias is not None, geo, out_shape)
+
+
+def conv_transpose2d_backward(dy, cache):
+    """Return ``(dx, dweight, dbias)``."""
+    x, weight, has_bias, geo, out_shape = cache
+    n, c, h, w = x.shape
+    g = geo.groups
+    og = weight.shape[1]
+    k_out = og * geo.kernel[0] * geo.kernel[1]
+    w_g = weight.reshape(g, c // g, k_out)
+    x_g = x.reshape(n, g, c // g, h * w)
+    dy = np.ascontiguousarray(dy)
+    dx = np.empty((n, g, c // g, h * w), dtype=x.dtype)
+    dw = np.zeros_like(w_g)
+    chunk = _chunk_size(n, g * k_out, h * w, x.itemsize)
+    for s in range(0, n, chunk):
+        cols = _grouped(_im2col(dy[s:s + chunk], geo, (h, w)), g)    # (m, G, Og*KH*KW, HW)
+        for gi in range(g):
+            xs = x_g[s:s + chunk, gi]                                  # (m, Cg, HW)
+            np.matmul(w_g[gi], cols[:, gi], out=dx[s:s + chunk, gi])
+            dw[gi] += np.matmul(xs, cols[:, gi].transpose(0, 2, 1)).sum(axis=0)
+    db = dy.sum(axis=(0, 2, 3)) if has_bias else None
+    return dx.reshape(x.shape), dw.reshape(weight.shape), db

@@ -1,0 +1,217 @@
+"""Tile transforms of Winograd's minimal filtering F(2x2, 3x3) (Lavin & Gray 2015).
+
+A 3x3 stride-1 convolution computes each 2x2 output tile from a 4x4 input
+tile d (tiles start every 2 rows/columns) with 16 multiplies instead of 36:
+
+    V = B^T d B          (input transform, 4x4 per tile and channel)
+    U = G g G^T          (filter transform, 4x4 per (o, c), done in NumPy)
+    M = sum_c U . V      (per position xi of the 4x4: a GEMM over channels)
+    Y = A^T M A          (output transform, the 2x2 tile)
+
+    B^T = [[1, 0,-1, 0],   G = [[ 1,   0,   0 ],   A^T = [[1, 1, 1, 0],
+           [0, 1, 1, 0],        [1/2, 1/2, 1/2],          [0, 1,-1,-1]]
+           [0,-1, 1, 0],        [1/2,-1/2, 1/2],
+           [0, 1, 0,-1]]        [ 0,   0,   1 ]]
+
+The backward pass uses the transposed transforms: dM = A dY A^T and
+dd = B dV B^T, the latter scattered back (tiles overlap by 2) with ``+=``.
+
+Layouts: V, M, dM, dV are (16, channels, T) with xi = 4*i + j and
+T = N*TH*TW tiles (t = (n*TH + th)*TW + tw). Every kernel runs over whole
+(n, channel) planes in parallel, so no two threads write the same place.
+Tiles reaching past the image read zeros (that is the padding) and drop
+what they would write there.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ._jit import choose, njit
+
+BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
+G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
+AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
+
+
+# The numba kernels copy each (n, channel) plane into a small zero-padded
+# buffer first, so the tile loops carry no bounds tests and the innermost loop
+# (over tile columns, writing 16 contiguous streams) vectorises.
+@njit(parallel=True)
+def input_transform_numba(x, pt, pl, th_n, tw_n, v):
+    n, c, h, w = x.shape
+    rows, cols = 2 * th_n + 2, 2 * tw_n + 2
+    for nc in numba.prange(n * c):
+        b = nc // c
+        ch = nc - b * c
+        d = np.zeros((rows, cols), dtype=x.dtype)
+        for r in range(max(0, -pt), min(h, rows - pt)):
+            for q in range(max(0, -pl), min(w, cols - pl)):
+                d[r + pt, q + pl] = x[b, ch, r, q]
+        t = np.empty((4, cols), dtype=x.dtype)
+        for th in range(th_n):
+            r0 = 2 * th
+            for q in range(cols):  # rows of B^T d, whole image width at once
+                t[0, q] = d[r0, q] - d[r0 + 2, q]
+                t[1, q] = d[r0 + 1, q] + d[r0 + 2, q]
+                t[2, q] = d[r0 + 2, q] - d[r0 + 1, q]
+                t[3, q] = d[r0 + 1, q] - d[r0 + 3, q]
+            base = (b * th_n + th) * tw_n
+            for i in range(4):  # columns: (B^T d) B, tile by tile
+                for tw in range(tw_n):
+                    q = 2 * tw
+                    v[4 * i, ch, base + tw] = t[i, q] - t[i, q + 2]
+                    v[4 * i + 1, ch, base + tw] = t[i, q + 1] + t[i, q + 2]
+                    v[4 * i + 2, ch, base + tw] = t[i, q + 2] - t[i, q + 1]
+                    v[4 * i + 3, ch, base + tw] = t[i, q + 1] - t[i, q + 3]
+
+
+@njit(parallel=True)
+def output_transform_numba(m, oh, ow, y):
+    n, o = y.shape[:2]
+    th_n = (oh + 1) // 2
+    tw_n = (ow + 1) // 2
+    for no in numba.prange(n * o):
+        b = no // o
+        oc = no - b * o
+        out = np.empty((2 * th_n, 2 * tw_n), dtype=y.dtype)
+        for th in range(th_n):
+            base = (b * th_n + th) * tw_n
+            for tw in range(tw_n):
+                t = base + tw
+                # r_a,j = (A^T M)_a,j
+                r00 = m[0, oc, t] + m[4, oc, t] + m[8, oc, t]
+                r01 = m[1, oc, t] + m[5, oc, t] + m[9, oc, t]
+                r02 = m[2, oc, t] + m[6, oc, t] + m[10, oc, t]
+                r03 = m[3, oc, t] + m[7, oc, t] + m[11, oc, t]
+                r10 = m[4, oc, t] - m[8, oc, t] - m[12, oc, t]
+                r11 = m[5, oc, t] - m[9, oc, t] - m[13, oc, t]
+                r12 = m[6, oc, t] - m[10, oc, t] - m[14, oc, t]
+                r13 = m[7, oc, t] - m[11, oc, t] - m[15, oc, t]
+                out[2 * th, 2 * tw] = r00 + r01 + r02
+                out[2 * th, 2 * tw + 1] = r01 - r02 - r03
+                out[2 * th + 1, 2 * tw] = r10 + r11 + r12
+                out[2 * th + 1, 2 * tw + 1] = r11 - r12 - r13
+        for r in range(oh):
+            for q in range(ow):
+                y[b, oc, r, q] = out[r, q]
+
+
+@njit(parallel=True)
+def output_grad_numba(dy, th_n, tw_n, dm):
+    n, o, oh, ow = dy.shape
+    cols = 2 * tw_n
+    for no in numba.prange(n * o):
+        b = no // o
+        oc = no - b * o
+        g = np.zeros((2 * th_n, cols), dtype=dy.dtype)
+        for r in range(oh):
+            for q in range(ow):
+                g[r, q] = dy[b, oc, r, q]
+        e = np.empty((4, cols), dtype=dy.dtype)
+        for th in range(th_n):
+            r0 = 2 * th
+            for q in range(cols):  # rows of A dY
+                e[0, q] = g[r0, q]
+                e[1, q] = g[r0, q] + g[r0 + 1, q]
+                e[2, q] = g[r0, q] - g[r0 + 1, q]
+                e[3, q] = -g[r0 + 1, q]
+            base = (b * th_n + th) * tw_n
+            for i in range(4):  # columns: (A dY) A^T
+                for tw in range(tw_n):
+                    q = 2 * tw
+                    dm[4 * i, oc, base + tw] = e[i, q]
+                    dm[4 * i + 1, oc, base + tw] = e[i, q] + e[i, q + 1]
+                    dm[4 * i + 2, oc, base + tw] = e[i, q] - e[i, q + 1]
+                    dm[4 * i + 3, oc, base + tw] = -e[i, q + 1]
+
+
+@njit(parallel=True)
+def input_grad_numba(dv, pt, pl, th_n, tw_n, dx):
+    n, c, h, w = dx.shape
+    rows, cols = 2 * th_n + 2, 2 * tw_n + 2
+    for nc in numba.prange(n * c):
+        b = nc // c
+        ch = nc - b * c
+        acc = np.zeros((rows, cols), dtype=dx.dtype)
+        hh = np.empty((4, cols), dtype=dx.dtype)
+        for th in range(th_n):
+            base = (b * th_n + th) * tw_n
+            hh[:, :] = 0
+            for i in range(4):  # H = dV B^T, tiles overlapping by two columns
+                for tw in range(tw_n):
+                    q = 2 * tw
+                    v0 = dv[4 * i, ch, base + tw]
+                    v1 = dv[4 * i + 1, ch, base + tw]
+                    v2 = dv[4 * i + 2, ch, base + tw]
+                    v3 = dv[4 * i + 3, ch, base + tw]
+                    hh[i, q] += v0
+                    hh[i, q + 1] += v1 - v2 + v3
+                    hh[i, q + 2] += v1 + v2 - v0
+                    hh[i, q + 3] -= v3
+            r0 = 2 * th
+            for q in range(cols):  # rows: B H, added where the tile sits
+                acc[r0, q] += hh[0, q]
+                acc[r0 + 1, q] += hh[1, q] - hh[2, q] + hh[3, q]
+                acc[r0 + 2, q] += hh[1, q] + hh[2, q] - hh[0, q]
+                acc[r0 + 3, q] -= hh[3, q]
+        for r in range(h):
+            for q in range(w):
+                rr, qq = r + pt, q + pl
+                dx[b, ch, r, q] = acc[rr, qq] if (rr < rows and qq < cols) else 0
+
+
+# -- NumPy twins: the same transforms as matrix products on strided tile views --------
+def _tiles(a, th_n, tw_n, size, step):
+    """(N, C, TH, TW, size, size) windows every ``step`` cells of a padded image."""
+    win = np.lib.stride_tricks.sliding_window_view(a, (size, size), axis=(2, 3))
+    return win[:, :, ::step, ::step][:, :, :th_n, :tw_n]
+
+
+def _pad_to(a, top, left, rows, cols):
+    n, c, h, w = a.shape
+    out = np.zeros((n, c, rows, cols), dtype=a.dtype)
+    r1, c1 = min(h, rows - top), min(w, cols - left)
+    out[:, :, top:top + r1, left:left + c1] = a[:, :, :r1, :c1]
+    return out
+
+
+def input_transform_numpy(x, pt, pl, th_n, tw_n, v):
+    n, c = x.shape[:2]
+    xp = _pad_to(x, pt, pl, 2 * th_n + 2, 2 * tw_n + 2)
+    d = _tiles(xp, th_n, tw_n, 4, 2)                                  # (N, C, TH, TW, 4, 4)
+    out = np.einsum("ik,nctwkl,jl->ijcntw", BT, d, BT)
+    v[...] = out.reshape(16, c, n * th_n * tw_n)
+
+
+def output_transform_numpy(m, oh, ow, y):
+    n, o = y.shape[:2]
+    th_n, tw_n = (oh + 1) // 2, (ow + 1) // 2
+    mm = m.reshape(4, 4, o, n, th_n, tw_n)
+    tiles = np.einsum("ai,ijontw,bj->notawb", AT, mm, AT)             # (N, O, TH, 2, TW, 2)
+    y[...] = tiles.reshape(n, o, 2 * th_n, 2 * tw_n)[:, :, :oh, :ow]
+
+
+def output_grad_numpy(dy, th_n, tw_n, dm):
+    n, o = dy.shape[:2]
+    dyp = _pad_to(dy, 0, 0, 2 * th_n, 2 * tw_n)
+    g = dyp.reshape(n, o, th_n, 2, tw_n, 2)
+    out = np.einsum("ai,notawb,bj->ijontw", AT, g, AT)
+    dm[...] = out.reshape(16, o, n * th_n * tw_n)
+
+
+def input_grad_numpy(dv, pt, pl, th_n, tw_n, dx):
+    n, c, h, w = dx.shape
+    f = np.einsum("ik,ijcntw,jl->nctwkl", BT, dv.reshape(4, 4, c, n, th_n, tw_n), BT)
+    rows, cols = max(2 * th_n + 2, pt + h), max(2 * tw_n + 2, pl + w)
+    acc = np.zeros((n, c, rows, cols), dtype=dx.dtype)
+    for k in range(4):
+        for l in range(4):  # one offset at a time: no position repeats within a slice
+            acc[:, :, k:k + 2 * th_n:2, l:l + 2 * tw_n:2] += f[..., k, l]
+    dx[...] = acc[:, :, pt:pt + h, pl:pl + w]
+
+
+input_transform = choose(input_transform_numba, input_transform_numpy)
+output_transform = choose(output_transform_numba, output_transform_numpy)
+output_grad = choose(output_grad_numba, output_grad_numpy)
+input_grad = choose(input_grad_numba, input_grad_numpy)
