@@ -1,0 +1,224 @@
+"""Max, average and stochastic pooling as forward/backward pairs.
+
+Window of output (i, j), per dimension (k kernel, s stride, p padding,
+d dilation): rows ``i*s - p + u*d`` for ``u < k``. Output sizes follow
+PyTorch's rule (``nnzero.shapes.pool_output_size``), ceil_mode included.
+
+Max pooling (padding acts as -inf: padded cells are never read)
+    y = max over the window;  dL/dx[argmax] += dy  (first maximum on ties;
+    overlapping windows ADD their gradients into a shared cell)
+
+Average pooling (no dilation; zero padding)
+    y = (sum of the real cells of the window) / divisor
+    divisor = divisor_override, or the window's cells inside the PADDED input
+    (count_include_pad=True: a ceil_mode window hanging past the padding is not
+    charged for the overhang), or its real cells (count_include_pad=False)
+    dL/dx[cell] += dy / divisor for every real cell of the window
+
+Stochastic pooling (Zeiler & Fergus 2013; inputs a >= 0)
+    training: p_i = a_i / S, S = sum of the window; pick l with P(l = i) = p_i
+              (first cell whose running sum exceeds u*S, u ~ U[0, 1)); y = a_l;
+              dL/da_l += dy  (the draw itself is not differentiated)
+    eval:     y = sum_i p_i a_i = sum a^2 / S;  dy/da_k = (2 a_k - y) / S
+    An all-zero window gives y = 0 (training picks its first cell).
+    Padded cells (and a ceil_mode overhang) count as a = 0: never sampled.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ..kernels import pooling as K
+from ..shapes import pool_output_size
+
+
+class PoolGeometry(NamedTuple):
+    out_size: tuple
+    r0: np.ndarray     # window start row per output row (may be negative)
+    ulo: np.ndarray    # first/last+1 kernel row inside the image, per output row
+    uhi: np.ndarray
+    c0: np.ndarray
+    vlo: np.ndarray
+    vhi: np.ndarray
+    dilation: tuple
+
+
+def _axis(size, k, s, p, d, out):
+    start = np.arange(out, dtype=np.int64) * s - p
+    lo = np.clip(-(start // d), 0, k)                      # ceil(-start / d)
+    hi = np.clip((size - 1 - start) // d + 1, 0, k)
+    return start, lo, np.maximum(hi, lo)
+
+
+def pool_geometry(who, x_shape, kernel_size, stride, padding, dilation, ceil_mode):
+    """Validate an (N, C, H, W) pooling and return its window arrays."""
+    from .._checks import pair, positive_pair
+    k = positive_pair(kernel_size, who, "kernel_size")
+    s = k if stride is None else positive_pair(stride, who, "stride")
+    d = positive_pair(dilation, who, "dilation")
+    p = pair(padding, who, "padding")
+    if len(x_shape) != 4 or min(x_shape[1:]) < 1:
+        raise ValueError(f"{who}: expected input of shape (N, C, H, W) or (C, H, W) with "
+                         f"non-empty C, H, W; got {tuple(x_shape)}")
+    try:
+        out = pool_output_size(tuple(x_shape[2:]), k, s, p, d, ceil_mode)
+    except ValueError as err:
+        raise ValueError(f"{who}: {err} (input shape {tuple(x_shape)})") from None
+    r0, ulo, uhi = _axis(x_shape[2], k[0], s[0], p[0], d[0], out[0])
+    c0, vlo, vhi = _axis(x_shape[3], k[1], s[1], p[1], d[1], out[1])
+    if np.any(uhi <= ulo) or np.any(vhi <= vlo):
+        raise ValueError(f"{who}: a pooling window holds no input element (input "
+                         f"{tuple(x_shape)}, kernel_size={k}, stride={s}, padding={p}, "
+                         f"dilation={d}); use a smaller dilation or padding")
+    return PoolGeometry(out, r0, ulo, uhi, c0, vlo, vhi, d)
+
+
+def _clipped(geo, size_h, size_w):
+    """Row/column ranges [lo, hi) of the real cells of each window (dilation 1)."""
+    rlo = geo.r0 + geo.ulo
+    rhi = geo.r0 + geo.uhi
+    clo = geo.c0 + geo.vlo
+    chi = geo.c0 + geo.vhi
+    return rlo, rhi, clo, chi
+
+
+class IndexCache(NamedTuple):
+    idx: np.ndarray      # (N, C, OH, OW) int32 flat positions in each plane
+    x_shape: tuple
+
+
+def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                       who="max_pool2d"):
+    """Return ``(y, cache)``; ``cache.idx`` holds PyTorch's flat per-plane indices."""
+    geo = pool_geometry(who, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    x = np.ascontiguousarray(x)
+    y = np.empty(x.shape[:2] + geo.out_size, dtype=x.dtype)
+    idx = np.empty(y.shape, dtype=np.int32 if x[0, 0].size < 2 ** 31 else np.int64)
+    k = (int(geo.uhi.max()), int(geo.vhi.max())) if y.size else (0, 0)
+    if y.size:
+        skip = _whole_block(geo, k)
+        if skip is not None:
+            K.specialized("max", *k)(x, geo.r0, geo.c0, *skip, y, idx)
+        if skip != (0, y.shape[2], 0, y.shape[3]):  # the windows cut by the padding
+            K.max_forward(x, geo.r0, geo.ulo, geo.uhi, geo.dilation[0], geo.c0, geo.vlo,
+                          geo.vhi, geo.dilation[1], y, idx, skip or (0, 0, 0, 0))
+    return y, IndexCache(idx, x.shape)
+
+
+def _whole_block(geo, window):
+    """The block (i0, i1, j0, j1) of outputs whose window lies wholly inside the
+    image, when a kernel compiled for this window size exists; else None."""
+    if not (K.JIT_ENABLED and geo.dilation == (1, 1) and window in K.SPECIALIZED_SIZES):
+        return None
+    i0, i1 = K.full_range(geo.ulo, geo.uhi, window[0])
+    j0, j1 = K.full_range(geo.vlo, geo.vhi, window[1])
+    return (i0, i1, j0, j1) if i1 > i0 and j1 > j0 else None
+
+
+def index_pool_backward(dy, cache):
+    """dL/dx for max and stochastic (training) pooling: dy scattered to the chosen cells."""
+    dx = np.empty(cache.x_shape, dtype=dy.dtype)
+    K.index_backward(np.ascontiguousarray(dy), cache.idx, dx)
+    return dx
+
+
+max_pool2d_backward = index_pool_backward
+
+
+class AvgCache(NamedTuple):
+    ranges: tuple        # (rlo, rhi, clo, chi)
+    div: np.ndarray      # (OH, OW) divisors
+    x_shape: tuple
+    window: tuple        # (KH, KW)
+    skip: object         # the whole-window block a compiled kernel handles, or None
+
+
+def avg_divisors(geo, h, w, kernel, padding, count_include_pad, divisor_override):
+    """PyTorch's divisor per output position (see the module docstring)."""
+    if divisor_override is not None:
+        return np.full(geo.out_size, float(divisor_override))
+    out = []
+    for start, size, k, p in ((geo.r0, h, kernel[0], padding[0]),
+                              (geo.c0, w, kernel[1], padding[1])):
+        end = np.minimum(start + k, size + p)
+        real = np.minimum(end, size) - np.maximum(start, 0)
+        out.append(end - start if count_include_pad else real)
+    div = np.outer(out[0], out[1]).astype(np.float64)
+    return np.where(div > 0, div, 1.0)  # a window without cells gives 0, not NaN
+
+
+def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                       count_include_pad=True, divisor_override=None, who="avg_pool2d"):
+    from .._checks import pair
+    geo = pool_geometry(who, x.shape, kernel_size, stride, padding, 1, ceil_mode)
+    k = pair(kernel_size, who, "kernel_size")
+    p = pair(padding, who, "padding")
+    x = np.ascontiguousarray(x)
+    div = avg_divisors(geo, x.shape[2], x.shape[3], k, p, count_include_pad,
+                       divisor_override).astype(x.dtype)  # small integers: exact
+    ranges = _clipped(geo, x.shape[2], x.shape[3])
+    y = np.empty(x.shape[:2] + geo.out_size, dtype=x.dtype)
+    skip = _whole_block(geo, k) if y.size else None
+    if skip is not None:
+        K.specialized("avg", *k)(x, ranges[0], ranges[2], *skip, div, y)
+    if y.size and skip != (0, y.shape[2], 0, y.shape[3]):
+        K.avg_forward(x, *ranges, div, y, skip or (0, 0, 0, 0))
+    return y, AvgCache(ranges, div, x.shape, k, skip)
+
+
+def avg_pool2d_backward(dy, cache):
+    dx = np.empty(cache.x_shape, dtype=dy.dtype)
+    dy = np.ascontiguousarray(dy)
+    skip = cache.skip
+    if skip is not None:
+        K.specialized("avg_backward", *cache.window)(dy, cache.ranges[0], cache.ranges[2],
+                                                     *skip, cache.div, dx)
+    if dy.size == 0:
+        dx[...] = 0
+    elif skip != (0, dy.shape[2], 0, dy.shape[3]):
+        K.avg_backward(dy, *cache.ranges, cache.div, dx, skip or (0, 0, 0, 0))
+    return dx
+
+
+class StochasticEvalCache(NamedTuple):
+    x: np.ndarray
+    y: np.ndarray
+    s: np.ndarray        # window sums
+    ranges: tuple
+
+
+def check_nonnegative(x, who):
+    if x.size and not np.all(x >= 0):  # also refuses NaN
+        bad = np.nanmin(x) if not np.isnan(x).all() else np.nan
+        raise ValueError(f"{who}: input must be non-negative (stochastic pooling follows a "
+                         f"ReLU; probabilities are a_i / sum(a)), got minimum {bad}"
+                         + (" and NaN" if np.isnan(x).any() else ""))
+
+
+def stochastic_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                              training=True, rng=None, who="stochastic_pool2d"):
+    """Training: sample one cell per window (``rng`` draws U[0, 1) per window);
+    eval: the probability-weighted average. Returns ``(y, cache)``."""
+    geo = pool_geometry(who, x.shape, kernel_size, stride, padding, 1, ceil_mode)
+    x = np.ascontiguousarray(x)
+    check_nonnegative(x, who)
+    ranges = _clipped(geo, x.shape[2], x.shape[3])
+    y = np.empty(x.shape[:2] + geo.out_size, dtype=x.dtype)
+    if training:
+        u01 = rng.random(y.shape)
+        idx = np.empty(y.shape, dtype=np.int32 if x[0, 0].size < 2 ** 31 else np.int64)
+        K.stochastic_forward(x, *ranges, u01, y, idx)
+        return y, IndexCache(idx, x.shape)
+    s = np.empty(y.shape, dtype=np.float64)
+    K.stochastic_eval_forward(x, *ranges, y, s)
+    return y, StochasticEvalCache(x, y, s, ranges)
+
+
+def stochastic_pool2d_backward(dy, cache):
+    if isinstance(cache, IndexCache):
+        return index_pool_backward(dy, cache)
+    x, y, s, ranges = cache
+    dx = np.empty(x.shape, dtype=dy.dtype)
+    K.stochastic_eval_backward(x, np.ascontiguousarray(dy), y, s, *ranges, dx)
+    return dx

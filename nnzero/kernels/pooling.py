@@ -1,0 +1,414 @@
+"""Window loops of pooling, directly on NCHW planes (no im2col copy).
+
+Every kernel receives the window geometry precomputed by the caller as small
+integer arrays (see ``functional/pooling.py``): for output row i the window
+rows are ``r0[i] + u*dh`` for ``u`` in ``[ulo[i], uhi[i])`` (only rows inside
+the image; padding is never read), likewise ``c0[j]``, ``vlo[j]``, ``vhi[j]``
+for columns. The numba kernels run the N*C planes in parallel (each thread
+owns whole planes, so the backward scatters never race); the NumPy twins
+loop over the KH*KW kernel offsets with strided views of a padded copy.
+
+Index convention: flat positions ``r*W + q`` within a plane, as PyTorch's
+``return_indices``. Max: a value replaces the running maximum when it is
+greater or NaN, so ties go to the first maximum in row-major window order and
+a NaN wins (the last one), exactly as ATen.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ._jit import JIT_ENABLED, choose, njit
+
+
+# The numba kernels walk one output row at a time and, inside it, the window
+# offsets (u, v) in row-major order, each offset a simple loop over the output
+# columns j: no per-element bound tests, and the loops vectorise. Processing
+# offsets in row-major order keeps the tie rule (first maximum wins).
+@njit(inline="always")
+def _border_columns(inner, j0, j1, ow, part):
+    """Columns of a row outside the block [j0, j1) (all of them for a border row)."""
+    if part == 0:
+        return 0, (j0 if inner else ow)
+    return (j1 if inner else ow), ow
+
+
+# -- max ------------------------------------------------------------------------------
+@njit(parallel=True)
+def max_forward_numba(x, r0, ulo, uhi, dh, c0, vlo, vhi, dw, y, idx, skip=(0, 0, 0, 0)):
+    """Any window; ``skip`` = (i0, i1, j0, j1) is a block of outputs that a
+    kernel compiled for the window size has already computed."""
+    n, c, h, w = x.shape
+    oh, ow = y.shape[2], y.shape[3]
+    i0, i1, j0, j1 = skip
+    for nc in numba.prange(n * c):
+        b = nc // c
+        ch = nc - b * c
+        for i in range(oh):
+            inner = i0 <= i < i1
+            for part in range(2):
+                lo, hi = _border_columns(inner, j0, j1, ow, part)
+                for j in range(lo, hi):
+                    r = r0[i] + ulo[i] * dh
+                    q = c0[j] + vlo[j] * dw
+                    best = x[b, ch, r, q]  # the first real cell; keeps x's dtype
+                    at = r * w + q
+                    for u in range(ulo[i], uhi[i]):
+                        r = r0[i] + u * dh
+                        for v in range(vlo[j], vhi[j]):
+                            q = c0[j] + v * dw
+                            val = x[b, ch, r, q]
+                            if val > best or val != val:
+                                best = val
+                                at = r * w + q
+                    y[b, ch, i, j] = best
+                    idx[b, ch, i, j] = at
+
+
+@njit(parallel=True)
+def index_backward_numba(dy, idx, dx):
+    """dx.flat[idx] += dy per plane (max and stochastic pooling)."""
+    n, c, oh, ow = dy.shape
+    w = dx.shape[3]
+    for nc in numba.prange(n * c):
+        b = nc // c
+        ch = nc - b * c
+        for r in range(dx.shape[2]):
+            for q in range(w):
+                dx[b, ch, r, q] = 0
+        for i in range(oh):
+            for j in range(ow):
+                at = idx[b, ch, i, j]
+                dx[b, ch, at // w, at - (at // w) * w] += dy[b, ch, i, j]
+
+
+def _padded(x, r0, uhi, dh, c0, vhi, dw, fill):
+    """x inside a frame of ``fill`` wide enough for every window; returns it and the offsets."""
+    n, c, h, w = x.shape
+    top, left = max(0, -int(r0.min())), max(0, -int(c0.min()))
+    bottom = max(0, int((r0 + (uhi.max() - 1) * dh).max()) + 1 - h) if len(r0) else 0
+    right = max(0, int((c0 + (vhi.max() - 1) * dw).max()) + 1 - w) if len(c0) else 0
+    xp = np.full((n, c, top + h + bottom, left + w + right), fill, dtype=x.dtype)
+    xp[:, :, top:top + h, left:left + w] = x
+    return xp, top, left
+
+
+def _offset_view(xp, top, left, r0, c0, u, v, dh, dw):
+    rows = r0 + u * dh + top
+    cols = c0 + v * dw + left
+    return xp[:, :, rows[:, None], cols[None, :]], rows - top, cols - left
+
+
+def max_forward_numpy(x, r0, ulo, uhi, dh, c0, vlo, vhi, dw, y, idx, skip=(0, 0, 0, 0)):
+    """(Computes every output; ``skip`` only matters to the compiled kernel.)"""
+    n, c, h, w = x.shape
+    kh, kw = int(uhi.max()), int(vhi.max())
+    xp, top, left = _padded(x, r0, np.full_like(uhi, kh), dh, c0, np.full_like(vhi, kw), dw,
+                            -np.inf)
+    best = np.full(y.shape, -np.inf, dtype=x.dtype)
+    at = np.broadcast_to(((r0 + ulo * dh) * w)[:, None] + (c0 + vlo * dw)[None, :],
+                         y.shape).copy()
+    for u in range(kh):
+        for v in range(kw):
+            vals, rows, cols = _offset_view(xp, top, left, r0, c0, u, v, dh, dw)
+            inside = ((u >= ulo) & (u < uhi))[:, None] & ((v >= vlo) & (v < vhi))[None, :]
+            take = inside & ((vals > best) | np.isnan(vals))
+            best = np.where(take, vals, best)
+            at = np.where(take, rows[:, None] * w + cols[None, :], at)
+    y[...] = best
+    idx[...] = at
+
+
+def index_backward_numpy(dy, idx, dx):
+    n, c, h, w = dx.shape
+    plane = np.repeat(np.arange(n * c), dy.shape[2] * dy.shape[3])
+    target = plane * (h * w) + idx.reshape(-1)          # position in the flattened dx
+    sums = np.bincount(target, weights=dy.reshape(-1).astype(np.float64), minlength=dx.size)
+    dx[...] = sums.reshape(dx.shape)
+
+
+# -- average --------------------------------------------------------------------------
+@njit(parallel=True)
+def avg_forward_numba(x, rlo, rhi, clo, chi, div, y, skip=(0, 0, 0, 0)):
+    n, c = x.shape[:2]
+    oh, ow = y.shape[2], y.shape[3]
+    i0, i1, j0, j1 = skip
+    for nc in numba.prange(n * c):
+        b = nc // c
+        ch = nc - b * c
+        for i in range(oh):
+            inner = i0 <= i < i1
+            for part in range(2):
+                lo, hi = _border_columns(inner, j0, j1, ow, part)
+                for j in range(lo, hi):
+                    s = x[b, ch, rlo[i], clo[j]]  # in x's dtype
+                    first = True
+                    for r in range(rlo[i], rhi[i]):
+                        for q in range(clo[j], chi[j]):
+                            if not first:
+                                s += x[b, ch, r, q]
+                            first = False
+                    y[b, ch, i, j] = s / div[i, j]
+
+
+@njit(parallel=True)
+def avg_backward_numba(dy, rlo, rhi, clo, chi, div, dx, skip=(0, 0, 0, 0)):
+    """Adds dy/div to every real cell of each window; with a ``skip`` block the
+    caller has zeroed dx and added that block's share already."""
+    n, c, oh, ow = dy.shape
+    i0, i1, j0, j1 = skip
+    for nc in numba.prange(n * c):
+        b = nc // c
+        ch = nc - b * c
+        if i1 == 0:
+            for r in range(dx.shape[2]):
+                for q in range(dx.shape[3]):
+                    dx[b, ch, r, q] = 0
+        for i in range(oh):
+            inner = i0 <= i < i1
+            for part in range(2):
+                lo, hi = _border_columns(inner, j0, j1, ow, part)
+                for j in range(lo, hi):
+                    g = dy[b, ch, i, j] / div[i, j]
+                    for r in range(rlo[i], rhi[i]):
+                        for q in range(clo[j], chi[j]):
+                            dx[b, ch, r, q] += g
+
+
+def avg_forward_numpy(x, rlo, rhi, clo, chi, div, y, skip=(0, 0, 0, 0)):
+    # a summed-area table: each window sum from four corners
+    n, c, h, w = x.shape
+    sat = np.zeros((n, c, h + 1, w + 1), dtype=np.float64)
+    sat[:, :, 1:, 1:] = x.astype(np.float64).cumsum(axis=2).cumsum(axis=3)
+    s = (sat[:, :, rhi[:, None], chi[None, :]] - sat[:, :, rlo[:, None], chi[None, :]]
+         - sat[:, :, rhi[:, None], clo[None, :]] + sat[:, :, rlo[:, None], clo[None, :]])
+    y[...] = s / div
+
+
+def avg_backward_numpy(dy, rlo, rhi, clo, chi, div, dx, skip=(0, 0, 0, 0)):
+    """(Computes all of dx; ``skip`` only matters to the compiled kernels.)"""
+    n, c, h, w = dx.shape
+    g = dy / div
+    rows = (np.arange(h)[None, :] >= rlo[:, None]) & (np.arange(h)[None, :] < rhi[:, None])
+    cols = (np.arange(w)[None, :] >= clo[:, None]) & (np.arange(w)[None, :] < chi[:, None])
+    # dx[r, q] = sum_{i, j} rows[i, r] cols[j, q] g[i, j]
+    dx[...] = np.einsum("ir,ncij,jq->ncrq", rows.astype(dx.dtype), g, cols.astype(dx.dtype))
+
+
+# -- stochastic (Zeiler & Fergus 2013) -----------------------------------------------
+@njit(parallel=True)
+def stochastic_forward_numba(x, rlo, rhi, clo, chi, u01, y, idx):
+    """Pick the first cell whose running sum exceeds u*S (S the window sum);
+    an all-zero window picks its first cell (value 0)."""
+    n, c, h, w = x.shape
+    oh, ow = y.shape[2], y.shape[3]
+    for nc in numba.prange(n * c):
+        b = nc // c
+        ch = nc - b * c
+        plane = x[b, ch]
+        for i in range(oh):
+            for j in range(ow):
+                s = 0.0
+                for r in range(rlo[i], rhi[i]):
+                    for q in range(clo[j], chi[j]):
+                        s += plane[r, q]
+                target = u01[b, ch, i, j] * s
+                at = rlo[i] * w + clo[j]
+                val = plane[rlo[i], clo[j]]
+                run = 0.0
+                found = False
+                for r in range(rlo[i], rhi[i]):
+                    for q in range(clo[j], chi[j]):
+                        run += plane[r, q]
+                        if run > target and not found:
+                            at = r * w + q
+                            val = plane[r, q]
+                            found = True
+                y[b, ch, i, j] = val
+                idx[b, ch, i, j] = at
+
+
+def stochastic_forward_numpy(x, rlo, rhi, clo, chi, u01, y, idx):
+    n, c, h, w = x.shape
+    for i in range(len(rlo)):
+        for j in range(len(clo)):
+            win = x[:, :, rlo[i]:rhi[i], clo[j]:chi[j]].astype(np.float64)
+            flat = win.reshape(n, c, -1)
+            run = np.cumsum(flat, axis=2)
+            s = run[:, :, -1]
+            hit = run > (u01[:, :, i, j].astype(np.float64) * s)[..., None]
+            k = np.where(hit.any(axis=2), np.argmax(hit, axis=2), 0)
+            width = chi[j] - clo[j]
+            idx[:, :, i, j] = (rlo[i] + k // width) * w + clo[j] + k % width
+            y[:, :, i, j] = np.take_along_axis(flat, k[..., None], axis=2)[..., 0]
+
+
+@njit(parallel=True)
+def stochastic_eval_forward_numba(x, rlo, rhi, clo, chi, y, s_out):
+    """y = sum(a^2) / S (probability-weighted average), 0 for an all-zero window."""
+    n, c = x.shape[:2]
+    oh, ow = y.shape[2], y.shape[3]
+    for nc in numba.prange(n * c):
+        b = nc // c
+        ch = nc - b * c
+        plane = x[b, ch]
+        for i in range(oh):
+            for j in range(ow):
+                s = 0.0
+                s2 = 0.0
+                for r in range(rlo[i], rhi[i]):
+                    for q in range(clo[j], chi[j]):
+                        a = plane[r, q]
+                        s += a
+                        s2 += a * a
+                y[b, ch, i, j] = s2 / s if s > 0 else 0.0
+                s_out[b, ch, i, j] = s
+
+
+@njit(parallel=True)
+def stochastic_eval_backward_numba(x, dy, y, s_in, rlo, rhi, clo, chi, dx):
+    """dy/da_k = (2 a_k - y) / S over the window; nothing for an all-zero window."""
+    n, c, oh, ow = dy.shape
+    for nc in numba.prange(n * c):
+        b = nc // c
+        ch = nc - b * c
+        plane = dx[b, ch]
+        plane[:, :] = 0
+        for i in range(oh):
+            for j in range(ow):
+                s = s_in[b, ch, i, j]
+                if s > 0:
+                    g = dy[b, ch, i, j] / s
+                    yy = y[b, ch, i, j]
+                    for r in range(rlo[i], rhi[i]):
+                        for q in range(clo[j], chi[j]):
+                            plane[r, q] += g * (2 * x[b, ch, r, q] - yy)
+
+
+def stochastic_eval_forward_numpy(x, rlo, rhi, clo, chi, y, s_out):
+    div = np.ones((len(rlo), len(clo)))
+    s = np.empty(y.shape, dtype=np.float64)
+    s2 = np.empty(y.shape, dtype=np.float64)
+    avg_forward_numpy(x, rlo, rhi, clo, chi, div, s)
+    avg_forward_numpy(x.astype(np.float64) ** 2, rlo, rhi, clo, chi, div, s2)
+    safe = np.where(s > 0, s, 1)
+    y[...] = np.where(s > 0, s2 / safe, 0)
+    s_out[...] = s
+
+
+def stochastic_eval_backward_numpy(x, dy, y, s_in, rlo, rhi, clo, chi, dx):
+    safe = np.where(s_in > 0, s_in, 1)
+    g = np.where(s_in > 0, dy / safe, 0)
+    ones = np.ones((len(rlo), len(clo)))
+    spread_g = np.empty(dx.shape, dtype=np.float64)
+    spread_gy = np.empty(dx.shape, dtype=np.float64)
+    avg_backward_numpy(g, rlo, rhi, clo, chi, ones, spread_g)
+    avg_backward_numpy(g * y, rlo, rhi, clo, chi, ones, spread_gy)
+    dx[...] = 2 * x * spread_g - spread_gy
+
+
+# -- compile-time window sizes -------------------------------------------------------
+# With the kernel size known to the compiler the window loops unroll and the
+# argmax becomes a chain of selects (about 6x faster than runtime-sized loops
+# on 2x2 windows). The factory's closure constants are part of numba's cache
+# key, so each size is compiled once per machine. Windows cut by the padding
+# take the general loop.
+_SPECIALIZED = {}
+
+
+def full_range(lo, hi, k):
+    """[first, last+1) of the positions whose window is whole (lo == 0, hi == k);
+    those form one contiguous run, since windows slide monotonically."""
+    full = np.flatnonzero((lo == 0) & (hi == k))
+    return (int(full[0]), int(full[-1]) + 1) if full.size else (0, 0)
+
+
+def _make_max(kh_const, kw_const):
+    def kernel(x, r0, c0, i0, i1, j0, j1, y, idx):
+        """Whole windows only: outputs i0 <= i < i1, j0 <= j < j1."""
+        w = x.shape[3]
+        n, c = x.shape[:2]
+        for nc in numba.prange(n * c):
+            b = nc // c
+            ch = nc - b * c
+            for i in range(i0, i1):
+                ri = r0[i]
+                for j in range(j0, j1):
+                    cj = c0[j]
+                    best = x[b, ch, ri, cj]
+                    at = ri * w + cj
+                    for u in range(kh_const):
+                        for v in range(kw_const):
+                            val = x[b, ch, ri + u, cj + v]
+                            take = (val > best) | (val != val)
+                            best = val if take else best
+                            at = (ri + u) * w + cj + v if take else at
+                    y[b, ch, i, j] = best
+                    idx[b, ch, i, j] = at
+    kernel.__qualname__ = kernel.__name__ = f"max_forward_{kh_const}x{kw_const}"
+    return njit(parallel=True)(kernel)
+
+
+def _make_avg(kh_const, kw_const):
+    def kernel(x, rlo, clo, i0, i1, j0, j1, div, y):
+        """Whole windows only: outputs i0 <= i < i1, j0 <= j < j1."""
+        n, c = x.shape[:2]
+        for nc in numba.prange(n * c):
+            b = nc // c
+            ch = nc - b * c
+            for i in range(i0, i1):
+                r = rlo[i]
+                for j in range(j0, j1):
+                    q = clo[j]
+                    s = x[b, ch, r, q]  # accumulate in x's dtype, so the loop vectorises
+                    for u in range(kh_const):
+                        for v in range(kw_const):
+                            if u or v:  # resolved at compile time
+                                s += x[b, ch, r + u, q + v]
+                    y[b, ch, i, j] = s / div[i, j]
+    kernel.__qualname__ = kernel.__name__ = f"avg_forward_{kh_const}x{kw_const}"
+    return njit(parallel=True)(kernel)
+
+
+def _make_avg_backward(kh_const, kw_const):
+    def kernel(dy, rlo, clo, i0, i1, j0, j1, div, dx):
+        """Zero dx, then add the whole windows' shares (outputs of the block)."""
+        n, c = dy.shape[:2]
+        for nc in numba.prange(n * c):
+            b = nc // c
+            ch = nc - b * c
+            for r in range(dx.shape[2]):
+                for q in range(dx.shape[3]):
+                    dx[b, ch, r, q] = 0
+            for i in range(i0, i1):
+                r = rlo[i]
+                for j in range(j0, j1):
+                    q = clo[j]
+                    g = dy[b, ch, i, j] / div[i, j]
+                    for u in range(kh_const):
+                        for v in range(kw_const):
+                            dx[b, ch, r + u, q + v] += g
+    kernel.__qualname__ = kernel.__name__ = f"avg_backward_{kh_const}x{kw_const}"
+    return njit(parallel=True)(kernel)
+
+
+_FACTORIES = {"max": _make_max, "avg": _make_avg, "avg_backward": _make_avg_backward}
+
+
+def specialized(kind, kh, kw):
+    """The compiled kernel for a ``kind`` ('max', 'avg', 'avg_backward') window of kh x kw."""
+    key = (kind, kh, kw)
+    if key not in _SPECIALIZED:
+        _SPECIALIZED[key] = _FACTORIES[kind](kh, kw)
+    return _SPECIALIZED[key]
+
+
+SPECIALIZED_SIZES = ((2, 2), (3, 3))  # the sizes worth a compilation of their own
+
+max_forward = choose(max_forward_numba, max_forward_numpy)
+index_backward = choose(index_backward_numba, index_backward_numpy)
+avg_forward = choose(avg_forward_numba, avg_forward_numpy)
+avg_backward = choose(avg_backward_numba, avg_backward_numpy)
+stochastic_forward = choose(stochastic_forward_numba, stochastic_forward_numpy)
+stochastic_eval_forward = choose(stochastic_eval_forward_numba, stochastic_eval_forward_numpy)
+stochastic_eval_backward = choose(stochastic_eval_backward_numba, stochastic_eval_backward_numpy)
