@@ -9,7 +9,10 @@ from hypothesis import strategies as st
 from helpers import seeds
 from nnzero.kernels import elementwise as K
 from nnzero.kernels import im2col as I
+from nnzero.kernels import pooling as Pk
 from nnzero.kernels import winograd as Wk
+from nnzero.functional import pooling as P
+from nnzero.shapes import pool_output_size
 
 
 @given(n=st.integers(0, 300), dtype=st.sampled_from([np.float32, np.float64]), seed=seeds())
@@ -96,3 +99,87 @@ def test_winograd_kernels_equal_numpy_twins(n, c, h, w, pad, dtype, seed):
         fast(*args, a)
         twin(*args, b)
         np.testing.assert_allclose(a, b, **tol)
+
+
+@st.composite
+def pool_geometries(draw, dilation=True):
+    k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    p = (draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2)))
+    d = (draw(st.integers(1, 2)), draw(st.integers(1, 2))) if dilation else (1, 1)
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 8)),
+             draw(st.integers(1, 8)))
+    ceil = draw(st.booleans())
+    try:
+        geo = P.pool_geometry("t", shape, k, s, p, d, ceil)
+    except ValueError:
+        return None
+    return geo, shape, k, p
+
+
+@given(g=pool_geometries(), dtype=st.sampled_from([np.float32, np.float64]), seed=seeds())
+def test_max_and_index_kernels_equal_numpy_twins(g, dtype, seed):
+    if g is None:
+        return
+    geo, shape, k, _ = g
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 5, shape).astype(dtype)  # many ties: the tie rule must agree
+    x[rng.random(shape) < 0.1] = np.nan
+    y = np.empty(shape[:2] + geo.out_size, dtype)
+    i = np.empty(y.shape, np.int32)
+    y2, i2 = y.copy(), i.copy()
+    args = (geo.r0, geo.ulo, geo.uhi, geo.dilation[0], geo.c0, geo.vlo, geo.vhi,
+            geo.dilation[1])
+    Pk.max_forward_numba(x, *args, y, i)
+    Pk.max_forward_numpy(x, *args, y2, i2)
+    np.testing.assert_array_equal(y, y2)
+    np.testing.assert_array_equal(i, i2)
+    if geo.dilation == (1, 1) and k in Pk.SPECIALIZED_SIZES:
+        block = (*Pk.full_range(geo.ulo, geo.uhi, k[0]), *Pk.full_range(geo.vlo, geo.vhi, k[1]))
+        y3, i3 = np.full_like(y, 7), np.full_like(i, -1)
+        Pk.specialized("max", *k)(x, geo.r0, geo.c0, *block, y3, i3)
+        Pk.max_forward_numba(x, *args, y3, i3, block)
+        np.testing.assert_array_equal(y3, y)
+        np.testing.assert_array_equal(i3, i)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    a, b = np.full(x.shape, np.nan, dtype), np.full(x.shape, np.nan, dtype)
+    Pk.index_backward_numba(dy, i, a)
+    Pk.index_backward_numpy(dy, i, b)
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+@given(g=pool_geometries(dilation=False), seed=seeds())
+def test_avg_and_stochastic_kernels_equal_numpy_twins(g, seed):
+    if g is None:
+        return
+    geo, shape, k, p = g
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 2, shape)
+    x[rng.random(shape) < 0.3] = 0
+    ranges = P._clipped(geo, shape[2], shape[3])
+    div = P.avg_divisors(geo, shape[2], shape[3], k, p, True, None)
+    out = shape[:2] + geo.out_size
+    pairs = [(Pk.avg_forward_numba, Pk.avg_forward_numpy, (x, *ranges, div), [out]),
+             (Pk.avg_backward_numba, Pk.avg_backward_numpy,
+              (rng.standard_normal(out), *ranges, div), [shape])]
+    u01 = rng.random(out).astype(np.float32)
+    pairs.append((Pk.stochastic_forward_numba, Pk.stochastic_forward_numpy,
+                  (x, *ranges, u01), [out, out]))
+    pairs.append((Pk.stochastic_eval_forward_numba, Pk.stochastic_eval_forward_numpy,
+                  (x, *ranges), [out, out]))
+    for fast, twin, args, shapes in pairs:
+        outs_a = [np.full(sh, -7.0) if len(shapes) == 1 or j == 0 else
+                  np.full(sh, -7, dtype=np.int32 if fast is Pk.stochastic_forward_numba
+                          else np.float64) for j, sh in enumerate(shapes)]
+        outs_b = [o.copy() for o in outs_a]
+        fast(*args, *outs_a)
+        twin(*args, *outs_b)
+        for oa, ob in zip(outs_a, outs_b):
+            np.testing.assert_allclose(oa, ob, rtol=1e-12, atol=1e-12)
+    ys, ss = np.empty(out), np.empty(out)
+    Pk.stochastic_eval_forward_numba(x, *ranges, ys, ss)
+    dy = rng.standard_normal(out)
+    a, b = np.empty(shape), np.empty(shape)
+    Pk.stochastic_eval_backward_numba(x, dy, ys, ss, *ranges, a)
+    Pk.stochastic_eval_backward_numpy(x, dy, ys, ss, *ranges, b)
+    np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)

@@ -206,9 +206,14 @@ def stochastic_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=
     ranges = _clipped(geo, x.shape[2], x.shape[3])
     y = np.empty(x.shape[:2] + geo.out_size, dtype=x.dtype)
     if training:
-        u01 = rng.random(y.shape)
+        u01 = rng.random(y.shape, dtype=np.float32)
         idx = np.empty(y.shape, dtype=np.int32 if x[0, 0].size < 2 ** 31 else np.int64)
-        K.stochastic_forward(x, *ranges, u01, y, idx)
+        k = (int(geo.uhi.max()), int(geo.vhi.max())) if y.size else (0, 0)
+        skip = _whole_block(geo, k) if y.size else None
+        if skip is not None:
+            K.specialized("stochastic", *k)(x, ranges[0], ranges[2], *skip, u01, y, idx)
+        if y.size and skip != (0, y.shape[2], 0, y.shape[3]):
+            K.stochastic_forward(x, *ranges, u01, y, idx, skip or (0, 0, 0, 0))
         return y, IndexCache(idx, x.shape)
     s = np.empty(y.shape, dtype=np.float64)
     K.stochastic_eval_forward(x, *ranges, y, s)
@@ -222,3 +227,35 @@ def stochastic_pool2d_backward(dy, cache):
     dx = np.empty(x.shape, dtype=dy.dtype)
     K.stochastic_eval_backward(x, np.ascontiguousarray(dy), y, s, *ranges, dx)
     return dx
+
+
+# -- adaptive pooling (PyTorch's rule) -------------------------------------------------
+#   output i of OH covers rows [floor(i*H/OH), ceil((i+1)*H/OH)); windows may overlap.
+def adaptive_ranges(size, out):
+    i = np.arange(out, dtype=np.int64)
+    return (i * size) // out, -((-(i + 1) * size) // out)
+
+
+def adaptive_pool2d_forward(x, output_size, kind):
+    """``kind`` 'avg' or 'max'; output_size (OH, OW). Returns ``(y, cache)``."""
+    x = np.ascontiguousarray(x)
+    n, c, h, w = x.shape
+    rlo, rhi = adaptive_ranges(h, output_size[0])
+    clo, chi = adaptive_ranges(w, output_size[1])
+    y = np.empty((n, c) + tuple(output_size), dtype=x.dtype)
+    if kind == "avg":
+        div = np.outer(rhi - rlo, chi - clo).astype(x.dtype)
+        if y.size:
+            K.avg_forward(x, rlo, rhi, clo, chi, div, y)
+        return y, AvgCache((rlo, rhi, clo, chi), div, x.shape, None, None)
+    idx = np.empty(y.shape, dtype=np.int32 if h * w < 2 ** 31 else np.int64)
+    if y.size:
+        K.max_forward(x, rlo, np.zeros_like(rlo), rhi - rlo, 1, clo, np.zeros_like(clo),
+                      chi - clo, 1, y, idx)
+    return y, IndexCache(idx, x.shape)
+
+
+def adaptive_pool2d_backward(dy, cache):
+    if isinstance(cache, IndexCache):
+        return index_pool_backward(dy, cache)
+    return avg_pool2d_backward(dy, cache)

@@ -176,12 +176,16 @@ def avg_backward_numba(dy, rlo, rhi, clo, chi, div, dx, skip=(0, 0, 0, 0)):
 
 
 def avg_forward_numpy(x, rlo, rhi, clo, chi, div, y, skip=(0, 0, 0, 0)):
-    # a summed-area table: each window sum from four corners
+    """(Computes every output; ``skip`` only matters to the compiled kernel.)"""
     n, c, h, w = x.shape
-    sat = np.zeros((n, c, h + 1, w + 1), dtype=np.float64)
-    sat[:, :, 1:, 1:] = x.astype(np.float64).cumsum(axis=2).cumsum(axis=3)
-    s = (sat[:, :, rhi[:, None], chi[None, :]] - sat[:, :, rlo[:, None], chi[None, :]]
-         - sat[:, :, rhi[:, None], clo[None, :]] + sat[:, :, rlo[:, None], clo[None, :]])
+    kh, kw = int((rhi - rlo).max()), int((chi - clo).max())
+    s = np.zeros(y.shape, dtype=np.float64)
+    for u in range(kh):  # window offsets in row-major order, as the loops add them
+        rows = np.minimum(rlo + u, h - 1)
+        for v in range(kw):
+            cols = np.minimum(clo + v, w - 1)
+            inside = ((rlo + u) < rhi)[:, None] & ((clo + v) < chi)[None, :]
+            s += np.where(inside, x[:, :, rows[:, None], cols[None, :]], 0)
     y[...] = s / div
 
 
@@ -197,17 +201,20 @@ def avg_backward_numpy(dy, rlo, rhi, clo, chi, div, dx, skip=(0, 0, 0, 0)):
 
 # -- stochastic (Zeiler & Fergus 2013) -----------------------------------------------
 @njit(parallel=True)
-def stochastic_forward_numba(x, rlo, rhi, clo, chi, u01, y, idx):
+def stochastic_forward_numba(x, rlo, rhi, clo, chi, u01, y, idx, skip=(0, 0, 0, 0)):
     """Pick the first cell whose running sum exceeds u*S (S the window sum);
     an all-zero window picks its first cell (value 0)."""
     n, c, h, w = x.shape
     oh, ow = y.shape[2], y.shape[3]
+    i0, i1, j0, j1 = skip
     for nc in numba.prange(n * c):
         b = nc // c
         ch = nc - b * c
         plane = x[b, ch]
         for i in range(oh):
             for j in range(ow):
+                if i0 <= i < i1 and j0 <= j < j1:
+                    continue
                 s = 0.0
                 for r in range(rlo[i], rhi[i]):
                     for q in range(clo[j], chi[j]):
@@ -228,7 +235,7 @@ def stochastic_forward_numba(x, rlo, rhi, clo, chi, u01, y, idx):
                 idx[b, ch, i, j] = at
 
 
-def stochastic_forward_numpy(x, rlo, rhi, clo, chi, u01, y, idx):
+def stochastic_forward_numpy(x, rlo, rhi, clo, chi, u01, y, idx, skip=(0, 0, 0, 0)):
     n, c, h, w = x.shape
     for i in range(len(rlo)):
         for j in range(len(clo)):
@@ -392,7 +399,43 @@ def _make_avg_backward(kh_const, kw_const):
     return njit(parallel=True)(kernel)
 
 
-_FACTORIES = {"max": _make_max, "avg": _make_avg, "avg_backward": _make_avg_backward}
+def _make_stochastic(kh_const, kw_const):
+    def kernel(x, rlo, clo, i0, i1, j0, j1, u01, y, idx):
+        """Whole windows only; the same sampling rule as stochastic_forward_numba."""
+        w = x.shape[3]
+        n, c = x.shape[:2]
+        for nc in numba.prange(n * c):
+            b = nc // c
+            ch = nc - b * c
+            for i in range(i0, i1):
+                r = rlo[i]
+                for j in range(j0, j1):
+                    q = clo[j]
+                    s = 0.0
+                    for u in range(kh_const):
+                        for v in range(kw_const):
+                            s += x[b, ch, r + u, q + v]
+                    target = u01[b, ch, i, j] * s
+                    val = x[b, ch, r, q]
+                    at = r * w + q
+                    run = 0.0
+                    found = False
+                    for u in range(kh_const):
+                        for v in range(kw_const):
+                            a = x[b, ch, r + u, q + v]
+                            run += a
+                            hit = (run > target) and not found
+                            val = a if hit else val
+                            at = (r + u) * w + q + v if hit else at
+                            found = found or hit
+                    y[b, ch, i, j] = val
+                    idx[b, ch, i, j] = at
+    kernel.__qualname__ = kernel.__name__ = f"stochastic_forward_{kh_const}x{kw_const}"
+    return njit(parallel=True)(kernel)
+
+
+_FACTORIES = {"max": _make_max, "avg": _make_avg, "avg_backward": _make_avg_backward,
+              "stochastic": _make_stochastic}
 
 
 def specialized(kind, kh, kw):

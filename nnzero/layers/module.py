@@ -204,7 +204,8 @@ class Module:
                 continue
             value = np.asarray(state_dict[key])
             current = getattr(m, name).data if is_param else np.asarray(getattr(m, name))
-            if value.shape != current.shape:
+            lazy = not is_param and current.size == 0  # a buffer not shaped until first use
+            if value.shape != current.shape and not lazy:
                 raise ValueError(f"{self._name}.load_state_dict: {key} has shape "
                                  f"{value.shape}, expected {current.shape}")
             if is_param:
