@@ -142,9 +142,11 @@ def test_max_and_index_kernels_equal_numpy_twins(g, dtype, seed):
         np.testing.assert_array_equal(y3, y)
         np.testing.assert_array_equal(i3, i)
     dy = rng.standard_normal(y.shape).astype(dtype)
-    a, b = np.full(x.shape, np.nan, dtype), np.full(x.shape, np.nan, dtype)
-    Pk.index_backward_numba(dy, i, a)
-    Pk.index_backward_numpy(dy, i, b)
+    planes = shape[0] * shape[1]
+    a = np.full((planes, shape[2] * shape[3]), np.nan, dtype)
+    b = a.copy()
+    Pk.index_backward_numba(dy.reshape(planes, -1), i.reshape(planes, -1), a)
+    Pk.index_backward_numpy(dy.reshape(planes, -1), i.reshape(planes, -1), b)
     np.testing.assert_allclose(a, b, rtol=1e-6)
 
 

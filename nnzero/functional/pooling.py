@@ -118,9 +118,11 @@ def _whole_block(geo, window):
 
 def index_pool_backward(dy, cache):
     """dL/dx for max and stochastic (training) pooling: dy scattered to the chosen cells."""
-    dx = np.empty(cache.x_shape, dtype=dy.dtype)
-    K.index_backward(np.ascontiguousarray(dy), cache.idx, dx)
-    return dx
+    n, c, h, w = cache.x_shape
+    dx = np.empty((n * c, h * w), dtype=dy.dtype)
+    K.index_backward(np.ascontiguousarray(dy).reshape(n * c, -1),
+                     cache.idx.reshape(n * c, -1), dx)
+    return dx.reshape(cache.x_shape)
 
 
 max_pool2d_backward = index_pool_backward

@@ -67,19 +67,16 @@ def max_forward_numba(x, r0, ulo, uhi, dh, c0, vlo, vhi, dw, y, idx, skip=(0, 0,
 
 @njit(parallel=True)
 def index_backward_numba(dy, idx, dx):
-    """dx.flat[idx] += dy per plane (max and stochastic pooling)."""
-    n, c, oh, ow = dy.shape
-    w = dx.shape[3]
-    for nc in numba.prange(n * c):
-        b = nc // c
-        ch = nc - b * c
-        for r in range(dx.shape[2]):
-            for q in range(w):
-                dx[b, ch, r, q] = 0
-        for i in range(oh):
-            for j in range(ow):
-                at = idx[b, ch, i, j]
-                dx[b, ch, at // w, at - (at // w) * w] += dy[b, ch, i, j]
+    """dx[p, idx[p, k]] += dy[p, k] for each plane p (max and stochastic pooling).
+
+    Arrays come flattened per plane: dy, idx (N*C, OH*OW), dx (N*C, H*W), so
+    the flat index needs no division.
+    """
+    for p in numba.prange(dx.shape[0]):
+        for k in range(dx.shape[1]):
+            dx[p, k] = 0
+        for k in range(dy.shape[1]):
+            dx[p, idx[p, k]] += dy[p, k]
 
 
 def _padded(x, r0, uhi, dh, c0, vhi, dw, fill):
@@ -120,10 +117,10 @@ def max_forward_numpy(x, r0, ulo, uhi, dh, c0, vlo, vhi, dw, y, idx, skip=(0, 0,
 
 
 def index_backward_numpy(dy, idx, dx):
-    n, c, h, w = dx.shape
-    plane = np.repeat(np.arange(n * c), dy.shape[2] * dy.shape[3])
-    target = plane * (h * w) + idx.reshape(-1)          # position in the flattened dx
-    sums = np.bincount(target, weights=dy.reshape(-1).astype(np.float64), minlength=dx.size)
+    planes, size = dx.shape
+    target = np.arange(planes)[:, None] * size + idx       # position in the flattened dx
+    sums = np.bincount(target.reshape(-1), weights=dy.reshape(-1).astype(np.float64),
+                       minlength=dx.size)
     dx[...] = sums.reshape(dx.shape)
 
 
@@ -192,11 +189,19 @@ def avg_forward_numpy(x, rlo, rhi, clo, chi, div, y, skip=(0, 0, 0, 0)):
 def avg_backward_numpy(dy, rlo, rhi, clo, chi, div, dx, skip=(0, 0, 0, 0)):
     """(Computes all of dx; ``skip`` only matters to the compiled kernels.)"""
     n, c, h, w = dx.shape
-    g = dy / div
-    rows = (np.arange(h)[None, :] >= rlo[:, None]) & (np.arange(h)[None, :] < rhi[:, None])
-    cols = (np.arange(w)[None, :] >= clo[:, None]) & (np.arange(w)[None, :] < chi[:, None])
-    # dx[r, q] = sum_{i, j} rows[i, r] cols[j, q] g[i, j]
-    dx[...] = np.einsum("ir,ncij,jq->ncrq", rows.astype(dx.dtype), g, cols.astype(dx.dtype))
+    g = (dy / div).reshape(n * c, -1).astype(np.float64)
+    kh, kw = int((rhi - rlo).max()), int((chi - clo).max())
+    plane = np.arange(n * c)[:, None] * (h * w)
+    targets, weights = [], []
+    for u in range(kh):  # every (window, offset) pair sends g to one cell
+        for v in range(kw):
+            inside = (((rlo + u) < rhi)[:, None] & ((clo + v) < chi)[None, :]).reshape(-1)
+            cell = ((rlo + u)[:, None] * w + (clo + v)[None, :]).reshape(-1)
+            targets.append((plane + cell[None, :])[:, inside].reshape(-1))
+            weights.append(g[:, inside].reshape(-1))
+    sums = np.bincount(np.concatenate(targets), weights=np.concatenate(weights),
+                       minlength=dx.size)
+    dx[...] = sums.reshape(dx.shape)
 
 
 # -- stochastic (Zeiler & Fergus 2013) -----------------------------------------------
@@ -215,14 +220,14 @@ def stochastic_forward_numba(x, rlo, rhi, clo, chi, u01, y, idx, skip=(0, 0, 0, 
             for j in range(ow):
                 if i0 <= i < i1 and j0 <= j < j1:
                     continue
-                s = 0.0
+                s = plane[rlo[i], clo[j]] * 0  # sums in x's dtype, as the twin's cumsum
                 for r in range(rlo[i], rhi[i]):
                     for q in range(clo[j], chi[j]):
                         s += plane[r, q]
                 target = u01[b, ch, i, j] * s
                 at = rlo[i] * w + clo[j]
                 val = plane[rlo[i], clo[j]]
-                run = 0.0
+                run = s * 0
                 found = False
                 for r in range(rlo[i], rhi[i]):
                     for q in range(clo[j], chi[j]):
@@ -239,11 +244,10 @@ def stochastic_forward_numpy(x, rlo, rhi, clo, chi, u01, y, idx, skip=(0, 0, 0, 
     n, c, h, w = x.shape
     for i in range(len(rlo)):
         for j in range(len(clo)):
-            win = x[:, :, rlo[i]:rhi[i], clo[j]:chi[j]].astype(np.float64)
-            flat = win.reshape(n, c, -1)
-            run = np.cumsum(flat, axis=2)
+            flat = x[:, :, rlo[i]:rhi[i], clo[j]:chi[j]].reshape(n, c, -1)
+            run = np.cumsum(flat, axis=2)  # in x's dtype, summed in window order
             s = run[:, :, -1]
-            hit = run > (u01[:, :, i, j].astype(np.float64) * s)[..., None]
+            hit = run > (u01[:, :, i, j] * s)[..., None]
             k = np.where(hit.any(axis=2), np.argmax(hit, axis=2), 0)
             width = chi[j] - clo[j]
             idx[:, :, i, j] = (rlo[i] + k // width) * w + clo[j] + k % width
@@ -401,7 +405,7 @@ def _make_avg_backward(kh_const, kw_const):
 
 def _make_stochastic(kh_const, kw_const):
     def kernel(x, rlo, clo, i0, i1, j0, j1, u01, y, idx):
-        """Whole windows only; the same sampling rule as stochastic_forward_numba."""
+        """Whole windows only; the same sampling rule, in x's dtype, as the general loop."""
         w = x.shape[3]
         n, c = x.shape[:2]
         for nc in numba.prange(n * c):
@@ -411,25 +415,26 @@ def _make_stochastic(kh_const, kw_const):
                 r = rlo[i]
                 for j in range(j0, j1):
                     q = clo[j]
-                    s = 0.0
+                    s = x[b, ch, r, q]
                     for u in range(kh_const):
                         for v in range(kw_const):
-                            s += x[b, ch, r + u, q + v]
+                            if u or v:
+                                s += x[b, ch, r + u, q + v]
                     target = u01[b, ch, i, j] * s
-                    val = x[b, ch, r, q]
-                    at = r * w + q
-                    run = 0.0
-                    found = False
+                    # the running sum never decreases (a >= 0), so the first cell
+                    # where it passes the target is the count of cells where it has not
+                    run = s - s  # a zero of x's dtype (inputs are checked finite-or-inf >= 0)
+                    k = 0
                     for u in range(kh_const):
                         for v in range(kw_const):
-                            a = x[b, ch, r + u, q + v]
-                            run += a
-                            hit = (run > target) and not found
-                            val = a if hit else val
-                            at = (r + u) * w + q + v if hit else at
-                            found = found or hit
-                    y[b, ch, i, j] = val
-                    idx[b, ch, i, j] = at
+                            run += x[b, ch, r + u, q + v]
+                            k += run <= target
+                    if k == kh_const * kw_const:  # nothing passed (all-zero window): first cell
+                        k = 0
+                    ru = r + k // kw_const
+                    qv = q + k % kw_const
+                    y[b, ch, i, j] = x[b, ch, ru, qv]
+                    idx[b, ch, i, j] = ru * w + qv
     kernel.__qualname__ = kernel.__name__ = f"stochastic_forward_{kh_const}x{kw_const}"
     return njit(parallel=True)(kernel)
 
