@@ -6,6 +6,7 @@ layers behave like PyTorch's (``nnzero.layers``), and every gradient is
 checked against finite differences (``nnzero.gradcheck``).
 """
 from .gradcheck import GradcheckError, gradcheck
+from .summary import summary
 
 __version__ = "0.1.0"
-__all__ = ["gradcheck", "GradcheckError", "__version__"]
+__all__ = ["gradcheck", "GradcheckError", "summary", "__version__"]

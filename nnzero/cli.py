@@ -1,51 +1,152 @@
-"""``python -m nnzero train``: train a classifier on the shipped digits."""
+"""``python -m nnzero train | summary``: the training stack from the command line."""
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from .datasets import load_digits, split_indices
-from .layers import Flatten, Linear, ReLU, Sequential
-from .optim import SGD
-from .train import accuracy, fit
+from . import datasets
+from .io import load_checkpoint
+from .models import MODELS
+from .optim import SGD, Adam, AdamW, CosineAnnealingLR
+from .summary import summary
+from .train import Trainer, TrainingDiverged, evaluate
+from .transforms import Compose, RandomCrop, RandomHorizontalFlip, Standardize
+
+DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
 
 
-def build_mlp(rng, hidden=128):
-    return Sequential(Flatten(), Linear(64, hidden, rng=rng), ReLU(), Linear(hidden, 10, rng=rng))
+def load_data(name, data_dir, rng):
+    """(train, val, test) tuples of (images, labels), standardised with train statistics."""
+    if name == "digits":
+        images, labels = datasets.load_digits(data_dir)
+        tr, va, te = datasets.split_indices(len(images), (0.7, 0.15, 0.15), rng)
+        parts = [(images[i], labels[i]) for i in (tr, va, te)]
+    else:
+        if data_dir is None:
+            raise SystemExit(f"nnzero train: --data-dir is required for --dataset {name}")
+        if name == "cifar10":
+            train, test = datasets.load_cifar10(data_dir, True), datasets.load_cifar10(
+                data_dir, False)
+        else:
+            label = "Fashion-MNIST" if name == "fashion-mnist" else "MNIST"
+            train = datasets.load_mnist(data_dir, True, label)
+            test = datasets.load_mnist(data_dir, False, label)
+        tr, va = datasets.split_indices(len(train[0]), (0.9, 0.1), rng)
+        parts = [(train[0][tr], train[1][tr]), (train[0][va], train[1][va]), test]
+    scaler = Standardize().fit(parts[0][0])
+    return [(scaler.transform(x).astype(np.float32), y) for x, y in parts]
+
+
+def make_optimizer(name, params, lr, weight_decay):
+    if name == "sgd":
+        return SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    if name == "adam":
+        return Adam(params, lr=lr, weight_decay=weight_decay)
+    return AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+def write_metrics(run_dir, history):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.json").write_text(json.dumps(history, indent=1))
+    if history:
+        with open(run_dir / "metrics.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(history[0]))
+            writer.writeheader()
+            writer.writerows(history)
 
 
 def cmd_train(args):
     rng = np.random.default_rng(args.seed)
-    images, labels = load_digits(args.data_dir)
-    train_idx, val_idx, test_idx = split_indices(len(images), (0.7, 0.15, 0.15), rng)
-    model = build_mlp(rng)
-    opt = SGD(model.parameters(), lr=args.lr, momentum=0.9)
-    print(f"nnzero train: MLP on digits ({len(train_idx)} train, {len(val_idx)} validation, "
-          f"{len(test_idx)} test), {args.epochs} epochs, seed {args.seed}")
-    print(model)
-
+    (xtr, ytr), (xva, yva), (xte, yte) = load_data(args.dataset, args.data_dir, rng)
+    num_classes = int(max(ytr.max(), yva.max(), yte.max())) + 1
+    model = MODELS[args.model](xtr.shape[1:], num_classes, rng)
+    opt = make_optimizer(args.optimizer, model.parameters(), args.lr, args.weight_decay)
+    sched = CosineAnnealingLR(opt, T_max=args.epochs)
+    augment = None
+    if args.augment:
+        pad = 1 if xtr.shape[-1] <= 8 else 2
+        steps = [RandomCrop(xtr.shape[-2:], padding=pad, rng=rng)]
+        if args.dataset == "cifar10":
+            steps.append(RandomHorizontalFlip(rng=rng))
+        augment = Compose(steps)
+    name = args.name or f"{args.dataset}-{args.model}-seed{args.seed}"
+    run_dir = Path(args.out) / name
     from tqdm import tqdm
+    bar = None
 
-    bar = tqdm(total=args.epochs, desc="training", unit="epoch", file=sys.stderr,
-               disable=True if args.quiet else None)
+    def on_batch(loss, acc):
+        if bar is not None:
+            bar.set_postfix(loss=f"{loss:.4f}", acc=f"{acc:.3f}")
+            bar.update(1)
 
-    def on_epoch(epoch, loss):
-        bar.set_postfix(loss=f"{loss:.4f}")
-        bar.update(1)
+    def on_epoch(row):
+        write_metrics(run_dir, trainer.history)
+        if not args.quiet:
+            tqdm.write(f"epoch {row['epoch']:3d}  loss {row['train_loss']:.4f}  "
+                       f"train acc {row['train_acc']:.4f}  val loss {row['val_loss']:.4f}  "
+                       f"val acc {row['val_acc']:.4f}  ({row['seconds']:.1f} s)")
 
+    trainer = Trainer(model, opt, rng, sched, augment, args.batch_size, args.patience,
+                      run_dir, on_batch, on_epoch)
+    if args.resume:
+        trainer.epoch, extra = load_checkpoint(args.resume, model, opt, sched, rng)
+        trainer.history = extra.get("history", [])
+        trainer.best = tuple(extra.get("best", (-1.0, 0)))
+        print(f"resumed from {args.resume} after epoch {trainer.epoch}")
+    print(f"nnzero train: {args.model} on {args.dataset} ({len(xtr)} train, {len(xva)} "
+          f"validation, {len(xte)} test), {args.optimizer} lr {args.lr}, {args.epochs} "
+          f"epochs, seed {args.seed} -> {run_dir}")
+    if not args.quiet:
+        summary(model, xtr.shape[1:])
     start = time.perf_counter()
-    fit(model, (images[train_idx], labels[train_idx]), opt, args.epochs, args.batch_size,
-        rng, on_epoch)
-    bar.close()
+    status = "done"
+    try:
+        while trainer.epoch < args.epochs and status == "done":
+            batches = -(-len(xtr) // args.batch_size)
+            bar = tqdm(total=batches, desc=f"epoch {trainer.epoch + 1}/{args.epochs}",
+                       leave=False, file=sys.stderr, disable=True if args.quiet else None)
+            status = trainer.fit((xtr, ytr), (xva, yva), trainer.epoch + 1)
+            bar.close()
+    except TrainingDiverged as err:
+        print(f"nnzero train: stopped: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        trainer.save("interrupted.npz")
+        print(f"\nnnzero train: interrupted after {trainer.epoch} epochs; saved "
+              f"{run_dir / 'interrupted.npz'} (resume with --resume)", file=sys.stderr)
+        return 130
+    finally:
+        if bar is not None:
+            bar.close()
     elapsed = time.perf_counter() - start
-    accs = {name: accuracy(model, images[idx], labels[idx])
-            for name, idx in (("train", train_idx), ("validation", val_idx), ("test", test_idx))}
-    print("accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in accs.items())
-          + f"  ({elapsed:.1f} s)")
-    print(f"test accuracy: {accs['test']:.4f}")
+    if status == "early stopping":
+        print(f"early stopping: no validation improvement for {args.patience} epochs")
+    best_acc, best_epoch = trainer.best
+    load_checkpoint(run_dir / "best.npz", model)
+    report = {part: evaluate(model, x, y)[1] for part, x, y in
+              (("train", xtr, ytr), ("validation", xva, yva), ("test", xte, yte))}
+    report.update(best_epoch=best_epoch, seconds=elapsed, run_dir=str(run_dir))
+    (run_dir / "report.json").write_text(json.dumps(report, indent=1))
+    print(f"best validation accuracy at epoch {best_epoch}; accuracy of that model:")
+    print(f"  train {report['train']:.4f}   validation {report['validation']:.4f}   "
+          f"test {report['test']:.4f}   (generalization gap train - test: "
+          f"{report['train'] - report['test']:+.4f})")
+    print(f"trained in {elapsed:.1f} s; checkpoint, metrics.csv and report in {run_dir}")
+    print(f"test accuracy: {report['test']:.4f}")
+    return 0
+
+
+def cmd_summary(args):
+    rng = np.random.default_rng(0)
+    shape = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28),
+             "cifar10": (3, 32, 32)}[args.dataset]
+    summary(MODELS[args.model](shape, 10, rng), shape)
     return 0
 
 
@@ -53,13 +154,35 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m nnzero",
                                      description="nnzero: a from-scratch neural-network engine")
     sub = parser.add_subparsers(dest="command", required=True)
-    tr = sub.add_parser("train", help="train a classifier on the shipped digits data")
+    tr = sub.add_parser("train", help="train a classifier (default: a CNN on the shipped "
+                                      "digits)")
+    tr.add_argument("--dataset", choices=DATASETS, default="digits")
+    tr.add_argument("--data-dir", default=None,
+                    help="folder with the dataset files (digits: the repository's data/)")
+    tr.add_argument("--model", choices=sorted(MODELS), default="cnn")
     tr.add_argument("--epochs", type=int, default=30)
     tr.add_argument("--batch-size", type=int, default=32)
-    tr.add_argument("--lr", type=float, default=0.05)
+    tr.add_argument("--lr", type=float, default=3e-3)
+    tr.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default="adamw")
+    tr.add_argument("--weight-decay", type=float, default=1e-2)
     tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--data-dir", default=None)
-    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.add_argument("--out", default="runs", help="runs are written to OUT/NAME/")
+    tr.add_argument("--name", default=None, help="run name (default: dataset-model-seed)")
+    tr.add_argument("--resume", default=None, metavar="CHECKPOINT",
+                    help="continue from a checkpoint.npz of an earlier run")
+    tr.add_argument("--patience", type=int, default=None,
+                    help="early stopping: stop after this many epochs without a better "
+                         "validation accuracy")
+    tr.add_argument("--augment", action=argparse.BooleanOptionalAction, default=False,
+                    help="random crops with padding (and flips for CIFAR-10) while training; "
+                         "off by default: on 8x8 digits a one-pixel shift costs accuracy")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     tr.set_defaults(func=cmd_train)
+    sm = sub.add_parser("summary", help="print a model's layers, shapes, parameters, FLOPs")
+    sm.add_argument("--dataset", choices=DATASETS, default="digits")
+    sm.add_argument("--model", choices=sorted(MODELS), default="cnn")
+    sm.set_defaults(func=cmd_summary)
     args = parser.parse_args(argv)
+    if getattr(args, "epochs", 1) < 1 or getattr(args, "batch_size", 1) < 1:
+        parser.error("--epochs and --batch-size must be positive")
     return args.func(args)

@@ -67,3 +67,50 @@ class CrossEntropyLoss(_Loss):
     def extra_repr(self):
         extra = f", label_smoothing={self.label_smoothing}" if self.label_smoothing else ""
         return super().extra_repr() + extra
+
+
+class NLLLoss(_Loss):
+    """Negative log-likelihood of class indices, from log-probabilities (N, C)."""
+
+    def _forward(self, logp, target):
+        return F.nll_forward(logp, _class_targets(target, logp, self._name), self.reduction)
+
+    def _backward(self, dy, cache):
+        return F.nll_backward(dy, cache)
+
+
+def _float_targets(target, x, who):
+    target = np.asarray(target)
+    if target.dtype.kind != "f":
+        target = target.astype(x.dtype)
+    if target.shape != x.shape:
+        raise ValueError(f"{who}: target must have the input's shape {x.shape}, got "
+                         f"{target.shape}")
+    return target.astype(x.dtype, copy=False)
+
+
+class MSELoss(_Loss):
+    """Mean squared error (x - target)^2."""
+
+    def _forward(self, x, target):
+        return F.mse_forward(x, _float_targets(target, x, self._name), self.reduction)
+
+    def _backward(self, dy, cache):
+        return F.mse_backward(dy, cache)
+
+
+class BCEWithLogitsLoss(_Loss):
+    """Binary cross-entropy of sigmoid(logits) against targets in [0, 1], computed
+    stably from the logits; optional ``pos_weight`` (broadcast over the last axis)."""
+
+    def __init__(self, reduction="mean", pos_weight=None, dtype=None):
+        super().__init__(reduction, dtype)
+        self.pos_weight = None if pos_weight is None else np.asarray(pos_weight, np.float64)
+
+    def _forward(self, z, target):
+        t = _float_targets(target, z, self._name)
+        w = None if self.pos_weight is None else self.pos_weight.astype(z.dtype)
+        return F.bce_with_logits_forward(z, t, self.reduction, w)
+
+    def _backward(self, dy, cache):
+        return F.bce_with_logits_backward(dy, cache)

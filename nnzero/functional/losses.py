@@ -61,3 +61,59 @@ def cross_entropy_backward(dloss, cache):
     if reduction == "none":
         g = g[:, None]
     return grad * g
+
+
+# -- NLL: l_n = -logp[n, t_n] (inputs already log-probabilities) --------------------
+def nll_forward(logp, target, reduction="mean"):
+    n = logp.shape[0]
+    per = -logp[np.arange(n), target]
+    return np.asarray(_reduce(per, reduction), dtype=logp.dtype), (logp.shape, target,
+                                                                  reduction)
+
+
+def nll_backward(dloss, cache):
+    shape, target, reduction = cache
+    n = shape[0]
+    g = np.asarray(dloss)
+    if reduction == "mean":
+        g = g / max(n, 1)
+    grad = np.zeros(shape, dtype=g.dtype)
+    grad[np.arange(n), target] = -g
+    return grad
+
+
+# -- MSE: l = (x - y)^2; dl/dx = 2 (x - y) ---------------------------------------------
+def mse_forward(x, target, reduction="mean"):
+    diff = x - target
+    return np.asarray(_reduce(diff * diff, reduction), dtype=x.dtype), (diff, reduction)
+
+
+def mse_backward(dloss, cache):
+    diff, reduction = cache
+    g = np.asarray(dloss, dtype=diff.dtype)
+    if reduction == "mean":
+        g = g / max(diff.size, 1)
+    return 2 * diff * g
+
+
+# -- BCE with logits: l = max(z, 0) - z t + log(1 + exp(-|z|)); dl/dz = sigma(z) - t ----
+def bce_with_logits_forward(z, target, reduction="mean", pos_weight=None):
+    """Stable binary cross-entropy from logits; ``pos_weight`` scales the positive term:
+    l = -(w t log sigma(z) + (1 - t) log(1 - sigma(z)))."""
+    log_sig = -(np.maximum(-z, 0) + np.log1p(np.exp(-np.abs(z))))       # log sigma(z)
+    log_one_minus = -(np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z))))  # log(1 - sigma(z))
+    w = 1.0 if pos_weight is None else pos_weight
+    per = -(w * target * log_sig + (1 - target) * log_one_minus)
+    cache = (z, target, w, reduction)
+    return np.asarray(_reduce(per, reduction), dtype=z.dtype), cache
+
+
+def bce_with_logits_backward(dloss, cache):
+    z, target, w, reduction = cache
+    sig = np.where(z >= 0, 1 / (1 + np.exp(-np.abs(z))), np.exp(-np.abs(z))
+                   / (1 + np.exp(-np.abs(z))))
+    grad = (1 - target) * sig - w * target * (1 - sig)
+    g = np.asarray(dloss, dtype=z.dtype)
+    if reduction == "mean":
+        g = g / max(z.size, 1)
+    return (grad * g).astype(z.dtype, copy=False)

@@ -9,6 +9,7 @@ from .activations import (ELU, GELU, SELU, Hardswish, LeakyReLU, LogSoftmax, Mis
 from .conv import Conv2d, ConvTranspose2d
 from .linear import ChannelMaxout, Flatten, Linear, Maxout
 from .module import Module, Parameter, Sequential
+from .normalization import BatchNorm1d, BatchNorm2d, Dropout, Dropout2d
 from .pooling import (AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, GlobalAvgPool2d,
                       MaxPool2d, MixedPool2d, StochasticPool2d)
 
@@ -16,7 +17,8 @@ __all__ = [
     "Module", "Parameter", "Sequential",
     "Linear", "Flatten", "Conv2d", "ConvTranspose2d",
     "MaxPool2d", "AvgPool2d", "StochasticPool2d", "MixedPool2d", "AdaptiveAvgPool2d",
-    "AdaptiveMaxPool2d", "GlobalAvgPool2d", "Maxout", "ChannelMaxout",
+    "AdaptiveMaxPool2d", "GlobalAvgPool2d",
+    "BatchNorm1d", "BatchNorm2d", "Dropout", "Dropout2d", "Maxout", "ChannelMaxout",
     "Sigmoid", "Tanh", "ReLU", "Softplus", "LeakyReLU", "PReLU", "RReLU", "ELU", "Swish",
     "GELU", "SELU", "SiLU", "Mish", "Hardswish", "Softmax", "LogSoftmax",
 ]
