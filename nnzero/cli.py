@@ -1,4 +1,4 @@
-"""``python -m nnzero train | summary``: the training stack from the command line."""
+"""``python -m nnzero train | show | summary``: the engine from the command line."""
 from __future__ import annotations
 
 import argparse
@@ -133,12 +133,60 @@ def cmd_train(args):
               (("train", xtr, ytr), ("validation", xva, yva), ("test", xte, yte))}
     report.update(best_epoch=best_epoch, seconds=elapsed, run_dir=str(run_dir))
     (run_dir / "report.json").write_text(json.dumps(report, indent=1))
+    write_report_html(run_dir, trainer.history, report)
     print(f"best validation accuracy at epoch {best_epoch}; accuracy of that model:")
     print(f"  train {report['train']:.4f}   validation {report['validation']:.4f}   "
           f"test {report['test']:.4f}   (generalization gap train - test: "
           f"{report['train'] - report['test']:+.4f})")
-    print(f"trained in {elapsed:.1f} s; checkpoint, metrics.csv and report in {run_dir}")
+    print(f"trained in {elapsed:.1f} s; checkpoint, metrics.csv and report.html in {run_dir}")
     print(f"test accuracy: {report['test']:.4f}")
+    return 0
+
+
+def write_report_html(run_dir, history, report):
+    """report.html: the final accuracies and loss/accuracy curves (inline SVG), plus
+    curves.png when matplotlib is installed (extra ``plot``)."""
+    from .viz import html_page, svg_line_chart
+    ep = [r["epoch"] for r in history]
+    charts = [svg_line_chart({"train loss": list(zip(ep, [r["train_loss"] for r in history])),
+                              "validation loss": list(zip(ep, [r["val_loss"] for r in history]))},
+                             "loss"),
+              svg_line_chart({"train accuracy": list(zip(ep, [r["train_acc"] for r in history])),
+                              "validation accuracy": list(zip(ep, [r["val_acc"]
+                                                                   for r in history]))},
+                             "accuracy")]
+    rows = "".join(f"<tr><td>{k}</td><td>{report[k]:.4f}</td></tr>"
+                   for k in ("train", "validation", "test"))
+    body = (f"<h1>nnzero train: {run_dir.name}</h1><table border=1 cellpadding=4>"
+            f"<tr><th>split</th><th>accuracy</th></tr>{rows}</table>"
+            f"<p>generalization gap (train - test): {report['train'] - report['test']:+.4f}; "
+            f"best validation epoch {report['best_epoch']}</p>" + "".join(charts))
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        plt = None
+    if plt is not None and history:
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+        for ax, key in zip(axes, ("loss", "acc")):
+            ax.plot(ep, [r[f"train_{key}"] for r in history], label="train")
+            ax.plot(ep, [r[f"val_{key}"] for r in history], label="validation")
+            ax.set_xlabel("epoch")
+            ax.set_title("loss" if key == "loss" else "accuracy")
+            ax.legend()
+        fig.tight_layout()
+        fig.savefig(run_dir / "curves.png", dpi=100)
+        plt.close(fig)
+        body += '<p><img src="curves.png" alt="curves (matplotlib)"></p>'
+    (run_dir / "report.html").write_text(html_page(f"nnzero train {run_dir.name}", body))
+
+
+def cmd_show(args):
+    from .gallery import run
+    page, count = run(args.out, args.images, args.experiments, args.size, args.seed)
+    print(f"nnzero show: wrote {count} experiments to {page}")
+    print(f"open file://{Path(page).resolve()} in a browser")
     return 0
 
 
@@ -178,6 +226,16 @@ def main(argv=None):
                          "off by default: on 8x8 digits a one-pixel shift costs accuracy")
     tr.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     tr.set_defaults(func=cmd_train)
+    sh = sub.add_parser("show", help="run every layer on the photos and digits in data/ "
+                                     "and write an image gallery")
+    sh.add_argument("--images", nargs="+", default=None, help="image files (default: "
+                    "data/flower.jpg data/china.jpg)")
+    sh.add_argument("--experiments", nargs="+", default=None,
+                    help="only these experiments (by name, e.g. conv maxpool equalize)")
+    sh.add_argument("--out", default="runs/show")
+    sh.add_argument("--size", type=int, default=128, help="longest image side in pixels")
+    sh.add_argument("--seed", type=int, default=0)
+    sh.set_defaults(func=cmd_show)
     sm = sub.add_parser("summary", help="print a model's layers, shapes, parameters, FLOPs")
     sm.add_argument("--dataset", choices=DATASETS, default="digits")
     sm.add_argument("--model", choices=sorted(MODELS), default="cnn")

@@ -27,7 +27,8 @@ def test_equalize_equals_pillow(h, w, kind, rgb, seed):
 
 
 def test_equalize_on_the_real_photo_and_errors():
-    img = np.asarray(Image.open(Path(__file__).parent.parent / "data" / "flower.jpg").convert("L"))
+    with Image.open(Path(__file__).parent.parent / "data" / "flower.jpg") as src:
+        img = np.asarray(src.convert("L"))
     np.testing.assert_array_equal(equalize_hist(img),
                                   np.asarray(ImageOps.equalize(Image.fromarray(img))))
     with pytest.raises(TypeError, match="uint8"):
