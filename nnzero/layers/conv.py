@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import as_float_dtype, as_rng, nonnegative_pair, positive_int, positive_pair
+from .._checks import as_float_dtype, nonnegative_pair, positive_int, positive_pair
 from ..functional import conv as F
 from ..functional import conv_transpose as FT
-from ..init import default_layer_init_
 from ..shapes import check_output_padding, conv_output_size, conv_transpose_output_size
-from .module import Module, Parameter
+from ._params import add_grads, weight_and_bias
+from .module import Module
 
 
 def _batched(x, who, channels):
@@ -30,6 +30,18 @@ def _check_groups(groups, in_channels, out_channels, who):
             raise ValueError(f"{who}: {name} must be divisible by groups, got "
                              f"{name}={value}, groups={groups}")
     return groups
+
+
+def _conv_repr(self):
+    """PyTorch's repr: the arguments that differ from their defaults."""
+    s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+         f"stride={self.stride}")
+    for name, default in (("padding", (0, 0)), ("output_padding", (0, 0)),
+                          ("dilation", (1, 1)), ("groups", 1)):
+        value = getattr(self, name, default)
+        if value != default:
+            s += f", {name}={value!r}"
+    return s + (", bias=False" if self.bias is None else "")
 
 
 class Conv2d(Module):
@@ -72,12 +84,10 @@ class Conv2d(Module):
                              f"got {padding_mode!r}")
         self.padding_mode = padding_mode
         kh, kw = self.kernel_size
-        fan_in = self.in_channels // self.groups * kh * kw
-        w = np.empty((self.out_channels, self.in_channels // self.groups, kh, kw), self.dtype)
-        b = np.empty(self.out_channels, self.dtype) if bias else None
-        default_layer_init_(w, b, fan_in, as_rng(rng, who))
-        self.weight = Parameter(w)
-        self.bias = Parameter(b) if bias else None
+        self.weight, self.bias = weight_and_bias(
+            (self.out_channels, self.in_channels // self.groups, kh, kw),
+            self.out_channels if bias else None,
+            self.in_channels // self.groups * kh * kw, self.dtype, rng, who)
         self._workspace = {}  # column buffers reused from one call to the next
 
     def output_size(self, size):
@@ -101,24 +111,10 @@ class Conv2d(Module):
     def _backward(self, dy, cache):
         dx, dw, db = F.conv2d_backward(dy if dy.ndim == 4 else dy[None], cache,
                                        workspace=self._workspace)
-        self.weight.grad += dw
-        if self.bias is not None:
-            self.bias.grad += db
+        add_grads(self, dw, db)
         return dx
 
-    def extra_repr(self):
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-             f"stride={self.stride}")
-        if self.padding != (0, 0):
-            s += f", padding={self.padding!r}" if isinstance(self.padding, str) \
-                else f", padding={self.padding}"
-        if self.dilation != (1, 1):
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        if self.bias is None:
-            s += ", bias=False"
-        return s
+    extra_repr = _conv_repr
 
 
 class ConvTranspose2d(Module):
@@ -153,12 +149,10 @@ class ConvTranspose2d(Module):
             raise ValueError(f"ConvTranspose2d: only padding_mode='zeros' is supported, "
                              f"got {padding_mode!r}")
         kh, kw = self.kernel_size
-        fan = self.out_channels // self.groups * kh * kw
-        w = np.empty((self.in_channels, self.out_channels // self.groups, kh, kw), self.dtype)
-        b = np.empty(self.out_channels, self.dtype) if bias else None
-        default_layer_init_(w, b, fan, as_rng(rng, who))
-        self.weight = Parameter(w)
-        self.bias = Parameter(b) if bias else None
+        self.weight, self.bias = weight_and_bias(
+            (self.in_channels, self.out_channels // self.groups, kh, kw),
+            self.out_channels if bias else None,
+            self.out_channels // self.groups * kh * kw, self.dtype, rng, who)
 
     def output_size(self, size, output_padding=None):
         op = self.output_padding if output_padding is None else output_padding
@@ -203,23 +197,8 @@ class ConvTranspose2d(Module):
 
     def _backward(self, dy, cache):
         dx, dw, db = FT.conv_transpose2d_backward(dy if dy.ndim == 4 else dy[None], cache)
-        self.weight.grad += dw
-        if self.bias is not None:
-            self.bias.grad += db
+        add_grads(self, dw, db)
         return dx
 
-    def extra_repr(self):
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-             f"stride={self.stride}")
-        if self.padding != (0, 0):
-            s += f", padding={self.padding}"
-        if self.output_padding != (0, 0):
-            s += f", output_padding={self.output_padding}"
-        if self.dilation != (1, 1):
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        if self.bias is None:
-            s += ", bias=False"
-        return s
+    extra_repr = _conv_repr
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import as_float_dtype, as_rng, normalize_dim, positive_int
+from .._checks import as_float_dtype, normalize_dim, positive_int
 from ..functional import linear as L
-from ..init import default_layer_init_
-from .module import Module, Parameter
+from ._params import add_grads, weight_and_bias
+from .module import Module
 
 
 class Linear(Module):
@@ -21,11 +21,9 @@ class Linear(Module):
         super().__init__(as_float_dtype(dtype, "Linear"))
         self.in_features = positive_int(in_features, "Linear", "in_features")
         self.out_features = positive_int(out_features, "Linear", "out_features")
-        w = np.empty((self.out_features, self.in_features), dtype=self.dtype)
-        b = np.empty(self.out_features, dtype=self.dtype) if bias else None
-        default_layer_init_(w, b, self.in_features, as_rng(rng, "Linear"))
-        self.weight = Parameter(w)
-        self.bias = Parameter(b) if bias else None
+        self.weight, self.bias = weight_and_bias(
+            (self.out_features, self.in_features), self.out_features if bias else None,
+            self.in_features, self.dtype, rng, "Linear")
 
     def _forward(self, x):
         if x.ndim == 0 or x.shape[-1] != self.in_features:
@@ -36,9 +34,7 @@ class Linear(Module):
 
     def _backward(self, dy, cache):
         dx, dw, db = L.linear_backward(dy, cache)
-        self.weight.grad += dw
-        if self.bias is not None:
-            self.bias.grad += db
+        add_grads(self, dw, db)
         return dx
 
     def extra_repr(self):
@@ -61,11 +57,9 @@ class Maxout(Module):
         self.out_features = positive_int(out_features, "Maxout", "out_features")
         self.pieces = positive_int(pieces, "Maxout", "pieces")
         rows = self.out_features * self.pieces
-        w = np.empty((rows, self.in_features), dtype=self.dtype)
-        b = np.empty(rows, dtype=self.dtype) if bias else None
-        default_layer_init_(w, b, self.in_features, as_rng(rng, "Maxout"))
-        self.weight = Parameter(w)
-        self.bias = Parameter(b) if bias else None
+        self.weight, self.bias = weight_and_bias((rows, self.in_features),
+                                                 rows if bias else None, self.in_features,
+                                                 self.dtype, rng, "Maxout")
 
     def _forward(self, x):
         if x.ndim == 0 or x.shape[-1] != self.in_features:
@@ -76,9 +70,7 @@ class Maxout(Module):
 
     def _backward(self, dy, cache):
         dx, dw, db = L.maxout_backward(dy, cache)
-        self.weight.grad += dw
-        if self.bias is not None:
-            self.bias.grad += db
+        add_grads(self, dw, db)
         return dx
 
     def extra_repr(self):
