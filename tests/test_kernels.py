@@ -185,3 +185,29 @@ def test_avg_and_stochastic_kernels_equal_numpy_twins(g, seed):
     Pk.stochastic_eval_backward_numba(x, dy, ys, ss, *ranges, a)
     Pk.stochastic_eval_backward_numpy(x, dy, ys, ss, *ranges, b)
     np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+@given(n=st.integers(0, 200), dtype=st.sampled_from([np.float32, np.float64]),
+       slope=st.floats(-2, 2), seed=seeds())
+def test_elementwise_select_kernels_equal_numpy_twins(n, dtype, slope, seed):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(n) * 30).astype(dtype)
+    x[rng.random(n) < 0.1] = 0
+    x[rng.random(n) < 0.05] = np.nan
+    dy = rng.standard_normal(n).astype(dtype)
+    dy[rng.random(n) < 0.05] = np.inf  # a non-finite dy where x <= 0 must still give 0
+    for fast, twin, args in [(K.relu_backward_numba, K.relu_backward_numpy, (x, dy)),
+                             (K.leaky_relu_numba, K.leaky_relu_numpy,
+                              (x, dy, dtype(slope)))]:
+        a, b = np.empty_like(x), np.empty_like(x)
+        fast(*args, a)
+        with np.errstate(invalid="ignore"):  # 0 * inf = nan in both, as PyTorch's
+            twin(*args, b)
+        np.testing.assert_array_equal(a, b)
+    a, b = np.empty_like(x), np.empty_like(x)
+    with np.errstate(over="ignore"):
+        K.sigmoid_numba(x, a)
+        K.sigmoid_numpy(x, b)
+    # both evaluate in float64 and round once; exp's last bit may differ between libm and
+    # NumPy's SIMD exp, which can move a float32 result by one ulp at most
+    np.testing.assert_allclose(a, b, rtol=1.2e-7 if dtype == np.float32 else 1e-15, atol=0)

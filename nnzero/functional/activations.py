@@ -15,9 +15,14 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..kernels import elementwise as K
+
 
 def stable_sigmoid(t):
     """sigma(t) without overflow: 1/(1+z) for t >= 0, z/(1+z) for t < 0, z = exp(-|t|)."""
+    t = np.asarray(t)
+    if t.dtype in (np.float32, np.float64):
+        return K.sigmoid(t)  # one fused pass (the NumPy twin is the formula above)
     z = np.exp(-np.abs(t))
     return np.where(t >= 0, 1 / (1 + z), z / (1 + z))
 
@@ -59,17 +64,18 @@ def relu_forward(x):
 
 
 def relu_backward(dy, x):
-    return np.where(x > 0, dy, 0)
+    return K.relu_backward(x, dy)  # np.where(x > 0, dy, 0), fused
 
 
 # -- LeakyReLU: y = x (x >= 0), slope*x otherwise; dy/dx = 1 (x > 0), slope ---------
 def leaky_relu_forward(x, negative_slope=0.01):
-    return np.where(x >= 0, x, negative_slope * x), (x, negative_slope)
+    # at x == 0 both branches give 0, so the select may test x > 0
+    return K.leaky_select(x, x, negative_slope), (x, negative_slope)
 
 
 def leaky_relu_backward(dy, cache):
     x, slope = cache
-    return np.where(x > 0, dy, slope * dy)
+    return K.leaky_select(x, dy, slope)  # np.where(x > 0, dy, slope * dy), fused
 
 
 # -- Softplus (PyTorch form) ---------------------------------------------------
