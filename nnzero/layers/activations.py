@@ -191,7 +191,7 @@ class RReLU(Module):
     (lower + upper) / 2.
     """
 
-    def __init__(self, lower=1 / 8, upper=1 / 3, inplace=False, rng=None, dtype=None):
+    def __init__(self, lower=1 / 8, upper=1 / 3, rng=None, inplace=False, dtype=None):
         super().__init__(dtype)
         self.lower = _check_real(lower, "RReLU", "lower")
         self.upper = _check_real(upper, "RReLU", "upper")

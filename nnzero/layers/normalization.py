@@ -95,7 +95,7 @@ class Dropout(Module):
 
     _per_channel = False
 
-    def __init__(self, p=0.5, inplace=False, rng=None, dtype=None):
+    def __init__(self, p=0.5, rng=None, inplace=False, dtype=None):
         super().__init__(dtype)
         if not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
             raise ValueError(f"{self._name}: dropout probability p must be in [0, 1], "
