@@ -343,3 +343,15 @@ def test_auto_picks_winograd_for_wide_3x3_and_float32_agrees():
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-5)  # float32 rounding only
     with pytest.raises(ValueError, match="set_conv_algorithm"):
         F.set_conv_algorithm("fft")
+
+
+def test_pointwise_transposed_convolution_with_output_padding():
+    """1x1, stride 1, dilation 2: output_padding 1 grows the output past the input grid
+    (found by the thorough Hypothesis profile: the 1x1 shortcut must not apply)."""
+    layer = ConvTranspose2d(1, 1, 1, output_padding=(0, 1), dilation=(1, 2), bias=False,
+                            dtype=F64, rng=0)
+    x = np.array([[[[2.0]]]])
+    y = layer(x)
+    assert y.shape == (1, 1, 1, 2)
+    np.testing.assert_allclose(y.ravel(), [2.0 * layer.weight.data.ravel()[0], 0.0])
+    gradcheck(layer, x)

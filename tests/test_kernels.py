@@ -147,7 +147,9 @@ def test_max_and_index_kernels_equal_numpy_twins(g, dtype, seed):
     b = a.copy()
     Pk.index_backward_numba(dy.reshape(planes, -1), i.reshape(planes, -1), a)
     Pk.index_backward_numpy(dy.reshape(planes, -1), i.reshape(planes, -1), b)
-    np.testing.assert_allclose(a, b, rtol=1e-6)
+    # cells that win several windows sum in float32 here and in float64 in the twin
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(a, b, **tol)
 
 
 @given(g=pool_geometries(dilation=False), seed=seeds())

@@ -30,7 +30,8 @@ def test_cross_entropy_gradient_and_value(reduction, n, c, smoothing, seed):
     logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
     per = -(1 - smoothing) * logp[np.arange(n), target] - smoothing * logp.mean(axis=1)
     expected = {"mean": per.mean(), "sum": per.sum(), "none": per}[reduction]
-    np.testing.assert_allclose(loss(logits, target), expected, rtol=1e-12)
+    # the reference rounds differently (log of a sum vs log-softmax): 1e-10 relative
+    np.testing.assert_allclose(loss(logits, target), expected, rtol=1e-10, atol=1e-15)
 
 
 def test_cross_entropy_scales_by_upstream_gradient_and_errors():

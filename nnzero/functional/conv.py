@@ -116,19 +116,20 @@ def _chunk_size(n, k_rows, length, itemsize):
 
 
 def _is_pointwise(geo):
-    """1x1 kernel, stride 1, no padding: the columns are the input itself."""
+    """1x1 kernel, stride 1, no padding: the columns are the input itself (when the
+    window grid is the image: a transposed convolution's output_padding can grow it)."""
     return (geo.kernel == (1, 1) and geo.stride == (1, 1) and geo.pad_before == (0, 0)
             and geo.pad_after == (0, 0))
 
 
 def _im2col(x, geo, out_size, out=None):
-    if _is_pointwise(geo):
+    if _is_pointwise(geo) and tuple(out_size) == tuple(x.shape[2:]):
         return x.reshape(x.shape[0], x.shape[1], -1)
     return im2col(x, geo.kernel, geo.stride, geo.pad_before, geo.dilation, out_size, out)
 
 
 def _col2im(cols, shape, geo, out_size):
-    if _is_pointwise(geo):
+    if _is_pointwise(geo) and tuple(out_size) == tuple(shape[2:]):
         return cols.reshape(shape)
     return col2im(cols, shape, geo.kernel, geo.stride, geo.pad_before, geo.dilation, out_size)
 
