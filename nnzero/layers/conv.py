@@ -32,6 +32,15 @@ def _check_groups(groups, in_channels, out_channels, who):
     return groups
 
 
+def _set_common(layer, who, in_channels, out_channels, kernel_size, stride, dilation):
+    """Check and store the arguments both convolutions share."""
+    layer.in_channels = positive_int(in_channels, who, "in_channels")
+    layer.out_channels = positive_int(out_channels, who, "out_channels")
+    layer.kernel_size = positive_pair(kernel_size, who, "kernel_size")
+    layer.stride = positive_pair(stride, who, "stride")
+    layer.dilation = positive_pair(dilation, who, "dilation")
+
+
 def _conv_repr(self):
     """PyTorch's repr: the arguments that differ from their defaults."""
     s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -63,11 +72,7 @@ class Conv2d(Module):
                  rng=None):
         super().__init__(as_float_dtype(dtype, "Conv2d"))
         who = "Conv2d"
-        self.in_channels = positive_int(in_channels, who, "in_channels")
-        self.out_channels = positive_int(out_channels, who, "out_channels")
-        self.kernel_size = positive_pair(kernel_size, who, "kernel_size")
-        self.stride = positive_pair(stride, who, "stride")
-        self.dilation = positive_pair(dilation, who, "dilation")
+        _set_common(self, who, in_channels, out_channels, kernel_size, stride, dilation)
         self.groups = _check_groups(groups, self.in_channels, self.out_channels, who)
         if isinstance(padding, str):
             if padding not in ("valid", "same"):
@@ -133,11 +138,7 @@ class ConvTranspose2d(Module):
                  dtype=np.float32, rng=None):
         super().__init__(as_float_dtype(dtype, "ConvTranspose2d"))
         who = "ConvTranspose2d"
-        self.in_channels = positive_int(in_channels, who, "in_channels")
-        self.out_channels = positive_int(out_channels, who, "out_channels")
-        self.kernel_size = positive_pair(kernel_size, who, "kernel_size")
-        self.stride = positive_pair(stride, who, "stride")
-        self.dilation = positive_pair(dilation, who, "dilation")
+        _set_common(self, who, in_channels, out_channels, kernel_size, stride, dilation)
         if isinstance(padding, str):
             raise ValueError(f"ConvTranspose2d: padding must be an int or a pair, got "
                              f"{padding!r} (string padding is a Conv2d option)")

@@ -187,8 +187,8 @@ class MixedPool2d(_Pool2d):
             shape = (self.num_channels, k) if self.num_channels else (k,)
             self.weight = Parameter(np.zeros(shape, dtype=self.dtype))
         else:
-            self.register_buffer("count_max", np.zeros(() if granularity == "layer" else 0,
-                                                       dtype=np.int64))
+            shape = () if granularity == "layer" else 0  # shaped at the first forward
+            self.register_buffer("count_max", np.zeros(shape, dtype=np.int64))
             self.register_buffer("count_avg", np.zeros_like(self.count_max))
 
     def _check_channels(self, x):
