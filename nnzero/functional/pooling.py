@@ -191,11 +191,14 @@ class StochasticEvalCache(NamedTuple):
 
 
 def check_nonnegative(x, who):
-    if x.size and not np.all(x >= 0):  # also refuses NaN
-        bad = np.nanmin(x) if not np.isnan(x).all() else np.nan
+    # one reduction: the minimum is NaN when any value is NaN, so this refuses NaN too
+    low = x.min() if x.size else 0
+    if not low >= 0:
+        has_nan = bool(np.isnan(low))
+        bad = np.nanmin(x) if has_nan and not np.isnan(x).all() else low
         raise ValueError(f"{who}: input must be non-negative (stochastic pooling follows a "
                          f"ReLU; probabilities are a_i / sum(a)), got minimum {bad}"
-                         + (" and NaN" if np.isnan(x).any() else ""))
+                         + (" and NaN" if has_nan else ""))
 
 
 def stochastic_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
