@@ -34,36 +34,40 @@ G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np
 AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
 
 
-# The numba kernels copy each (n, channel) plane into a small zero-padded
-# buffer first, so the tile loops carry no bounds tests and the innermost loop
-# (over tile columns, writing 16 contiguous streams) vectorises.
+# The numba kernels copy each (n, channel) plane into a zero-padded buffer
+# first, so the tile loops carry no bounds tests and the innermost loops (over
+# a whole row, or over tile columns writing 16 contiguous streams) vectorise.
+# Every scratch buffer is allocated before the parallel loop, one slice per
+# plane, and indexed in full: no array is created inside a prange body (numba
+# hoists such allocations, and per-iteration temporaries there have led to
+# heap corruption in numba's own bug tracker).
 @njit(parallel=True)
 def input_transform_numba(x, pt, pl, th_n, tw_n, v):
     n, c, h, w = x.shape
     rows, cols = 2 * th_n + 2, 2 * tw_n + 2
+    d = np.zeros((n * c, rows, cols), dtype=x.dtype)
+    t = np.empty((n * c, 4, cols), dtype=x.dtype)
     for nc in numba.prange(n * c):
         b = nc // c
         ch = nc - b * c
-        d = np.zeros((rows, cols), dtype=x.dtype)
         for r in range(max(0, -pt), min(h, rows - pt)):
             for q in range(max(0, -pl), min(w, cols - pl)):
-                d[r + pt, q + pl] = x[b, ch, r, q]
-        t = np.empty((4, cols), dtype=x.dtype)
+                d[nc, r + pt, q + pl] = x[b, ch, r, q]
         for th in range(th_n):
             r0 = 2 * th
             for q in range(cols):  # rows of B^T d, whole image width at once
-                t[0, q] = d[r0, q] - d[r0 + 2, q]
-                t[1, q] = d[r0 + 1, q] + d[r0 + 2, q]
-                t[2, q] = d[r0 + 2, q] - d[r0 + 1, q]
-                t[3, q] = d[r0 + 1, q] - d[r0 + 3, q]
+                t[nc, 0, q] = d[nc, r0, q] - d[nc, r0 + 2, q]
+                t[nc, 1, q] = d[nc, r0 + 1, q] + d[nc, r0 + 2, q]
+                t[nc, 2, q] = d[nc, r0 + 2, q] - d[nc, r0 + 1, q]
+                t[nc, 3, q] = d[nc, r0 + 1, q] - d[nc, r0 + 3, q]
             base = (b * th_n + th) * tw_n
             for i in range(4):  # columns: (B^T d) B, tile by tile
                 for tw in range(tw_n):
                     q = 2 * tw
-                    v[4 * i, ch, base + tw] = t[i, q] - t[i, q + 2]
-                    v[4 * i + 1, ch, base + tw] = t[i, q + 1] + t[i, q + 2]
-                    v[4 * i + 2, ch, base + tw] = t[i, q + 2] - t[i, q + 1]
-                    v[4 * i + 3, ch, base + tw] = t[i, q + 1] - t[i, q + 3]
+                    v[4 * i, ch, base + tw] = t[nc, i, q] - t[nc, i, q + 2]
+                    v[4 * i + 1, ch, base + tw] = t[nc, i, q + 1] + t[nc, i, q + 2]
+                    v[4 * i + 2, ch, base + tw] = t[nc, i, q + 2] - t[nc, i, q + 1]
+                    v[4 * i + 3, ch, base + tw] = t[nc, i, q + 1] - t[nc, i, q + 3]
 
 
 @njit(parallel=True)
@@ -71,10 +75,10 @@ def output_transform_numba(m, oh, ow, y):
     n, o = y.shape[:2]
     th_n = (oh + 1) // 2
     tw_n = (ow + 1) // 2
+    out = np.empty((n * o, 2 * th_n, 2 * tw_n), dtype=y.dtype)
     for no in numba.prange(n * o):
         b = no // o
         oc = no - b * o
-        out = np.empty((2 * th_n, 2 * tw_n), dtype=y.dtype)
         for th in range(th_n):
             base = (b * th_n + th) * tw_n
             for tw in range(tw_n):
@@ -88,56 +92,58 @@ def output_transform_numba(m, oh, ow, y):
                 r11 = m[5, oc, t] - m[9, oc, t] - m[13, oc, t]
                 r12 = m[6, oc, t] - m[10, oc, t] - m[14, oc, t]
                 r13 = m[7, oc, t] - m[11, oc, t] - m[15, oc, t]
-                out[2 * th, 2 * tw] = r00 + r01 + r02
-                out[2 * th, 2 * tw + 1] = r01 - r02 - r03
-                out[2 * th + 1, 2 * tw] = r10 + r11 + r12
-                out[2 * th + 1, 2 * tw + 1] = r11 - r12 - r13
+                out[no, 2 * th, 2 * tw] = r00 + r01 + r02
+                out[no, 2 * th, 2 * tw + 1] = r01 - r02 - r03
+                out[no, 2 * th + 1, 2 * tw] = r10 + r11 + r12
+                out[no, 2 * th + 1, 2 * tw + 1] = r11 - r12 - r13
         for r in range(oh):
             for q in range(ow):
-                y[b, oc, r, q] = out[r, q]
+                y[b, oc, r, q] = out[no, r, q]
 
 
 @njit(parallel=True)
 def output_grad_numba(dy, th_n, tw_n, dm):
     n, o, oh, ow = dy.shape
     cols = 2 * tw_n
+    g = np.zeros((n * o, 2 * th_n, cols), dtype=dy.dtype)
+    e = np.empty((n * o, 4, cols), dtype=dy.dtype)
     for no in numba.prange(n * o):
         b = no // o
         oc = no - b * o
-        g = np.zeros((2 * th_n, cols), dtype=dy.dtype)
         for r in range(oh):
             for q in range(ow):
-                g[r, q] = dy[b, oc, r, q]
-        e = np.empty((4, cols), dtype=dy.dtype)
+                g[no, r, q] = dy[b, oc, r, q]
         for th in range(th_n):
             r0 = 2 * th
             for q in range(cols):  # rows of A dY
-                e[0, q] = g[r0, q]
-                e[1, q] = g[r0, q] + g[r0 + 1, q]
-                e[2, q] = g[r0, q] - g[r0 + 1, q]
-                e[3, q] = -g[r0 + 1, q]
+                e[no, 0, q] = g[no, r0, q]
+                e[no, 1, q] = g[no, r0, q] + g[no, r0 + 1, q]
+                e[no, 2, q] = g[no, r0, q] - g[no, r0 + 1, q]
+                e[no, 3, q] = -g[no, r0 + 1, q]
             base = (b * th_n + th) * tw_n
             for i in range(4):  # columns: (A dY) A^T
                 for tw in range(tw_n):
                     q = 2 * tw
-                    dm[4 * i, oc, base + tw] = e[i, q]
-                    dm[4 * i + 1, oc, base + tw] = e[i, q] + e[i, q + 1]
-                    dm[4 * i + 2, oc, base + tw] = e[i, q] - e[i, q + 1]
-                    dm[4 * i + 3, oc, base + tw] = -e[i, q + 1]
+                    dm[4 * i, oc, base + tw] = e[no, i, q]
+                    dm[4 * i + 1, oc, base + tw] = e[no, i, q] + e[no, i, q + 1]
+                    dm[4 * i + 2, oc, base + tw] = e[no, i, q] - e[no, i, q + 1]
+                    dm[4 * i + 3, oc, base + tw] = -e[no, i, q + 1]
 
 
 @njit(parallel=True)
 def input_grad_numba(dv, pt, pl, th_n, tw_n, dx):
     n, c, h, w = dx.shape
     rows, cols = 2 * th_n + 2, 2 * tw_n + 2
+    acc = np.zeros((n * c, rows, cols), dtype=dx.dtype)
+    hh = np.empty((n * c, 4, cols), dtype=dx.dtype)
     for nc in numba.prange(n * c):
         b = nc // c
         ch = nc - b * c
-        acc = np.zeros((rows, cols), dtype=dx.dtype)
-        hh = np.empty((4, cols), dtype=dx.dtype)
         for th in range(th_n):
             base = (b * th_n + th) * tw_n
-            hh[:, :] = 0
+            for i in range(4):
+                for q in range(cols):
+                    hh[nc, i, q] = 0
             for i in range(4):  # H = dV B^T, tiles overlapping by two columns
                 for tw in range(tw_n):
                     q = 2 * tw
@@ -145,20 +151,20 @@ def input_grad_numba(dv, pt, pl, th_n, tw_n, dx):
                     v1 = dv[4 * i + 1, ch, base + tw]
                     v2 = dv[4 * i + 2, ch, base + tw]
                     v3 = dv[4 * i + 3, ch, base + tw]
-                    hh[i, q] += v0
-                    hh[i, q + 1] += v1 - v2 + v3
-                    hh[i, q + 2] += v1 + v2 - v0
-                    hh[i, q + 3] -= v3
+                    hh[nc, i, q] += v0
+                    hh[nc, i, q + 1] += v1 - v2 + v3
+                    hh[nc, i, q + 2] += v1 + v2 - v0
+                    hh[nc, i, q + 3] -= v3
             r0 = 2 * th
             for q in range(cols):  # rows: B H, added where the tile sits
-                acc[r0, q] += hh[0, q]
-                acc[r0 + 1, q] += hh[1, q] - hh[2, q] + hh[3, q]
-                acc[r0 + 2, q] += hh[1, q] + hh[2, q] - hh[0, q]
-                acc[r0 + 3, q] -= hh[3, q]
+                acc[nc, r0, q] += hh[nc, 0, q]
+                acc[nc, r0 + 1, q] += hh[nc, 1, q] - hh[nc, 2, q] + hh[nc, 3, q]
+                acc[nc, r0 + 2, q] += hh[nc, 1, q] + hh[nc, 2, q] - hh[nc, 0, q]
+                acc[nc, r0 + 3, q] -= hh[nc, 3, q]
         for r in range(h):
             for q in range(w):
                 rr, qq = r + pt, q + pl
-                dx[b, ch, r, q] = acc[rr, qq] if (rr < rows and qq < cols) else 0
+                dx[b, ch, r, q] = acc[nc, rr, qq] if (rr < rows and qq < cols) else 0
 
 
 # -- NumPy twins: the same transforms as matrix products on strided tile views --------
