@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from helpers import seeds
@@ -61,6 +61,43 @@ def test_im2col_col2im_numba_equal_numpy_twins(n, c, h, w, k, s, p, d, out, dtyp
     # col2im is the adjoint of im2col
     np.testing.assert_allclose(np.sum(a.astype(np.float64) * cols), np.sum(x * xa.astype(np.float64)),
                                rtol=1e-4 if dtype == np.float32 else 1e-10, atol=1e-6)
+
+
+@given(n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(1, 7), w=st.integers(1, 7),
+       k=st.tuples(st.integers(1, 5), st.integers(1, 5)),
+       s=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       p=st.tuples(st.integers(0, 4), st.integers(0, 4)),
+       d=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       out=st.tuples(st.integers(1, 6), st.integers(1, 6)), seed=seeds())
+@example(n=2, c=3, h=1, w=2, k=(1, 1), s=(1, 1), p=(0, 3), d=(3, 2), out=(1, 1), seed=0)
+def test_im2col_col2im_never_write_outside_their_output(n, c, h, w, k, s, p, d, out, seed):
+    """Outputs are views into a larger buffer filled with a sentinel: the cells
+    around them must survive (a kernel offset whose every window column lies in
+    the padding once made im2col zero-fill past the end of its row)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w))
+    args = (*k, *s, *p, *d, *out)
+    guard = 64
+    for kernel, shape, src in ((I.im2col_numba, (n, c * k[0] * k[1], out[0] * out[1]), x),
+                               (I.col2im_numba, x.shape, None)):
+        size = int(np.prod(shape))
+        buf = np.full(size + 2 * guard, 7.5)
+        dst = buf[guard:guard + size].reshape(shape)
+        if src is None:
+            src = rng.standard_normal((n, c * k[0] * k[1], out[0] * out[1]))
+        kernel(src, *args, dst)
+        assert np.all(buf[:guard] == 7.5) and np.all(buf[guard + size:] == 7.5)
+
+
+def test_conv_whose_kernel_offsets_lie_wholly_in_the_padding():
+    """Conv2d(1, 1, 5, padding=2) on a 1x1 image: offsets 0, 1, 3, 4 of the kernel
+    never touch the image; only the centre tap does."""
+    from nnzero.layers import Conv2d
+    layer = Conv2d(1, 1, 5, padding=2, bias=False, dtype=np.float64, rng=0)
+    y = layer(np.full((3, 1, 1, 1), 2.0))
+    np.testing.assert_allclose(y.ravel(), 2.0 * layer.weight.data[0, 0, 2, 2])
+    dx = layer.backward(np.ones_like(y))
+    np.testing.assert_allclose(dx.ravel(), layer.weight.data[0, 0, 2, 2])
 
 
 def test_kernel_wrappers_refuse_inconsistent_shapes():

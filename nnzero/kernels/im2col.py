@@ -30,10 +30,13 @@ from ._jit import choose, njit
 
 @njit(inline="always")
 def _valid_range(n_out, stride, offset, size):
-    """Positions j in [0, n_out) with 0 <= j*stride + offset < size, as [lo, hi)."""
+    """Positions j in [0, n_out) with 0 <= j*stride + offset < size, as [lo, hi),
+    with 0 <= lo <= hi <= n_out (callers loop over [0, lo) and [hi, n_out) too)."""
     lo = -(offset // stride)  # ceil(-offset / stride)
     if lo < 0:
         lo = 0
+    if lo > n_out:
+        lo = n_out
     hi = (size - 1 - offset) // stride + 1
     if hi > n_out:
         hi = n_out
