@@ -53,6 +53,14 @@ def _module_case(layer, x, dy):
     return Case(lambda: layer(x), step)
 
 
+def _textbook_case(layer, x, dy):
+    """A baseline layer's forward and forward+backward on fixed inputs."""
+    def step():
+        layer.forward(x)
+        layer.backward(dy)
+    return Case(lambda: layer.forward(x), step)
+
+
 def _torch_case(torch, module, x, dy, needs_input_grad=True):
     xt = torch.from_numpy(x).requires_grad_(needs_input_grad)
     dyt = torch.from_numpy(dy)
@@ -101,12 +109,7 @@ def _conv_builders(name):
         n, c, h, o, k, s, p, g, oh = _conv_cfg(name, quick)
         layer = tb.Convolution(_rand((o, c // g, k, k), 2) * 0.1, np.zeros(o, np.float32),
                                s, p, g)
-        x, dy = _rand((n, c, h, h)), _rand((n, o, oh, oh), 1)
-
-        def step():
-            layer.forward(x)
-            layer.backward(dy)
-        return Case(lambda: layer.forward(x), step)
+        return _textbook_case(layer, _rand((n, c, h, h)), _rand((n, o, oh, oh), 1))
 
     def flops(quick):
         n, c, h, o, k, s, p, g, oh = _conv_cfg(name, quick)
@@ -143,12 +146,7 @@ def _convt_builders():
     def text(quick):
         n, c, h, o, k, s, p, oh = _convt_cfg(quick)
         layer = tb.Deconvolution(_rand((c, o, k, k), 2) * 0.1, np.zeros(o, np.float32), s, p)
-        x, dy = _rand((n, c, h, h)), _rand((n, o, oh, oh), 1)
-
-        def step():
-            layer.forward(x)
-            layer.backward(dy)
-        return Case(lambda: layer.forward(x), step)
+        return _textbook_case(layer, _rand((n, c, h, h)), _rand((n, o, oh, oh), 1))
 
     def flops(quick):
         n, c, h, o, k, s, p, oh = _convt_cfg(quick)
@@ -194,12 +192,7 @@ def _pool_builders(name):
     def text(quick):
         xs, ys = shape(quick)
         layer = tb.Pooling(k, s, p, mode, rng=np.random.default_rng(0))
-        x, dy = _rand(xs, positive=True), _rand(ys, 1)
-
-        def step():
-            layer.forward(x)
-            layer.backward(dy)
-        return Case(lambda: layer.forward(x), step)
+        return _textbook_case(layer, _rand(xs, positive=True), _rand(ys, 1))
 
     return {"nnzero": nnz, "torch": torch_, "textbook": text}, None
 
@@ -226,12 +219,7 @@ def _linear_builders():
     def text(quick):
         n, fin, fout = _linear_cfg(quick)
         layer = tb.Affine(_rand((fin, fout), 2) * 0.01, np.zeros(fout, np.float32))
-        x, dy = _rand((n, fin)), _rand((n, fout), 1)
-
-        def step():
-            layer.forward(x)
-            layer.backward(dy)
-        return Case(lambda: layer.forward(x), step)
+        return _textbook_case(layer, _rand((n, fin)), _rand((n, fout), 1))
 
     def flops(quick):
         n, fin, fout = _linear_cfg(quick)
@@ -272,12 +260,7 @@ def _act_builders(name):
     def text(quick):
         x, dy = _rand(shape(quick)), _rand(shape(quick), 1)
         if name == "ReLU":
-            layer = tb.Relu()
-
-            def step():
-                layer.forward(x)
-                layer.backward(dy)
-            return Case(lambda: layer.forward(x), step)
+            return _textbook_case(tb.Relu(), x, dy)
         pair = tb.ACTIVATIONS.get(name)
         if pair is None:
             return None
