@@ -203,9 +203,9 @@ def test_avg_and_stochastic_kernels_equal_numpy_twins(g, seed):
     pairs = [(Pk.avg_forward_numba, Pk.avg_forward_numpy, (x, *ranges, div), [out]),
              (Pk.avg_backward_numba, Pk.avg_backward_numpy,
               (rng.standard_normal(out), *ranges, div), [shape])]
-    u01 = rng.random(out).astype(np.float32)
+    key = np.uint64(rng.integers(0, 2 ** 64, dtype=np.uint64))
     pairs.append((Pk.stochastic_forward_numba, Pk.stochastic_forward_numpy,
-                  (x, *ranges, u01), [out, out]))
+                  (x, *ranges, key), [out, out]))
     pairs.append((Pk.stochastic_eval_forward_numba, Pk.stochastic_eval_forward_numpy,
                   (x, *ranges), [out, out]))
     for fast, twin, args, shapes in pairs:
@@ -217,6 +217,16 @@ def test_avg_and_stochastic_kernels_equal_numpy_twins(g, seed):
         twin(*args, *outs_b)
         for oa, ob in zip(outs_a, outs_b):
             np.testing.assert_allclose(oa, ob, rtol=1e-12, atol=1e-12)
+    if k in Pk.SPECIALIZED_SIZES:
+        # the unrolled kernel draws the same u for each window as the general one
+        block = (*Pk.full_range(geo.ulo, geo.uhi, k[0]), *Pk.full_range(geo.vlo, geo.vhi, k[1]))
+        y3, i3 = np.full(out, -7.0), np.full(out, -7, np.int32)
+        Pk.specialized("stochastic", *k)(x, ranges[0], ranges[2], *block, key, y3, i3)
+        Pk.stochastic_forward_numba(x, *ranges, key, y3, i3, block)
+        y4, i4 = np.empty(out), np.empty(out, np.int32)
+        Pk.stochastic_forward_numpy(x, *ranges, key, y4, i4)
+        np.testing.assert_array_equal(y3, y4)
+        np.testing.assert_array_equal(i3, i4)
     ys, ss = np.empty(out), np.empty(out)
     Pk.stochastic_eval_forward_numba(x, *ranges, ys, ss)
     dy = rng.standard_normal(out)

@@ -30,6 +30,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..kernels import pooling as K
+from ..kernels.random import draw_key
 from ..shapes import pool_output_size
 
 
@@ -203,7 +204,8 @@ def check_nonnegative(x, who):
 
 def stochastic_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
                               training=True, rng=None, who="stochastic_pool2d"):
-    """Training: sample one cell per window (``rng`` draws U[0, 1) per window);
+    """Training: sample one cell per window (``rng`` draws one key per call and the
+    kernel derives each window's U[0, 1) draw from it, see ``kernels/random.py``);
     eval: the probability-weighted average. Returns ``(y, cache)``."""
     geo = pool_geometry(who, x.shape, kernel_size, stride, padding, 1, ceil_mode)
     x = np.ascontiguousarray(x)
@@ -211,14 +213,14 @@ def stochastic_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=
     ranges = _clipped(geo, x.shape[2], x.shape[3])
     y = np.empty(x.shape[:2] + geo.out_size, dtype=x.dtype)
     if training:
-        u01 = rng.random(y.shape, dtype=np.float32)
+        key = draw_key(rng)
         idx = np.empty(y.shape, dtype=np.int32 if x[0, 0].size < 2 ** 31 else np.int64)
         k = (int(geo.uhi.max()), int(geo.vhi.max())) if y.size else (0, 0)
         skip = _whole_block(geo, k) if y.size else None
         if skip is not None:
-            K.specialized("stochastic", *k)(x, ranges[0], ranges[2], *skip, u01, y, idx)
+            K.specialized("stochastic", *k)(x, ranges[0], ranges[2], *skip, key, y, idx)
         if y.size and skip != (0, y.shape[2], 0, y.shape[3]):
-            K.stochastic_forward(x, *ranges, u01, y, idx, skip or (0, 0, 0, 0))
+            K.stochastic_forward(x, *ranges, key, y, idx, skip or (0, 0, 0, 0))
         return y, IndexCache(idx, x.shape)
     s = np.empty(y.shape, dtype=np.float64)
     K.stochastic_eval_forward(x, *ranges, y, s)

@@ -20,6 +20,7 @@ import numpy as np
 
 from ._jit import JIT_ENABLED, choose, njit
 from .pooling_fixed import SPECIALIZED_SIZES, full_range, specialized  # noqa: F401
+from .random import uniform_at, uniform_numpy
 
 
 # The numba kernels walk one output row at a time and, inside it, the window
@@ -207,9 +208,10 @@ def avg_backward_numpy(dy, rlo, rhi, clo, chi, div, dx, skip=(0, 0, 0, 0)):
 
 # -- stochastic (Zeiler & Fergus 2013) -----------------------------------------------
 @njit(parallel=True)
-def stochastic_forward_numba(x, rlo, rhi, clo, chi, u01, y, idx, skip=(0, 0, 0, 0)):
-    """Pick the first cell whose running sum exceeds u*S (S the window sum);
-    an all-zero window picks its first cell (value 0)."""
+def stochastic_forward_numba(x, rlo, rhi, clo, chi, key, y, idx, skip=(0, 0, 0, 0)):
+    """Pick the first cell whose running sum exceeds u*S (S the window sum, u the
+    draw ``uniform_at(key, flat output index)``); an all-zero window picks its
+    first cell (value 0)."""
     n, c, h, w = x.shape
     oh, ow = y.shape[2], y.shape[3]
     i0, i1, j0, j1 = skip
@@ -225,7 +227,7 @@ def stochastic_forward_numba(x, rlo, rhi, clo, chi, u01, y, idx, skip=(0, 0, 0, 
                 for r in range(rlo[i], rhi[i]):
                     for q in range(clo[j], chi[j]):
                         s += plane[r, q]
-                target = u01[b, ch, i, j] * s
+                target = uniform_at(key, (nc * oh + i) * ow + j) * s
                 at = rlo[i] * w + clo[j]
                 val = plane[rlo[i], clo[j]]
                 run = s * 0
@@ -241,14 +243,17 @@ def stochastic_forward_numba(x, rlo, rhi, clo, chi, u01, y, idx, skip=(0, 0, 0, 
                 idx[b, ch, i, j] = at
 
 
-def stochastic_forward_numpy(x, rlo, rhi, clo, chi, u01, y, idx, skip=(0, 0, 0, 0)):
+def stochastic_forward_numpy(x, rlo, rhi, clo, chi, key, y, idx, skip=(0, 0, 0, 0)):
     n, c, h, w = x.shape
-    for i in range(len(rlo)):
-        for j in range(len(clo)):
+    oh, ow = len(rlo), len(clo)
+    planes = np.arange(n * c, dtype=np.int64).reshape(n, c) * (oh * ow)
+    for i in range(oh):
+        for j in range(ow):
+            u = uniform_numpy(key, planes + (i * ow + j))
             flat = x[:, :, rlo[i]:rhi[i], clo[j]:chi[j]].reshape(n, c, -1)
             run = np.cumsum(flat, axis=2)  # in x's dtype, summed in window order
             s = run[:, :, -1]
-            hit = run > (u01[:, :, i, j] * s)[..., None]
+            hit = run > (u * s)[..., None]
             k = np.where(hit.any(axis=2), np.argmax(hit, axis=2), 0)
             width = chi[j] - clo[j]
             idx[:, :, i, j] = (rlo[i] + k // width) * w + clo[j] + k % width

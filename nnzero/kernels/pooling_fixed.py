@@ -15,6 +15,7 @@ import numba
 import numpy as np
 
 from ._jit import njit
+from .random import uniform_at
 
 _SPECIALIZED = {}
 
@@ -96,10 +97,12 @@ def _make_avg_backward(kh_const, kw_const):
 
 
 def _make_stochastic(kh_const, kw_const):
-    def kernel(x, rlo, clo, i0, i1, j0, j1, u01, y, idx):
-        """Whole windows only; the same sampling rule, in x's dtype, as the general loop."""
+    def kernel(x, rlo, clo, i0, i1, j0, j1, key, y, idx):
+        """Whole windows only; the same sampling rule and draws, in x's dtype, as
+        the general loop."""
         w = x.shape[3]
         n, c = x.shape[:2]
+        oh, ow = y.shape[2], y.shape[3]
         for nc in numba.prange(n * c):
             b = nc // c
             ch = nc - b * c
@@ -112,7 +115,7 @@ def _make_stochastic(kh_const, kw_const):
                         for v in range(kw_const):
                             if u or v:
                                 s += x[b, ch, r + u, q + v]
-                    target = u01[b, ch, i, j] * s
+                    target = uniform_at(key, (nc * oh + i) * ow + j) * s
                     # the running sum never decreases (a >= 0), so the first cell
                     # where it passes the target is the count of cells where it has not
                     run = s - s  # a zero of x's dtype (inputs are checked finite-or-inf >= 0)
