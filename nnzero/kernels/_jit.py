@@ -19,14 +19,25 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 
     _numba_config.THREADING_LAYER = "workqueue"
 
-JIT_ENABLED = os.environ.get("NNZERO_JIT", "1").strip().lower() not in ("0", "false", "no", "off")
+def _flag(name):
+    return os.environ.get(name, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+JIT_ENABLED = _flag("NNZERO_JIT")
+# NNZERO_PARALLEL=0 compiles every prange loop as a plain loop. It exists for
+# checking kernels: numba's NUMBA_BOUNDSCHECK=1 does not check (or does not
+# report) indexing inside parallel loops, so a bounds-checked run needs this
+# too, and a fresh NUMBA_CACHE_DIR (kernels loaded from the cache keep the
+# flags they were compiled with).
+PARALLEL_ENABLED = _flag("NNZERO_PARALLEL")
 
 
 def njit(*args, parallel=False, **kwargs):
     """``numba.njit(cache=True, ...)``: compile once per machine, reuse from disk."""
     import numba
 
-    return numba.njit(*args, cache=True, parallel=parallel, nogil=True, **kwargs)
+    return numba.njit(*args, cache=True, parallel=parallel and PARALLEL_ENABLED, nogil=True,
+                      **kwargs)
 
 
 def choose(numba_impl, numpy_impl):
