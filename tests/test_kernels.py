@@ -61,6 +61,15 @@ def test_im2col_col2im_numba_equal_numpy_twins(n, c, h, w, k, s, p, d, out, dtyp
     # col2im is the adjoint of im2col
     np.testing.assert_allclose(np.sum(a.astype(np.float64) * cols), np.sum(x * xa.astype(np.float64)),
                                rtol=1e-4 if dtype == np.float32 else 1e-10, atol=1e-6)
+    # the batch-minor layout (K, N, L) holds the same numbers, reordered, both ways
+    for kernel in (I.im2col_numba, I.im2col_numpy):
+        km = np.full((a.shape[1], n, a.shape[2]), np.nan, dtype=dtype)
+        kernel(x, *args, km, True)
+        np.testing.assert_array_equal(km, a.transpose(1, 0, 2))
+    for kernel in (I.col2im_numba, I.col2im_numpy):
+        xk = np.full_like(x, np.nan)
+        kernel(np.ascontiguousarray(cols.transpose(1, 0, 2)), *args, xk, True)
+        np.testing.assert_array_equal(xk, xa if kernel is I.col2im_numba else xb)
 
 
 @given(n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(1, 7), w=st.integers(1, 7),
@@ -87,6 +96,16 @@ def test_im2col_col2im_never_write_outside_their_output(n, c, h, w, k, s, p, d, 
             src = rng.standard_normal((n, c * k[0] * k[1], out[0] * out[1]))
         kernel(src, *args, dst)
         assert np.all(buf[:guard] == 7.5) and np.all(buf[guard + size:] == 7.5)
+    # the batch-minor layout too
+    shape = (c * k[0] * k[1], n, out[0] * out[1])
+    size = int(np.prod(shape))
+    buf = np.full(size + 2 * guard, 7.5)
+    I.im2col_numba(x, *args, buf[guard:guard + size].reshape(shape), True)
+    assert np.all(buf[:guard] == 7.5) and np.all(buf[guard + size:] == 7.5)
+    buf = np.full(x.size + 2 * guard, 7.5)
+    I.col2im_numba(rng.standard_normal(shape), *args, buf[guard:guard + x.size].reshape(x.shape),
+                   True)
+    assert np.all(buf[:guard] == 7.5) and np.all(buf[guard + x.size:] == 7.5)
 
 
 def test_conv_whose_kernel_offsets_lie_wholly_in_the_padding():
@@ -106,6 +125,13 @@ def test_kernel_wrappers_refuse_inconsistent_shapes():
         I.im2col(x, (3, 3), (1, 1), (0, 0), (1, 1), (2, 2), out=np.empty((1, 18, 5)))
     with pytest.raises(ValueError, match="invalid geometry"):
         I.col2im(np.empty((1, 18, 4)), x.shape, (3, 3), (0, 1), (0, 0), (1, 1), (2, 2))
+    with pytest.raises(ValueError, match=r"cols must have shape \(18, 1, 4\)"):
+        I.im2col(x, (3, 3), (1, 1), (0, 0), (1, 1), (2, 2), out=np.empty((1, 18, 4)),
+                 kmajor=True)
+    with pytest.raises(ValueError, match="out must be C-contiguous"):
+        I.im2col(x, (3, 3), (1, 1), (0, 0), (1, 1), (2, 2),
+                 out=np.empty((1, 18, 8))[:, :, ::2])
+    assert I.im2col(x, (3, 3), (1, 1), (0, 0), (1, 1), (2, 2), kmajor=True).shape == (18, 1, 4)
 
 
 @given(n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(1, 8), w=st.integers(1, 8),

@@ -122,16 +122,19 @@ def _is_pointwise(geo):
             and geo.pad_after == (0, 0))
 
 
-def _im2col(x, geo, out_size, out=None):
+def _im2col(x, geo, out_size, out=None, kmajor=False):
     if _is_pointwise(geo) and tuple(out_size) == tuple(x.shape[2:]):
-        return x.reshape(x.shape[0], x.shape[1], -1)
-    return im2col(x, geo.kernel, geo.stride, geo.pad_before, geo.dilation, out_size, out)
+        cols = x.reshape(x.shape[0], x.shape[1], -1)
+        return np.ascontiguousarray(cols.transpose(1, 0, 2)) if kmajor else cols
+    return im2col(x, geo.kernel, geo.stride, geo.pad_before, geo.dilation, out_size, out,
+                  kmajor)
 
 
-def _col2im(cols, shape, geo, out_size):
+def _col2im(cols, shape, geo, out_size, kmajor=False):
     if _is_pointwise(geo) and tuple(out_size) == tuple(shape[2:]):
-        return cols.reshape(shape)
-    return col2im(cols, shape, geo.kernel, geo.stride, geo.pad_before, geo.dilation, out_size)
+        return (cols.transpose(1, 0, 2) if kmajor else cols).reshape(shape)
+    return col2im(cols, shape, geo.kernel, geo.stride, geo.pad_before, geo.dilation, out_size,
+                  kmajor)
 
 
 def _grouped(a, groups):

@@ -14,6 +14,11 @@ so that a convolution is ``W (O, K) @ cols[n] (K, L) -> (O, L)``: already
 NCHW, no transpose after the matmul. col2im is the adjoint: it scatters
 every column entry back and ADDS it (windows overlap when stride < kernel).
 
+``kmajor=True`` selects the layout (K, N, L) instead: row k of every sample
+side by side, so the whole batch is one (K, N*L) matrix and one big matmul
+replaces N small ones (transposed convolution uses it: there the per-sample
+products are small and the reordering it costs falls on the smaller side).
+
 Each kernel comes as ``*_numba`` (compiled, parallel over the N*C planes, so
 no two threads ever write the same plane) and ``*_numpy`` (a loop over the
 KH*KW kernel offsets, each a strided block copy, as Chainer does it); the
@@ -46,7 +51,7 @@ def _valid_range(n_out, stride, offset, size):
 
 
 @njit(parallel=True)
-def im2col_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols):
+def im2col_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols, kmajor=False):
     n, c, h, w = x.shape
     for nc in numba.prange(n * c):
         b = nc // c
@@ -54,7 +59,8 @@ def im2col_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols):
         for u in range(kh):
             i_lo, i_hi = _valid_range(oh, sh, u * dh - ph, h)
             for v in range(kw):
-                out = cols[b, (ch * kh + u) * kw + v]
+                row = (ch * kh + u) * kw + v
+                out = cols[row, b] if kmajor else cols[b, row]
                 off_w = v * dw - pw
                 j_lo, j_hi = _valid_range(ow, sw, off_w, w)
                 for i in range(oh):
@@ -73,7 +79,7 @@ def im2col_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols):
 
 
 @njit(parallel=True)
-def col2im_numba(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, x):
+def col2im_numba(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, x, kmajor=False):
     n, c, h, w = x.shape
     for nc in numba.prange(n * c):
         b = nc // c
@@ -83,7 +89,8 @@ def col2im_numba(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, x):
         for u in range(kh):
             i_lo, i_hi = _valid_range(oh, sh, u * dh - ph, h)
             for v in range(kw):
-                src = cols[b, (ch * kh + u) * kw + v]
+                row = (ch * kh + u) * kw + v
+                src = cols[row, b] if kmajor else cols[b, row]
                 off_w = v * dw - pw
                 j_lo, j_hi = _valid_range(ow, sw, off_w, w)
                 for i in range(i_lo, i_hi):
@@ -106,23 +113,30 @@ def _slices(u, v, sh, sw, dh, dw, oh, ow):
     return slice(r0, r0 + (oh - 1) * sh + 1, sh), slice(c0, c0 + (ow - 1) * sw + 1, sw)
 
 
-def im2col_numpy(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols):
+def _cols_view(cols, n, c, kh, kw, oh, ow, kmajor):
+    """cols as an (N, C, KH, KW, OH, OW) view, whichever layout it has."""
+    if kmajor:
+        return cols.reshape(c, kh, kw, n, oh, ow).transpose(3, 0, 1, 2, 4, 5)
+    return cols.reshape(n, c, kh, kw, oh, ow)
+
+
+def im2col_numpy(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols, kmajor=False):
     n, c, h, w = x.shape
     pb, pr = _padded_geometry(h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
     xp = np.zeros((n, c, ph + h + pb, pw + w + pr), dtype=x.dtype)
     xp[:, :, ph:ph + h, pw:pw + w] = x
-    view = cols.reshape(n, c, kh, kw, oh, ow)
+    view = _cols_view(cols, n, c, kh, kw, oh, ow, kmajor)
     for u in range(kh):
         for v in range(kw):
             rs, cs = _slices(u, v, sh, sw, dh, dw, oh, ow)
             view[:, :, u, v] = xp[:, :, rs, cs]
 
 
-def col2im_numpy(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, x):
+def col2im_numpy(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, x, kmajor=False):
     n, c, h, w = x.shape
     pb, pr = _padded_geometry(h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
     xp = np.zeros((n, c, ph + h + pb, pw + w + pr), dtype=x.dtype)
-    view = cols.reshape(n, c, kh, kw, oh, ow)
+    view = _cols_view(cols, n, c, kh, kw, oh, ow, kmajor)
     for u in range(kh):
         for v in range(kw):
             rs, cs = _slices(u, v, sh, sw, dh, dw, oh, ow)
@@ -134,11 +148,11 @@ _im2col = choose(im2col_numba, im2col_numpy)
 _col2im = choose(col2im_numba, col2im_numpy)
 
 
-def _check(x_shape, cols, kernel_size, stride, padding, dilation, out_size):
+def _check(x_shape, cols, kernel_size, stride, padding, dilation, out_size, kmajor):
     n, c = x_shape[:2]
     kh, kw = kernel_size
     oh, ow = out_size
-    expected = (n, c * kh * kw, oh * ow)
+    expected = (c * kh * kw, n, oh * ow) if kmajor else (n, c * kh * kw, oh * ow)
     if cols.shape != expected:
         raise ValueError(f"im2col/col2im: cols must have shape {expected}, got {cols.shape}")
     if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0 or min(kh, kw, oh, ow) < 1:
@@ -147,30 +161,36 @@ def _check(x_shape, cols, kernel_size, stride, padding, dilation, out_size):
                          f"out_size={out_size}")
 
 
-def im2col(x, kernel_size, stride, padding, dilation, out_size, out=None):
-    """cols (N, C*KH*KW, OH*OW) of x (N, C, H, W); every argument an (H, W) pair.
+def im2col(x, kernel_size, stride, padding, dilation, out_size, out=None, kmajor=False):
+    """cols (N, C*KH*KW, OH*OW) of x (N, C, H, W), or (C*KH*KW, N, OH*OW) with
+    ``kmajor``; every argument an (H, W) pair. ``out`` must be C-contiguous.
 
     ``padding`` is the padding before the first row/column; ``out_size`` the
     window grid (OH, OW), which fixes how far past the image windows reach.
     """
     n, c = x.shape[:2]
+    rows, length = c * kernel_size[0] * kernel_size[1], out_size[0] * out_size[1]
     cols = out if out is not None else np.empty(
-        (n, c * kernel_size[0] * kernel_size[1], out_size[0] * out_size[1]), dtype=x.dtype)
-    _check(x.shape, cols, kernel_size, stride, padding, dilation, out_size)
+        (rows, n, length) if kmajor else (n, rows, length), dtype=x.dtype)
+    _check(x.shape, cols, kernel_size, stride, padding, dilation, out_size, kmajor)
+    if not cols.flags.c_contiguous:
+        raise ValueError("im2col: out must be C-contiguous")
     if cols.size:
         _im2col(np.ascontiguousarray(x), *kernel_size, *stride, *padding, *dilation,
-                *out_size, cols)
+                *out_size, cols, kmajor)
     return cols
 
 
-def col2im(cols, image_shape, kernel_size, stride, padding, dilation, out_size):
+def col2im(cols, image_shape, kernel_size, stride, padding, dilation, out_size,
+           kmajor=False):
     """The adjoint of ``im2col``: an (N, C, H, W) image where every entry of
-    ``cols`` has been added at the position it was read from."""
+    ``cols`` (either layout, as ``kmajor`` says) has been added at the position
+    it was read from."""
     x = np.empty(image_shape, dtype=cols.dtype)
-    _check(image_shape, cols, kernel_size, stride, padding, dilation, out_size)
+    _check(image_shape, cols, kernel_size, stride, padding, dilation, out_size, kmajor)
     if x.size:
         _col2im(np.ascontiguousarray(cols), *kernel_size, *stride, *padding, *dilation,
-                *out_size, x)
+                *out_size, x, kmajor)
     else:
         x[...] = 0
     return x
