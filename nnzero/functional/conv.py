@@ -130,11 +130,15 @@ def _im2col(x, geo, out_size, out=None, kmajor=False):
                   kmajor)
 
 
-def _col2im(cols, shape, geo, out_size, kmajor=False):
+def _col2im(cols, shape, geo, out_size, kmajor=False, out=None):
     if _is_pointwise(geo) and tuple(out_size) == tuple(shape[2:]):
-        return (cols.transpose(1, 0, 2) if kmajor else cols).reshape(shape)
+        img = (cols.transpose(1, 0, 2) if kmajor else cols).reshape(shape)
+        if out is None:
+            return img
+        out[...] = img
+        return out
     return col2im(cols, shape, geo.kernel, geo.stride, geo.pad_before, geo.dilation, out_size,
-                  kmajor)
+                  kmajor, out)
 
 
 def _grouped(a, groups):

@@ -26,7 +26,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .conv import Geometry, _chunk_size, _col2im, _grouped, _im2col, _pair, make_geometry
+from ._scratch import scratch
+from .conv import Geometry, _chunk_size, _col2im, _im2col, _pair, make_geometry
 
 
 class ConvTransposeCache(NamedTuple):
@@ -45,8 +46,10 @@ def _channels_first(x, g):
 
 
 def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_padding=0,
-                             dilation=1, groups=1):
-    """y (N, O, OH, OW), OH = (H-1)*S - 2P + D*(KH-1) + output_padding + 1."""
+                             dilation=1, groups=1, workspace=None):
+    """y (N, O, OH, OW), OH = (H-1)*S - 2P + D*(KH-1) + output_padding + 1.
+
+    ``workspace``: an optional dict whose column buffer is reused between calls."""
     geo = make_geometry(weight.shape[2:], stride, padding, dilation, groups)
     op = _pair(output_padding)
     x = np.ascontiguousarray(x)
@@ -66,17 +69,17 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
         m = x[s:s + chunk].shape[0]
         # batch-minor columns (G*Og*KH*KW, m, HW): one matmul per group for the chunk
         xk = _channels_first(x[s:s + chunk], g)               # (G, Cg, m*HW)
-        cols = np.empty((g, k_out, m * h * w), dtype=x.dtype)
+        cols = scratch(workspace, "cols", (g, k_out, m * h * w), x.dtype)
         for gi in range(g):
             np.matmul(w_g[gi].T, xk[gi], out=cols[gi])
-        y[s:s + m] = _col2im(cols.reshape(g * k_out, m, h * w), (m,) + out_shape[1:], geo,
-                             (h, w), kmajor=True)
+        _col2im(cols.reshape(g * k_out, m, h * w), (m,) + out_shape[1:], geo, (h, w),
+                kmajor=True, out=y[s:s + m])
     if bias is not None:
         y += bias.reshape(1, o, 1, 1)
     return y, ConvTransposeCache(x, weight, bias is not None, geo, out_shape)
 
 
-def conv_transpose2d_backward(dy, cache):
+def conv_transpose2d_backward(dy, cache, workspace=None):
     """Return ``(dx, dweight, dbias)``."""
     x, weight, has_bias, geo, out_shape = cache
     n, c, h, w = x.shape
@@ -90,7 +93,9 @@ def conv_transpose2d_backward(dy, cache):
     chunk = _chunk_size(n, g * k_out, h * w, x.itemsize)
     for s in range(0, n, chunk):
         m = x[s:s + chunk].shape[0]
-        cols = _im2col(dy[s:s + chunk], geo, (h, w), kmajor=True).reshape(g, k_out, m * h * w)
+        buf = scratch(workspace, "cols", (g, k_out, m * h * w), x.dtype)
+        cols = _im2col(dy[s:s + chunk], geo, (h, w), buf.reshape(g * k_out, m, h * w),
+                       kmajor=True).reshape(g, k_out, m * h * w)
         xk = _channels_first(x[s:s + chunk], g)               # (G, Cg, m*HW)
         dxk = np.empty_like(xk)
         for gi in range(g):

@@ -72,8 +72,13 @@ def im2col_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols, kmajor=False):
                     src = x[b, ch, i * sh - ph + u * dh]
                     for j in range(j_lo):
                         out[base + j] = 0
-                    for j in range(j_lo, j_hi):
-                        out[base + j] = src[j * sw + off_w]
+                    if sw == 1:  # a contiguous run: this form vectorises
+                        shift = base - off_w
+                        for q in range(j_lo + off_w, j_hi + off_w):
+                            out[shift + q] = src[q]
+                    else:
+                        for j in range(j_lo, j_hi):
+                            out[base + j] = src[j * sw + off_w]
                     for j in range(j_hi, ow):
                         out[base + j] = 0
 
@@ -96,8 +101,13 @@ def col2im_numba(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, x, kmajor=False):
                 for i in range(i_lo, i_hi):
                     row = plane[i * sh - ph + u * dh]
                     base = i * ow
-                    for j in range(j_lo, j_hi):
-                        row[j * sw + off_w] += src[base + j]
+                    if sw == 1:  # a contiguous run: this form vectorises
+                        shift = base - off_w
+                        for q in range(j_lo + off_w, j_hi + off_w):
+                            row[q] += src[shift + q]
+                    else:
+                        for j in range(j_lo, j_hi):
+                            row[j * sw + off_w] += src[base + j]
 
 
 def _padded_geometry(h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
@@ -182,11 +192,14 @@ def im2col(x, kernel_size, stride, padding, dilation, out_size, out=None, kmajor
 
 
 def col2im(cols, image_shape, kernel_size, stride, padding, dilation, out_size,
-           kmajor=False):
+           kmajor=False, out=None):
     """The adjoint of ``im2col``: an (N, C, H, W) image where every entry of
     ``cols`` (either layout, as ``kmajor`` says) has been added at the position
-    it was read from."""
-    x = np.empty(image_shape, dtype=cols.dtype)
+    it was read from. ``out``: a C-contiguous array of ``image_shape`` to fill."""
+    x = out if out is not None else np.empty(image_shape, dtype=cols.dtype)
+    if x.shape != tuple(image_shape) or not x.flags.c_contiguous:
+        raise ValueError(f"col2im: out must be C-contiguous of shape {tuple(image_shape)}, "
+                         f"got {x.shape}")
     _check(image_shape, cols, kernel_size, stride, padding, dilation, out_size, kmajor)
     if x.size:
         _col2im(np.ascontiguousarray(cols), *kernel_size, *stride, *padding, *dilation,

@@ -154,6 +154,7 @@ class ConvTranspose2d(Module):
             (self.in_channels, self.out_channels // self.groups, kh, kw),
             self.out_channels if bias else None,
             self.out_channels // self.groups * kh * kw, self.dtype, rng, who)
+        self._workspace = {}  # column buffers reused from one call to the next
 
     def output_size(self, size, output_padding=None):
         op = self.output_padding if output_padding is None else output_padding
@@ -193,11 +194,12 @@ class ConvTranspose2d(Module):
         y, cache = FT.conv_transpose2d_forward(xb, self.weight.data,
                                               None if self.bias is None else self.bias.data,
                                               self.stride, self.padding, op, self.dilation,
-                                              self.groups)
+                                              self.groups, workspace=self._workspace)
         return (y if x.ndim == 4 else y[0]), cache
 
     def _backward(self, dy, cache):
-        dx, dw, db = FT.conv_transpose2d_backward(dy if dy.ndim == 4 else dy[None], cache)
+        dx, dw, db = FT.conv_transpose2d_backward(dy if dy.ndim == 4 else dy[None], cache,
+                                                  workspace=self._workspace)
         add_grads(self, dw, db)
         return dx
 
