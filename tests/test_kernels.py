@@ -200,7 +200,8 @@ def test_max_and_index_kernels_equal_numpy_twins(g, dtype, seed):
     if geo.dilation == (1, 1) and k in Pk.SPECIALIZED_SIZES:
         block = (*Pk.full_range(geo.ulo, geo.uhi, k[0]), *Pk.full_range(geo.vlo, geo.vhi, k[1]))
         y3, i3 = np.full_like(y, 7), np.full_like(i, -1)
-        Pk.specialized("max", *k)(x, geo.r0, geo.c0, *block, y3, i3)
+        Pk.specialized("max", *k, *geo.stride, *geo.padding, P._is_all(block, y))(
+            x, *block, y3, i3)
         Pk.max_forward_numba(x, *args, y3, i3, block)
         np.testing.assert_array_equal(y3, y)
         np.testing.assert_array_equal(i3, i)
@@ -247,12 +248,26 @@ def test_avg_and_stochastic_kernels_equal_numpy_twins(g, seed):
         # the unrolled kernel draws the same u for each window as the general one
         block = (*Pk.full_range(geo.ulo, geo.uhi, k[0]), *Pk.full_range(geo.vlo, geo.vhi, k[1]))
         y3, i3 = np.full(out, -7.0), np.full(out, -7, np.int32)
-        Pk.specialized("stochastic", *k)(x, ranges[0], ranges[2], *block, key, y3, i3)
+        whole = P._is_all(block, y3)  # both variants: bounds from the block or the shape
+        Pk.specialized("stochastic", *k, *geo.stride, *geo.padding, whole)(x, *block, key, y3, i3)
         Pk.stochastic_forward_numba(x, *ranges, key, y3, i3, block)
         y4, i4 = np.empty(out), np.empty(out, np.int32)
         Pk.stochastic_forward_numpy(x, *ranges, key, y4, i4)
         np.testing.assert_array_equal(y3, y4)
         np.testing.assert_array_equal(i3, i4)
+        # average pooling's unrolled forward and backward, block plus general rest
+        ya, yb = np.full(out, -7.0), np.full(out, -7.0)
+        Pk.specialized("avg", *k, *geo.stride, *geo.padding, whole)(x, *block, div, ya)
+        Pk.avg_forward_numba(x, *ranges, div, ya, block)
+        Pk.avg_forward_numpy(x, *ranges, div, yb)
+        np.testing.assert_allclose(ya, yb, rtol=1e-12, atol=1e-12)
+        g = rng.standard_normal(out)
+        da, db = np.full(shape, np.nan), np.full(shape, np.nan)
+        Pk.specialized("avg_backward", *k, *geo.stride, *geo.padding, whole)(g, *block, div,
+                                                                            da)
+        Pk.avg_backward_numba(g, *ranges, div, da, block)
+        Pk.avg_backward_numpy(g, *ranges, div, db)
+        np.testing.assert_allclose(da, db, rtol=1e-12, atol=1e-12)
     ys, ss = np.empty(out), np.empty(out)
     Pk.stochastic_eval_forward_numba(x, *ranges, ys, ss)
     dy = rng.standard_normal(out)
@@ -286,3 +301,26 @@ def test_elementwise_select_kernels_equal_numpy_twins(n, dtype, slope, seed):
     # both evaluate in float64 and round once; exp's last bit may differ between libm and
     # NumPy's SIMD exp, which can move a float32 result by one ulp at most
     np.testing.assert_allclose(a, b, rtol=1.2e-7 if dtype == np.float32 else 1e-15, atol=0)
+
+
+@pytest.mark.parametrize("k", [(2, 2), (3, 3)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tiled_average_backward_equals_the_general_loop(k, dtype):
+    """stride = kernel, no padding, H and W multiples of the window: the tiled
+    kernel writes each cell once; it must agree with the zero-and-add loop."""
+    from nnzero.layers import AvgPool2d
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 4 * k[0], 5 * k[1])).astype(dtype)
+    geo = P.pool_geometry("t", x.shape, k, k, 0, 1, False)
+    ranges = P._clipped(geo, *x.shape[2:])
+    div = np.full(geo.out_size, float(k[0] * k[1]), dtype)
+    g = rng.standard_normal(x.shape[:2] + geo.out_size).astype(dtype)
+    a, b = np.full_like(x, np.nan), np.full_like(x, np.nan)
+    Pk.specialized("avg_backward_tiled", *k)(g, div, a)
+    Pk.avg_backward_numpy(g, *ranges, div, b)
+    np.testing.assert_array_equal(a, b)  # one division per cell in both
+    layer = AvgPool2d(k)  # and the layer takes the tiled path for this shape
+    layer(x)
+    assert P._tiles_plane(layer._ctx.cache, g.shape) == Pk.JIT_ENABLED
+    np.testing.assert_array_equal(layer.backward(g), b)
+    assert not P._tiles_plane(AvgPool2d(k)._forward(x[..., :-1])[1], g[..., :-1].shape)

@@ -43,6 +43,8 @@ class PoolGeometry(NamedTuple):
     vlo: np.ndarray
     vhi: np.ndarray
     dilation: tuple
+    stride: tuple      # r0 = i*stride - padding (kept for the compiled kernels)
+    padding: tuple
 
 
 def _axis(size, k, s, p, d, out):
@@ -72,7 +74,7 @@ def pool_geometry(who, x_shape, kernel_size, stride, padding, dilation, ceil_mod
         raise ValueError(f"{who}: a pooling window holds no input element (input "
                          f"{tuple(x_shape)}, kernel_size={k}, stride={s}, padding={p}, "
                          f"dilation={d}); use a smaller dilation or padding")
-    return PoolGeometry(out, r0, ulo, uhi, c0, vlo, vhi, d)
+    return PoolGeometry(out, r0, ulo, uhi, c0, vlo, vhi, d, s, p)
 
 
 def _clipped(geo, size_h, size_w):
@@ -100,7 +102,7 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_
     if y.size:
         skip = _whole_block(geo, k)
         if skip is not None:
-            K.specialized("max", *k)(x, geo.r0, geo.c0, *skip, y, idx)
+            K.specialized("max", *k, *geo.stride, *geo.padding, _is_all(skip, y))(x, *skip, y, idx)
         if skip != (0, y.shape[2], 0, y.shape[3]):  # the windows cut by the padding
             K.max_forward(x, geo.r0, geo.ulo, geo.uhi, geo.dilation[0], geo.c0, geo.vlo,
                           geo.vhi, geo.dilation[1], y, idx, skip or (0, 0, 0, 0))
@@ -109,12 +111,18 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_
 
 def _whole_block(geo, window):
     """The block (i0, i1, j0, j1) of outputs whose window lies wholly inside the
-    image, when a kernel compiled for this window size exists; else None."""
-    if not (K.JIT_ENABLED and geo.dilation == (1, 1) and window in K.SPECIALIZED_SIZES):
+    image, when a kernel compiled for this window size and stride exists; else None."""
+    if not (K.JIT_ENABLED and geo.dilation == (1, 1) and window in K.SPECIALIZED_SIZES
+            and max(geo.stride) <= K.SPECIALIZED_MAX_STRIDE):
         return None
     i0, i1 = K.full_range(geo.ulo, geo.uhi, window[0])
     j0, j1 = K.full_range(geo.vlo, geo.vhi, window[1])
     return (i0, i1, j0, j1) if i1 > i0 and j1 > j0 else None
+
+
+def _is_all(block, y):
+    """Whether the whole-window block is the whole output grid."""
+    return block == (0, y.shape[2], 0, y.shape[3])
 
 
 def index_pool_backward(dy, cache):
@@ -135,6 +143,8 @@ class AvgCache(NamedTuple):
     x_shape: tuple
     window: tuple        # (KH, KW)
     skip: object         # the whole-window block a compiled kernel handles, or None
+    stride: tuple = (1, 1)
+    padding: tuple = (0, 0)
 
 
 def avg_divisors(geo, h, w, kernel, padding, count_include_pad, divisor_override):
@@ -164,19 +174,35 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     y = np.empty(x.shape[:2] + geo.out_size, dtype=x.dtype)
     skip = _whole_block(geo, k) if y.size else None
     if skip is not None:
-        K.specialized("avg", *k)(x, ranges[0], ranges[2], *skip, div, y)
+        K.specialized("avg", *k, *geo.stride, *geo.padding, _is_all(skip, y))(x, *skip, div, y)
     if y.size and skip != (0, y.shape[2], 0, y.shape[3]):
         K.avg_forward(x, *ranges, div, y, skip or (0, 0, 0, 0))
-    return y, AvgCache(ranges, div, x.shape, k, skip)
+    return y, AvgCache(ranges, div, x.shape, k, skip, geo.stride, geo.padding)
+
+
+def _tiles_plane(cache, out_shape):
+    """True when the windows are whole and tile the plane exactly (stride = kernel,
+    no padding, H = OH*KH and W = OW*KW): each input cell lies in one window."""
+    oh, ow = out_shape[2:]
+    if cache.skip != (0, oh, 0, ow) or not oh or not ow:
+        return False
+    rlo, rhi, clo, chi = cache.ranges
+    (kh, kw), (h, w) = cache.window, cache.x_shape[2:]
+    return (oh * kh == h and ow * kw == w
+            and np.array_equal(rlo, np.arange(oh) * kh) and np.array_equal(rhi, rlo + kh)
+            and np.array_equal(clo, np.arange(ow) * kw) and np.array_equal(chi, clo + kw))
 
 
 def avg_pool2d_backward(dy, cache):
     dx = np.empty(cache.x_shape, dtype=dy.dtype)
     dy = np.ascontiguousarray(dy)
     skip = cache.skip
+    if skip is not None and _tiles_plane(cache, dy.shape):
+        K.specialized("avg_backward_tiled", *cache.window)(dy, cache.div, dx)
+        return dx
     if skip is not None:
-        K.specialized("avg_backward", *cache.window)(dy, cache.ranges[0], cache.ranges[2],
-                                                     *skip, cache.div, dx)
+        K.specialized("avg_backward", *cache.window, *cache.stride, *cache.padding,
+                      _is_all(skip, dy))(dy, *skip, cache.div, dx)
     if dy.size == 0:
         dx[...] = 0
     elif skip != (0, dy.shape[2], 0, dy.shape[3]):
@@ -218,7 +244,8 @@ def stochastic_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=
         k = (int(geo.uhi.max()), int(geo.vhi.max())) if y.size else (0, 0)
         skip = _whole_block(geo, k) if y.size else None
         if skip is not None:
-            K.specialized("stochastic", *k)(x, ranges[0], ranges[2], *skip, key, y, idx)
+            K.specialized("stochastic", *k, *geo.stride, *geo.padding, _is_all(skip, y))(
+                x, *skip, key, y, idx)
         if y.size and skip != (0, y.shape[2], 0, y.shape[3]):
             K.stochastic_forward(x, *ranges, key, y, idx, skip or (0, 0, 0, 0))
         return y, IndexCache(idx, x.shape)

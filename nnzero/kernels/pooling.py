@@ -19,7 +19,7 @@ import numba
 import numpy as np
 
 from ._jit import JIT_ENABLED, choose, njit
-from .pooling_fixed import SPECIALIZED_SIZES, full_range, specialized  # noqa: F401
+from .pooling_fixed import SPECIALIZED_MAX_STRIDE, SPECIALIZED_SIZES, full_range, specialized  # noqa: F401,E501
 from .random import uniform_at, uniform_numpy
 
 

@@ -1,12 +1,17 @@
-"""Pooling kernels compiled for one window size (2x2 and 3x3).
+"""Pooling kernels compiled for one window size (2x2 and 3x3) and stride.
 
 With the kernel size known to the compiler the window loops unroll and the
 argmax becomes a chain of selects (about 6x faster than runtime-sized loops
-on 2x2 windows). Each kernel handles only the block of outputs whose window
-lies wholly inside the image (``full_range``); the windows cut by padding go
-to the general kernels of ``pooling.py``, which skip that block. The
-factories' closure constants are part of numba's cache key, so each size is
-compiled once per machine. (No NumPy twins here: with ``NNZERO_JIT=0`` the
+on 2x2 windows); with the stride and padding known too, a window's first
+cell is ``(i*SH - PH, j*SW - PW)`` by arithmetic the compiler sees through
+(reading window starts from arrays, or a runtime padding, kept the loads over
+j from vectorising; measured up to 2-3x slower on 2x2/2 windows). Padding is
+at most half the window, so the variants stay few. Each kernel handles only
+the block of outputs whose window lies wholly inside the image
+(``full_range``); the windows cut by padding go to the general kernels of
+``pooling.py``, which skip that block. The factories' closure constants are
+part of numba's cache key, so each (kind, size, stride, padding) is compiled once per
+machine, on first use. (No NumPy twins here: with ``NNZERO_JIT=0`` the
 general twins compute every output.)
 """
 from __future__ import annotations
@@ -27,18 +32,27 @@ def full_range(lo, hi, k):
     return (int(full[0]), int(full[-1]) + 1) if full.size else (0, 0)
 
 
-def _make_max(kh_const, kw_const):
-    def kernel(x, r0, c0, i0, i1, j0, j1, y, idx):
+def _compiled(kernel, kind, kh, kw, sh, sw, ph, pw, whole):
+    """njit(parallel=True) of ``kernel`` under a name that tells its constants apart."""
+    kernel.__qualname__ = kernel.__name__ = (f"{kind}_{kh}x{kw}_s{sh}x{sw}_p{ph}x{pw}"
+                                             + ("_whole" if whole else ""))
+    return njit(parallel=True)(kernel)
+
+
+def _make_max(kh_const, kw_const, sh_const, sw_const, ph_const, pw_const, whole):
+    def kernel(x, i0, i1, j0, j1, y, idx):
         """Whole windows only: outputs i0 <= i < i1, j0 <= j < j1."""
         w = x.shape[3]
         n, c = x.shape[:2]
+        if whole:  # resolved at compile time; bounds from the shape let the loops vectorise
+            i0, i1, j0, j1 = 0, y.shape[2], 0, y.shape[3]
         for nc in numba.prange(n * c):
             b = nc // c
             ch = nc - b * c
             for i in range(i0, i1):
-                ri = r0[i]
+                ri = i * sh_const - ph_const
                 for j in range(j0, j1):
-                    cj = c0[j]
+                    cj = j * sw_const - pw_const
                     best = x[b, ch, ri, cj]
                     at = ri * w + cj
                     for u in range(kh_const):
@@ -49,35 +63,39 @@ def _make_max(kh_const, kw_const):
                             at = (ri + u) * w + cj + v if take else at
                     y[b, ch, i, j] = best
                     idx[b, ch, i, j] = at
-    kernel.__qualname__ = kernel.__name__ = f"max_forward_{kh_const}x{kw_const}"
-    return njit(parallel=True)(kernel)
+    return _compiled(kernel, "max_forward", kh_const, kw_const, sh_const, sw_const, ph_const,
+                     pw_const, whole)
 
 
-def _make_avg(kh_const, kw_const):
-    def kernel(x, rlo, clo, i0, i1, j0, j1, div, y):
+def _make_avg(kh_const, kw_const, sh_const, sw_const, ph_const, pw_const, whole):
+    def kernel(x, i0, i1, j0, j1, div, y):
         """Whole windows only: outputs i0 <= i < i1, j0 <= j < j1."""
         n, c = x.shape[:2]
+        if whole:
+            i0, i1, j0, j1 = 0, y.shape[2], 0, y.shape[3]
         for nc in numba.prange(n * c):
             b = nc // c
             ch = nc - b * c
             for i in range(i0, i1):
-                r = rlo[i]
+                r = i * sh_const - ph_const
                 for j in range(j0, j1):
-                    q = clo[j]
+                    q = j * sw_const - pw_const
                     s = x[b, ch, r, q]  # accumulate in x's dtype, so the loop vectorises
                     for u in range(kh_const):
                         for v in range(kw_const):
                             if u or v:  # resolved at compile time
                                 s += x[b, ch, r + u, q + v]
                     y[b, ch, i, j] = s / div[i, j]
-    kernel.__qualname__ = kernel.__name__ = f"avg_forward_{kh_const}x{kw_const}"
-    return njit(parallel=True)(kernel)
+    return _compiled(kernel, "avg_forward", kh_const, kw_const, sh_const, sw_const, ph_const,
+                     pw_const, whole)
 
 
-def _make_avg_backward(kh_const, kw_const):
-    def kernel(dy, rlo, clo, i0, i1, j0, j1, div, dx):
+def _make_avg_backward(kh_const, kw_const, sh_const, sw_const, ph_const, pw_const, whole):
+    def kernel(dy, i0, i1, j0, j1, div, dx):
         """Zero dx, then add the whole windows' shares (outputs of the block)."""
         n, c = dy.shape[:2]
+        if whole:
+            i0, i1, j0, j1 = 0, dy.shape[2], 0, dy.shape[3]
         for nc in numba.prange(n * c):
             b = nc // c
             ch = nc - b * c
@@ -85,31 +103,53 @@ def _make_avg_backward(kh_const, kw_const):
                 for q in range(dx.shape[3]):
                     dx[b, ch, r, q] = 0
             for i in range(i0, i1):
-                r = rlo[i]
+                r = i * sh_const - ph_const
                 for j in range(j0, j1):
-                    q = clo[j]
+                    q = j * sw_const - pw_const
                     g = dy[b, ch, i, j] / div[i, j]
                     for u in range(kh_const):
                         for v in range(kw_const):
                             dx[b, ch, r + u, q + v] += g
-    kernel.__qualname__ = kernel.__name__ = f"avg_backward_{kh_const}x{kw_const}"
-    return njit(parallel=True)(kernel)
+    return _compiled(kernel, "avg_backward", kh_const, kw_const, sh_const, sw_const, ph_const,
+                     pw_const, whole)
 
 
-def _make_stochastic(kh_const, kw_const):
-    def kernel(x, rlo, clo, i0, i1, j0, j1, key, y, idx):
+def _make_avg_backward_tiled(kh_const, kw_const, sh_const, sw_const, ph_const, pw_const, whole):
+    def kernel(dy, div, dx):
+        """Windows that tile the plane exactly (stride = kernel, no padding,
+        H = OH*KH, W = OW*KW): every dx cell gets one window's share, written
+        once row by row, so no zero fill and no read-modify-write."""
+        n, c, oh, ow = dy.shape
+        w = dx.shape[3]
+        for nc in numba.prange(n * c):
+            b = nc // c
+            ch = nc - b * c
+            for i in range(oh):
+                for u in range(kh_const):
+                    r = i * kh_const + u
+                    for q in range(w):
+                        j = q // kw_const
+                        dx[b, ch, r, q] = dy[b, ch, i, j] / div[i, j]
+    return _compiled(kernel, "avg_backward_tiled", kh_const, kw_const, sh_const, sw_const,
+                     ph_const, pw_const, whole)
+
+
+def _make_stochastic(kh_const, kw_const, sh_const, sw_const, ph_const, pw_const, whole):
+    def kernel(x, i0, i1, j0, j1, key, y, idx):
         """Whole windows only; the same sampling rule and draws, in x's dtype, as
         the general loop."""
         w = x.shape[3]
         n, c = x.shape[:2]
         oh, ow = y.shape[2], y.shape[3]
+        if whole:
+            i0, i1, j0, j1 = 0, oh, 0, ow
         for nc in numba.prange(n * c):
             b = nc // c
             ch = nc - b * c
             for i in range(i0, i1):
-                r = rlo[i]
+                r = i * sh_const - ph_const
                 for j in range(j0, j1):
-                    q = clo[j]
+                    q = j * sw_const - pw_const
                     s = x[b, ch, r, q]
                     for u in range(kh_const):
                         for v in range(kw_const):
@@ -130,20 +170,29 @@ def _make_stochastic(kh_const, kw_const):
                     qv = q + k % kw_const
                     y[b, ch, i, j] = x[b, ch, ru, qv]
                     idx[b, ch, i, j] = ru * w + qv
-    kernel.__qualname__ = kernel.__name__ = f"stochastic_forward_{kh_const}x{kw_const}"
-    return njit(parallel=True)(kernel)
+    return _compiled(kernel, "stochastic_forward", kh_const, kw_const, sh_const, sw_const,
+                     ph_const, pw_const, whole)
 
 
 _FACTORIES = {"max": _make_max, "avg": _make_avg, "avg_backward": _make_avg_backward,
-              "stochastic": _make_stochastic}
+              "avg_backward_tiled": _make_avg_backward_tiled, "stochastic": _make_stochastic}
 
 
-def specialized(kind, kh, kw):
-    """The compiled kernel for a ``kind`` ('max', 'avg', 'avg_backward') window of kh x kw."""
-    key = (kind, kh, kw)
+def specialized(kind, kh, kw, sh=None, sw=None, ph=0, pw=0, whole=False):
+    """The compiled kernel for a ``kind`` ('max', 'avg', 'avg_backward',
+    'avg_backward_tiled', 'stochastic') window of kh x kw at stride (sh, sw)
+    and padding (ph, pw) (for 'avg_backward_tiled' the stride is the window
+    and the padding 0). ``whole``: the block is the whole output grid (the
+    kernel then ignores its block arguments and takes the bounds from the
+    output's shape: with bounds known to start at 0 the loops vectorise,
+    about 2x faster on 2x2/2 windows)."""
+    if kind == "avg_backward_tiled":
+        sh, sw, ph, pw, whole = kh, kw, 0, 0, True
+    key = (kind,) + tuple(int(v) for v in (kh, kw, sh, sw, ph, pw, bool(whole)))
     if key not in _SPECIALIZED:
-        _SPECIALIZED[key] = _FACTORIES[kind](kh, kw)
+        _SPECIALIZED[key] = _FACTORIES[kind](*key[1:])
     return _SPECIALIZED[key]
 
 
 SPECIALIZED_SIZES = ((2, 2), (3, 3))  # the sizes worth a compilation of their own
+SPECIALIZED_MAX_STRIDE = 3            # larger strides take the general loops
