@@ -166,10 +166,16 @@ def _make_stochastic(kh_const, kw_const, sh_const, sw_const, ph_const, pw_const,
                             k += run <= target
                     if k == kh_const * kw_const:  # nothing passed (all-zero window): first cell
                         k = 0
-                    ru = r + k // kw_const
-                    qv = q + k % kw_const
-                    y[b, ch, i, j] = x[b, ch, ru, qv]
-                    idx[b, ch, i, j] = ru * w + qv
+                    # the chosen value by selects over the (cached) window rather than a
+                    # load at a computed address: the loop over j stays vectorised
+                    val = x[b, ch, r, q]
+                    for u in range(kh_const):
+                        for v in range(kw_const):
+                            if u or v:
+                                cell = x[b, ch, r + u, q + v]
+                                val = cell if k == u * kw_const + v else val
+                    y[b, ch, i, j] = val
+                    idx[b, ch, i, j] = (r + k // kw_const) * w + q + k % kw_const
     return _compiled(kernel, "stochastic_forward", kh_const, kw_const, sh_const, sw_const,
                      ph_const, pw_const, whole)
 
