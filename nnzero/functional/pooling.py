@@ -173,11 +173,31 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     ranges = _clipped(geo, x.shape[2], x.shape[3])
     y = np.empty(x.shape[:2] + geo.out_size, dtype=x.dtype)
     skip = _whole_block(geo, k) if y.size else None
-    if skip is not None:
-        K.specialized("avg", *k, *geo.stride, *geo.padding, _is_all(skip, y))(x, *skip, div, y)
-    if y.size and skip != (0, y.shape[2], 0, y.shape[3]):
-        K.avg_forward(x, *ranges, div, y, skip or (0, 0, 0, 0))
+    if y.size and _has_compiled_window(geo, k):
+        # every window is whole in a zero-framed copy (when padding or ceil_mode cut
+        # some): one vectorised pass instead of the general loop for the border
+        # windows. Zeros add nothing to a window's sum, and the divisor already
+        # says what to count, so both count_include_pad rules hold.
+        (oh, ow), (sh, sw), (ph, pw) = geo.out_size, geo.stride, geo.padding
+        src = x if skip == (0, oh, 0, ow) else _zero_framed(
+            x, ph, pw, max(ph + x.shape[2], (oh - 1) * sh + k[0]),
+            max(pw + x.shape[3], (ow - 1) * sw + k[1]))
+        K.specialized("avg", *k, sh, sw, 0, 0, True)(src, 0, 0, 0, 0, div, y)
+    elif y.size:
+        K.avg_forward(x, *ranges, div, y)
     return y, AvgCache(ranges, div, x.shape, k, skip, geo.stride, geo.padding)
+
+
+def _has_compiled_window(geo, window):
+    return (K.JIT_ENABLED and geo.dilation == (1, 1) and window in K.SPECIALIZED_SIZES
+            and max(geo.stride) <= K.SPECIALIZED_MAX_STRIDE)
+
+
+def _zero_framed(a, top, left, rows, cols):
+    """``a`` (N, C, H, W) placed at (top, left) in zeros of shape (N, C, rows, cols)."""
+    out = np.zeros(a.shape[:2] + (rows, cols), dtype=a.dtype)
+    out[:, :, top:top + a.shape[2], left:left + a.shape[3]] = a
+    return out
 
 
 def _tiles_plane(cache, out_shape):
@@ -199,6 +219,18 @@ def avg_pool2d_backward(dy, cache):
     skip = cache.skip
     if skip is not None and _tiles_plane(cache, dy.shape):
         K.specialized("avg_backward_tiled", *cache.window)(dy, cache.div, dx)
+        return dx
+    if (dy.size and cache.window in K.SPECIALIZED_SIZES and cache.stride == (1, 1)
+            and K.JIT_ENABLED):
+        (kh, kw), (ph, pw) = cache.window, cache.padding
+        # stride 1: dx[r, q] = sum of g = dy/div over the windows holding (r, q),
+        # which is a KHxKW window sum of g framed by KH-1-PH zero rows above
+        # (KW-1-PW columns left): the forward's vectorised kernel, as a gather
+        h, w = cache.x_shape[2:]
+        g = _zero_framed((dy / cache.div).astype(dy.dtype, copy=False), kh - 1 - ph,
+                         kw - 1 - pw, h + kh - 1, w + kw - 1)
+        K.specialized("avg", kh, kw, 1, 1, 0, 0, True)(g, 0, 0, 0, 0,
+                                                       np.ones((h, w), dy.dtype), dx)
         return dx
     if skip is not None:
         K.specialized("avg_backward", *cache.window, *cache.stride, *cache.padding,
