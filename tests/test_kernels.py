@@ -324,3 +324,24 @@ def test_tiled_average_backward_equals_the_general_loop(k, dtype):
     assert P._tiles_plane(layer._ctx.cache, g.shape) == Pk.JIT_ENABLED
     np.testing.assert_array_equal(layer.backward(g), b)
     assert not P._tiles_plane(AvgPool2d(k)._forward(x[..., :-1])[1], g[..., :-1].shape)
+
+
+@pytest.mark.parametrize("k,s,p,ceil,cip", [
+    ((3, 3), 1, 1, False, True), ((3, 3), 1, 1, False, False), ((2, 2), 1, 1, True, False),
+    ((3, 3), 2, 1, True, True), ((2, 2), 3, 0, True, False), ((3, 2), 1, (1, 0), False, True)])
+def test_average_pool_paths_equal_the_numpy_twins(k, s, p, ceil, cip):
+    """The zero-framed forward and the stride-1 gather backward (and whatever path
+    a configuration takes) against the twins' windows and divisors."""
+    from nnzero.layers import AvgPool2d
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 3, 7, 8))
+    layer = AvgPool2d(k, s, p, ceil_mode=ceil, count_include_pad=cip)
+    y = layer(x)
+    cache = layer._ctx.cache
+    want = np.empty_like(y)
+    Pk.avg_forward_numpy(x, *cache.ranges, cache.div, want)
+    np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-15)
+    g = rng.standard_normal(y.shape)
+    dx = np.empty_like(x)
+    Pk.avg_backward_numpy(g, *cache.ranges, cache.div, dx)
+    np.testing.assert_allclose(layer.backward(g), dx, rtol=1e-12, atol=1e-15)
