@@ -102,7 +102,8 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_
     if y.size:
         skip = _whole_block(geo, k)
         if skip is not None:
-            K.specialized("max", *k, *geo.stride, *geo.padding, _is_all(skip, y))(x, *skip, y, idx)
+            K.specialized("max", *k, *geo.stride, *geo.padding, _is_all(skip, y))(
+                x, geo.r0, geo.c0, *skip, y, idx)
         if skip != (0, y.shape[2], 0, y.shape[3]):  # the windows cut by the padding
             K.max_forward(x, geo.r0, geo.ulo, geo.uhi, geo.dilation[0], geo.c0, geo.vlo,
                           geo.vhi, geo.dilation[1], y, idx, skip or (0, 0, 0, 0))
@@ -182,7 +183,7 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
         src = x if skip == (0, oh, 0, ow) else _zero_framed(
             x, ph, pw, max(ph + x.shape[2], (oh - 1) * sh + k[0]),
             max(pw + x.shape[3], (ow - 1) * sw + k[1]))
-        K.specialized("avg", *k, sh, sw, 0, 0, True)(src, 0, 0, 0, 0, div, y)
+        K.specialized("avg", *k, sh, sw, 0, 0, True)(src, geo.r0, geo.c0, 0, 0, 0, 0, div, y)
     elif y.size:
         K.avg_forward(x, *ranges, div, y)
     return y, AvgCache(ranges, div, x.shape, k, skip, geo.stride, geo.padding)
@@ -229,12 +230,14 @@ def avg_pool2d_backward(dy, cache):
         h, w = cache.x_shape[2:]
         g = _zero_framed((dy / cache.div).astype(dy.dtype, copy=False), kh - 1 - ph,
                          kw - 1 - pw, h + kh - 1, w + kw - 1)
-        K.specialized("avg", kh, kw, 1, 1, 0, 0, True)(g, 0, 0, 0, 0,
-                                                       np.ones((h, w), dy.dtype), dx)
+        K.specialized("avg", kh, kw, 1, 1, 0, 0, True)(g, cache.ranges[0], cache.ranges[2],
+                                                       0, 0, 0, 0, np.ones((h, w), dy.dtype),
+                                                       dx)
         return dx
     if skip is not None:
         K.specialized("avg_backward", *cache.window, *cache.stride, *cache.padding,
-                      _is_all(skip, dy))(dy, *skip, cache.div, dx)
+                      _is_all(skip, dy))(dy, cache.ranges[0], cache.ranges[2], *skip,
+                                         cache.div, dx)
     if dy.size == 0:
         dx[...] = 0
     elif skip != (0, dy.shape[2], 0, dy.shape[3]):
@@ -277,7 +280,7 @@ def stochastic_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=
         skip = _whole_block(geo, k) if y.size else None
         if skip is not None:
             K.specialized("stochastic", *k, *geo.stride, *geo.padding, _is_all(skip, y))(
-                x, *skip, key, y, idx)
+                x, ranges[0], ranges[2], *skip, key, y, idx)
         if y.size and skip != (0, y.shape[2], 0, y.shape[3]):
             K.stochastic_forward(x, *ranges, key, y, idx, skip or (0, 0, 0, 0))
         return y, IndexCache(idx, x.shape)

@@ -1,17 +1,15 @@
-"""Pooling kernels compiled for one window size (2x2 and 3x3) and stride.
+"""Pooling kernels compiled for one window size (2x2 and 3x3).
 
 With the kernel size known to the compiler the window loops unroll and the
 argmax becomes a chain of selects (about 6x faster than runtime-sized loops
-on 2x2 windows); with the stride and padding known too, a window's first
-cell is ``(i*SH - PH, j*SW - PW)`` by arithmetic the compiler sees through
-(reading window starts from arrays, or a runtime padding, kept the loads over
-j from vectorising; measured up to 2-3x slower on 2x2/2 windows). Padding is
-at most half the window, so the variants stay few. Each kernel handles only
-the block of outputs whose window lies wholly inside the image
-(``full_range``); the windows cut by padding go to the general kernels of
-``pooling.py``, which skip that block. The factories' closure constants are
-part of numba's cache key, so each (kind, size, stride, padding) is compiled once per
-machine, on first use. (No NumPy twins here: with ``NNZERO_JIT=0`` the
+on 2x2 windows). Each kernel handles only the block of outputs whose window
+lies wholly inside the image (``full_range``); the windows cut by padding go
+to the general kernels of ``pooling.py``, which skip that block. When the
+block is the whole output grid, a variant with the stride and padding
+compiled in computes the window starts by arithmetic the compiler sees
+through and vectorises (see ``specialized``). The factories' closure
+constants are part of numba's cache key, so each variant is compiled once
+per machine, on first use. (No NumPy twins here: with ``NNZERO_JIT=0`` the
 general twins compute every output.)
 """
 from __future__ import annotations
@@ -40,7 +38,7 @@ def _compiled(kernel, kind, kh, kw, sh, sw, ph, pw, whole):
 
 
 def _make_max(kh_const, kw_const, sh_const, sw_const, ph_const, pw_const, whole):
-    def kernel(x, i0, i1, j0, j1, y, idx):
+    def kernel(x, r0, c0, i0, i1, j0, j1, y, idx):
         """Whole windows only: outputs i0 <= i < i1, j0 <= j < j1."""
         w = x.shape[3]
         n, c = x.shape[:2]
@@ -50,9 +48,9 @@ def _make_max(kh_const, kw_const, sh_const, sw_const, ph_const, pw_const, whole)
             b = nc // c
             ch = nc - b * c
             for i in range(i0, i1):
-                ri = i * sh_const - ph_const
+                ri = i * sh_const - ph_const if whole else r0[i]
                 for j in range(j0, j1):
-                    cj = j * sw_const - pw_const
+                    cj = j * sw_const - pw_const if whole else c0[j]
                     best = x[b, ch, ri, cj]
                     at = ri * w + cj
                     for u in range(kh_const):
@@ -68,7 +66,7 @@ def _make_max(kh_const, kw_const, sh_const, sw_const, ph_const, pw_const, whole)
 
 
 def _make_avg(kh_const, kw_const, sh_const, sw_const, ph_const, pw_const, whole):
-    def kernel(x, i0, i1, j0, j1, div, y):
+    def kernel(x, r0, c0, i0, i1, j0, j1, div, y):
         """Whole windows only: outputs i0 <= i < i1, j0 <= j < j1."""
         n, c = x.shape[:2]
         if whole:
@@ -77,9 +75,9 @@ def _make_avg(kh_const, kw_const, sh_const, sw_const, ph_const, pw_const, whole)
             b = nc // c
             ch = nc - b * c
             for i in range(i0, i1):
-                r = i * sh_const - ph_const
+                r = i * sh_const - ph_const if whole else r0[i]
                 for j in range(j0, j1):
-                    q = j * sw_const - pw_const
+                    q = j * sw_const - pw_const if whole else c0[j]
                     s = x[b, ch, r, q]  # accumulate in x's dtype, so the loop vectorises
                     for u in range(kh_const):
                         for v in range(kw_const):
@@ -91,7 +89,7 @@ def _make_avg(kh_const, kw_const, sh_const, sw_const, ph_const, pw_const, whole)
 
 
 def _make_avg_backward(kh_const, kw_const, sh_const, sw_const, ph_const, pw_const, whole):
-    def kernel(dy, i0, i1, j0, j1, div, dx):
+    def kernel(dy, r0, c0, i0, i1, j0, j1, div, dx):
         """Zero dx, then add the whole windows' shares (outputs of the block)."""
         n, c = dy.shape[:2]
         if whole:
@@ -103,9 +101,9 @@ def _make_avg_backward(kh_const, kw_const, sh_const, sw_const, ph_const, pw_cons
                 for q in range(dx.shape[3]):
                     dx[b, ch, r, q] = 0
             for i in range(i0, i1):
-                r = i * sh_const - ph_const
+                r = i * sh_const - ph_const if whole else r0[i]
                 for j in range(j0, j1):
-                    q = j * sw_const - pw_const
+                    q = j * sw_const - pw_const if whole else c0[j]
                     g = dy[b, ch, i, j] / div[i, j]
                     for u in range(kh_const):
                         for v in range(kw_const):
@@ -135,7 +133,7 @@ def _make_avg_backward_tiled(kh_const, kw_const, sh_const, sw_const, ph_const, p
 
 
 def _make_stochastic(kh_const, kw_const, sh_const, sw_const, ph_const, pw_const, whole):
-    def kernel(x, i0, i1, j0, j1, key, y, idx):
+    def kernel(x, r0, c0, i0, i1, j0, j1, key, y, idx):
         """Whole windows only; the same sampling rule and draws, in x's dtype, as
         the general loop."""
         w = x.shape[3]
@@ -147,9 +145,9 @@ def _make_stochastic(kh_const, kw_const, sh_const, sw_const, ph_const, pw_const,
             b = nc // c
             ch = nc - b * c
             for i in range(i0, i1):
-                r = i * sh_const - ph_const
+                r = i * sh_const - ph_const if whole else r0[i]
                 for j in range(j0, j1):
-                    q = j * sw_const - pw_const
+                    q = j * sw_const - pw_const if whole else c0[j]
                     s = x[b, ch, r, q]
                     for u in range(kh_const):
                         for v in range(kw_const):
@@ -184,16 +182,24 @@ _FACTORIES = {"max": _make_max, "avg": _make_avg, "avg_backward": _make_avg_back
               "avg_backward_tiled": _make_avg_backward_tiled, "stochastic": _make_stochastic}
 
 
-def specialized(kind, kh, kw, sh=None, sw=None, ph=0, pw=0, whole=False):
+def specialized(kind, kh, kw, sh=0, sw=0, ph=0, pw=0, whole=False):
     """The compiled kernel for a ``kind`` ('max', 'avg', 'avg_backward',
-    'avg_backward_tiled', 'stochastic') window of kh x kw at stride (sh, sw)
-    and padding (ph, pw) (for 'avg_backward_tiled' the stride is the window
-    and the padding 0). ``whole``: the block is the whole output grid (the
-    kernel then ignores its block arguments and takes the bounds from the
-    output's shape: with bounds known to start at 0 the loops vectorise,
-    about 2x faster on 2x2/2 windows)."""
+    'avg_backward_tiled', 'stochastic') window of kh x kw.
+
+    The kernels take the window starts r0/c0 (arrays) and a block of outputs.
+    ``whole``: the block is the whole output grid; that variant ignores its
+    block arguments and the arrays, taking its bounds from the output's shape
+    and the window starts from the stride (sh, sw) and padding (ph, pw),
+    compiled in: with the loops known to start at 0 and the starts plain
+    arithmetic, the loads over j vectorise (about 2x faster on 2x2/2
+    windows). For a partial block the stride and padding are not used; there,
+    the arrays measured faster (3x3/2 windows with padding 1: ~12 ms against
+    ~18 ms with the starts computed). 'avg_backward_tiled' is always whole with
+    stride = window and no padding."""
     if kind == "avg_backward_tiled":
         sh, sw, ph, pw, whole = kh, kw, 0, 0, True
+    if not whole:
+        sh = sw = ph = pw = 0  # unused: one compilation per window size
     key = (kind,) + tuple(int(v) for v in (kh, kw, sh, sw, ph, pw, bool(whole)))
     if key not in _SPECIALIZED:
         _SPECIALIZED[key] = _FACTORIES[kind](*key[1:])
