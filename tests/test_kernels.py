@@ -200,7 +200,7 @@ def test_max_and_index_kernels_equal_numpy_twins(g, dtype, seed):
     if geo.dilation == (1, 1) and k in Pk.SPECIALIZED_SIZES:
         block = (*Pk.full_range(geo.ulo, geo.uhi, k[0]), *Pk.full_range(geo.vlo, geo.vhi, k[1]))
         y3, i3 = np.full_like(y, 7), np.full_like(i, -1)
-        Pk.specialized("max", *k, *geo.stride, *geo.padding, P._is_all(block, y))(
+        Pk.specialized("max", *k, *geo.stride, P._is_all(block, y))(
             x, geo.r0, geo.c0, *block, y3, i3)
         Pk.max_forward_numba(x, *args, y3, i3, block)
         np.testing.assert_array_equal(y3, y)
@@ -249,7 +249,7 @@ def test_avg_and_stochastic_kernels_equal_numpy_twins(g, seed):
         block = (*Pk.full_range(geo.ulo, geo.uhi, k[0]), *Pk.full_range(geo.vlo, geo.vhi, k[1]))
         y3, i3 = np.full(out, -7.0), np.full(out, -7, np.int32)
         whole = P._is_all(block, y3)  # both variants: bounds from the block or the shape
-        Pk.specialized("stochastic", *k, *geo.stride, *geo.padding, whole)(
+        Pk.specialized("stochastic", *k, *geo.stride, whole)(
             x, ranges[0], ranges[2], *block, key, y3, i3)
         Pk.stochastic_forward_numba(x, *ranges, key, y3, i3, block)
         y4, i4 = np.empty(out), np.empty(out, np.int32)
@@ -258,14 +258,14 @@ def test_avg_and_stochastic_kernels_equal_numpy_twins(g, seed):
         np.testing.assert_array_equal(i3, i4)
         # average pooling's unrolled forward and backward, block plus general rest
         ya, yb = np.full(out, -7.0), np.full(out, -7.0)
-        Pk.specialized("avg", *k, *geo.stride, *geo.padding, whole)(
+        Pk.specialized("avg", *k, *geo.stride, whole)(
             x, ranges[0], ranges[2], *block, div, ya)
         Pk.avg_forward_numba(x, *ranges, div, ya, block)
         Pk.avg_forward_numpy(x, *ranges, div, yb)
         np.testing.assert_allclose(ya, yb, rtol=1e-12, atol=1e-12)
         g = rng.standard_normal(out)
         da, db = np.full(shape, np.nan), np.full(shape, np.nan)
-        Pk.specialized("avg_backward", *k, *geo.stride, *geo.padding, whole)(
+        Pk.specialized("avg_backward", *k, *geo.stride, whole)(
             g, ranges[0], ranges[2], *block, div, da)
         Pk.avg_backward_numba(g, *ranges, div, da, block)
         Pk.avg_backward_numpy(g, *ranges, div, db)
@@ -323,9 +323,10 @@ def test_tiled_average_backward_equals_the_general_loop(k, dtype):
     np.testing.assert_array_equal(a, b)  # one division per cell in both
     layer = AvgPool2d(k)  # and the layer takes the tiled path for this shape
     layer(x)
-    assert P._tiles_plane(layer._ctx.cache, g.shape) == Pk.JIT_ENABLED
+    assert P._tiles_plane(layer._ctx.cache) == Pk.JIT_ENABLED
     np.testing.assert_array_equal(layer.backward(g), b)
-    assert not P._tiles_plane(AvgPool2d(k)._forward(x[..., :-1])[1], g[..., :-1].shape)
+    assert not P._tiles_plane(AvgPool2d(k)._forward(x[..., :-1])[1])
+    assert not P._tiles_plane(AvgPool2d(k, padding=1)._forward(x)[1])
 
 
 @pytest.mark.parametrize("k,s,p,ceil,cip", [

@@ -102,9 +102,9 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_
     if y.size:
         skip = _whole_block(geo, k)
         if skip is not None:
-            K.specialized("max", *k, *geo.stride, *geo.padding, _is_all(skip, y))(
+            K.specialized("max", *k, *geo.stride, _is_all(skip, y))(
                 x, geo.r0, geo.c0, *skip, y, idx)
-        if skip != (0, y.shape[2], 0, y.shape[3]):  # the windows cut by the padding
+        if not _is_all(skip, y):  # the windows cut by the padding
             K.max_forward(x, geo.r0, geo.ulo, geo.uhi, geo.dilation[0], geo.c0, geo.vlo,
                           geo.vhi, geo.dilation[1], y, idx, skip or (0, 0, 0, 0))
     return y, IndexCache(idx, x.shape)
@@ -113,8 +113,7 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_
 def _whole_block(geo, window):
     """The block (i0, i1, j0, j1) of outputs whose window lies wholly inside the
     image, when a kernel compiled for this window size and stride exists; else None."""
-    if not (K.JIT_ENABLED and geo.dilation == (1, 1) and window in K.SPECIALIZED_SIZES
-            and max(geo.stride) <= K.SPECIALIZED_MAX_STRIDE):
+    if not _has_compiled_window(geo, window):
         return None
     i0, i1 = K.full_range(geo.ulo, geo.uhi, window[0])
     j0, j1 = K.full_range(geo.vlo, geo.vhi, window[1])
@@ -180,10 +179,10 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
         # windows. Zeros add nothing to a window's sum, and the divisor already
         # says what to count, so both count_include_pad rules hold.
         (oh, ow), (sh, sw), (ph, pw) = geo.out_size, geo.stride, geo.padding
-        src = x if skip == (0, oh, 0, ow) else _zero_framed(
+        src = x if _is_all(skip, y) else _zero_framed(
             x, ph, pw, max(ph + x.shape[2], (oh - 1) * sh + k[0]),
             max(pw + x.shape[3], (ow - 1) * sw + k[1]))
-        K.specialized("avg", *k, sh, sw, 0, 0, True)(src, geo.r0, geo.c0, 0, 0, 0, 0, div, y)
+        K.specialized("avg", *k, sh, sw, True)(src, geo.r0, geo.c0, 0, 0, 0, 0, div, y)
     elif y.size:
         K.avg_forward(x, *ranges, div, y)
     return y, AvgCache(ranges, div, x.shape, k, skip, geo.stride, geo.padding)
@@ -201,24 +200,20 @@ def _zero_framed(a, top, left, rows, cols):
     return out
 
 
-def _tiles_plane(cache, out_shape):
-    """True when the windows are whole and tile the plane exactly (stride = kernel,
-    no padding, H = OH*KH and W = OW*KW): each input cell lies in one window."""
-    oh, ow = out_shape[2:]
-    if cache.skip != (0, oh, 0, ow) or not oh or not ow:
-        return False
-    rlo, rhi, clo, chi = cache.ranges
-    (kh, kw), (h, w) = cache.window, cache.x_shape[2:]
-    return (oh * kh == h and ow * kw == w
-            and np.array_equal(rlo, np.arange(oh) * kh) and np.array_equal(rhi, rlo + kh)
-            and np.array_equal(clo, np.arange(ow) * kw) and np.array_equal(chi, clo + kw))
+def _tiles_plane(cache):
+    """True when a compiled kernel exists and the windows tile the plane exactly
+    (stride = kernel, no padding, H and W multiples of the kernel): each input
+    cell lies in exactly one window."""
+    (h, w), (kh, kw) = cache.x_shape[2:], cache.window or (0, 0)
+    return (cache.skip is not None and cache.stride == cache.window
+            and cache.padding == (0, 0) and h % kh == 0 and w % kw == 0)
 
 
 def avg_pool2d_backward(dy, cache):
     dx = np.empty(cache.x_shape, dtype=dy.dtype)
     dy = np.ascontiguousarray(dy)
     skip = cache.skip
-    if skip is not None and _tiles_plane(cache, dy.shape):
+    if _tiles_plane(cache):
         K.specialized("avg_backward_tiled", *cache.window)(dy, cache.div, dx)
         return dx
     if (dy.size and cache.window in K.SPECIALIZED_SIZES and cache.stride == (1, 1)
@@ -230,17 +225,16 @@ def avg_pool2d_backward(dy, cache):
         h, w = cache.x_shape[2:]
         g = _zero_framed((dy / cache.div).astype(dy.dtype, copy=False), kh - 1 - ph,
                          kw - 1 - pw, h + kh - 1, w + kw - 1)
-        K.specialized("avg", kh, kw, 1, 1, 0, 0, True)(g, cache.ranges[0], cache.ranges[2],
+        K.specialized("avg", kh, kw, 1, 1, True)(g, cache.ranges[0], cache.ranges[2],
                                                        0, 0, 0, 0, np.ones((h, w), dy.dtype),
                                                        dx)
         return dx
     if skip is not None:
-        K.specialized("avg_backward", *cache.window, *cache.stride, *cache.padding,
-                      _is_all(skip, dy))(dy, cache.ranges[0], cache.ranges[2], *skip,
-                                         cache.div, dx)
+        K.specialized("avg_backward", *cache.window, *cache.stride, _is_all(skip, dy))(
+            dy, cache.ranges[0], cache.ranges[2], *skip, cache.div, dx)
     if dy.size == 0:
         dx[...] = 0
-    elif skip != (0, dy.shape[2], 0, dy.shape[3]):
+    elif not _is_all(skip, dy):
         K.avg_backward(dy, *cache.ranges, cache.div, dx, skip or (0, 0, 0, 0))
     return dx
 
@@ -279,9 +273,9 @@ def stochastic_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=
         k = (int(geo.uhi.max()), int(geo.vhi.max())) if y.size else (0, 0)
         skip = _whole_block(geo, k) if y.size else None
         if skip is not None:
-            K.specialized("stochastic", *k, *geo.stride, *geo.padding, _is_all(skip, y))(
+            K.specialized("stochastic", *k, *geo.stride, _is_all(skip, y))(
                 x, ranges[0], ranges[2], *skip, key, y, idx)
-        if y.size and skip != (0, y.shape[2], 0, y.shape[3]):
+        if y.size and not _is_all(skip, y):
             K.stochastic_forward(x, *ranges, key, y, idx, skip or (0, 0, 0, 0))
         return y, IndexCache(idx, x.shape)
     s = np.empty(y.shape, dtype=np.float64)
