@@ -27,3 +27,13 @@ def float_arrays(draw, min_dims=1, max_dims=4, max_side=4, lo=-4.0, hi=4.0):
 
 def seeds():
     return st.integers(0, 2**32 - 1)
+
+
+def draw_pool_window(draw, dilation=True):
+    """kernel, stride, padding (at most half the kernel, PyTorch's limit) and
+    dilation pairs for a pooling test, drawn inside an ``st.composite``."""
+    k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    p = (draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2)))
+    d = (draw(st.integers(1, 2)), draw(st.integers(1, 2))) if dilation else (1, 1)
+    return k, s, p, d

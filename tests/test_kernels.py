@@ -6,7 +6,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from helpers import seeds
+from helpers import draw_pool_window, seeds
 from nnzero.kernels import elementwise as K
 from nnzero.kernels import im2col as I
 from nnzero.kernels import pooling as Pk
@@ -166,10 +166,7 @@ def test_winograd_kernels_equal_numpy_twins(n, c, h, w, pad, dtype, seed):
 
 @st.composite
 def pool_geometries(draw, dilation=True):
-    k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    p = (draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2)))
-    d = (draw(st.integers(1, 2)), draw(st.integers(1, 2))) if dilation else (1, 1)
+    k, s, p, d = draw_pool_window(draw, dilation)
     shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 8)),
              draw(st.integers(1, 8)))
     ceil = draw(st.booleans())

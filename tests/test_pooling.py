@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import seeds
+from helpers import draw_pool_window, seeds
 from nnzero import gradcheck
 from nnzero.layers import (AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, GlobalAvgPool2d,
                            MaxPool2d)
@@ -43,10 +43,7 @@ def naive_pool(x, k, s, p, d, ceil, op, count_include_pad=True, divisor=None):
 
 @st.composite
 def pool_configs(draw, dilation=True):
-    k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    p = (draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2)))
-    d = (draw(st.integers(1, 2)), draw(st.integers(1, 2))) if dilation else (1, 1)
+    k, s, p, d = draw_pool_window(draw, dilation)
     ceil = draw(st.booleans())
     h, w = draw(st.integers(1, 7)), draw(st.integers(1, 7))
     return dict(k=k, s=s, p=p, d=d, ceil=ceil, shape=(draw(st.integers(1, 2)),

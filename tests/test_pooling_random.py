@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import seeds
+from helpers import draw_pool_window, seeds
 from nnzero import gradcheck
 from nnzero.layers import AvgPool2d, MaxPool2d, MixedPool2d, StochasticPool2d
 from nnzero.shapes import pool_output_size
@@ -22,9 +22,7 @@ def positive_input(rng, shape, zeros=0.2):
 
 @st.composite
 def window_configs(draw):
-    k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    p = (draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2)))
+    k, s, p, _ = draw_pool_window(draw, dilation=False)
     ceil = draw(st.booleans())
     shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(k[0], 7)),
              draw(st.integers(k[1], 7)))
