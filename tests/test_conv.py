@@ -142,8 +142,14 @@ def test_adjoint_property(cfg):
 
 
 def test_notes_example_cifar_sized_input():
-    y = Conv2d(3, 6, 3, 1, 0, rng=0)(np.zeros((4, 3, 32, 32), dtype=np.float32))
+    layer = Conv2d(3, 6, 3, 1, 0, rng=0)
+    x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    y = layer(x)
     assert y.shape == (4, 6, 30, 30) and y.dtype == np.float32
+    # one output position by hand: the 3x3 patch at (7, 11) against every filter
+    patch = x[:, :, 7:10, 11:14].astype(np.float64)
+    want = np.einsum("ncuv,ocuv->no", patch, layer.weight.data) + layer.bias.data
+    np.testing.assert_allclose(y[:, :, 7, 11], want, rtol=1e-5, atol=1e-5)
 
 
 def test_unbatched_input_and_empty_batch():
@@ -156,6 +162,7 @@ def test_unbatched_input_and_empty_batch():
     assert layer(np.zeros((0, 2, 5, 5))).shape == (0, 3, 5, 5)
     t = ConvTranspose2d(2, 3, 2, stride=2, dtype=F64, rng=0)
     assert t(x).shape == (3, 10, 10)
+    np.testing.assert_allclose(t(x), t(x[None])[0])
     gradcheck(t, x)
 
 
@@ -267,7 +274,13 @@ def test_output_size_errors():
         layer(x, output_size=(11, 11))
     with pytest.raises(ValueError, match="output_size must have 2 or 4 elements"):
         layer(x, output_size=(1, 9, 9))
-    assert layer(x, output_size=(1, 2, 10, 10)).shape == (1, 2, 10, 10)
+    x = np.random.default_rng(0).standard_normal((1, 2, 5, 5)).astype(np.float32)
+    y = layer(x, output_size=(1, 2, 10, 10))
+    assert y.shape == (1, 2, 10, 10)
+    # the same as asking for output_padding=1 directly
+    fixed = ConvTranspose2d(2, 2, 3, stride=2, padding=1, output_padding=1)
+    fixed.load_state_dict(layer.state_dict())
+    np.testing.assert_allclose(y, fixed(x), rtol=1e-6)
 
 
 @given(cfg=conv_configs(transposed=True), data=st.data())

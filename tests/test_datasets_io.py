@@ -34,6 +34,9 @@ def test_cifar10_reader(tmp_path):
     np.testing.assert_array_equal(x[:4], raw[b"data"].reshape(4, 3, 32, 32).astype(np.float32) / 255)
     xt, yt = load_cifar10(folder, train=False)
     assert xt.shape == (4, 3, 32, 32)
+    raw = restricted_load(folder / "test_batch")
+    np.testing.assert_array_equal(xt, raw[b"data"].reshape(4, 3, 32, 32).astype(np.float32) / 255)
+    np.testing.assert_array_equal(yt, raw[b"labels"])
 
 
 class _RunsCode:

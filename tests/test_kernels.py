@@ -131,7 +131,12 @@ def test_kernel_wrappers_refuse_inconsistent_shapes():
     with pytest.raises(ValueError, match="out must be C-contiguous"):
         I.im2col(x, (3, 3), (1, 1), (0, 0), (1, 1), (2, 2),
                  out=np.empty((1, 18, 8))[:, :, ::2])
-    assert I.im2col(x, (3, 3), (1, 1), (0, 0), (1, 1), (2, 2), kmajor=True).shape == (18, 1, 4)
+    x = np.arange(32.0).reshape(1, 2, 4, 4)
+    km = I.im2col(x, (3, 3), (1, 1), (0, 0), (1, 1), (2, 2), kmajor=True)
+    assert km.shape == (18, 1, 4)
+    np.testing.assert_array_equal(
+        km[:, 0], I.im2col(x, (3, 3), (1, 1), (0, 0), (1, 1), (2, 2))[0])
+    np.testing.assert_array_equal(km[4, 0], [5.0, 6.0, 9.0, 10.0])  # centre tap, channel 0
 
 
 @given(n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(1, 8), w=st.integers(1, 8),
