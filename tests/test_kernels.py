@@ -51,11 +51,17 @@ def test_im2col_col2im_numba_equal_numpy_twins(n, c, h, w, k, s, p, d, out, dtyp
     I.im2col_numba(x, *args, a)
     I.im2col_numpy(x, *args, b)
     np.testing.assert_array_equal(a, b)
+    serial = np.full_like(a, np.nan)
+    I.im2col_serial(x, *args, serial)   # the one-thread compile of the same source
+    np.testing.assert_array_equal(serial, a)
     cols = rng.standard_normal(a.shape).astype(dtype)
     xa = np.full_like(x, np.nan)
     xb = np.full_like(x, np.nan)
     I.col2im_numba(cols, *args, xa)
     I.col2im_numpy(cols, *args, xb)
+    serial = np.full_like(x, np.nan)
+    I.col2im_serial(cols, *args, serial)
+    np.testing.assert_array_equal(serial, xa)
     np.testing.assert_allclose(xa, xb, rtol=1e-5 if dtype == np.float32 else 1e-12,
                                atol=1e-5 if dtype == np.float32 else 1e-12)
     # col2im is the adjoint of im2col
@@ -88,7 +94,9 @@ def test_im2col_col2im_never_write_outside_their_output(n, c, h, w, k, s, p, d, 
     args = (*k, *s, *p, *d, *out)
     guard = 64
     for kernel, shape, src in ((I.im2col_numba, (n, c * k[0] * k[1], out[0] * out[1]), x),
-                               (I.col2im_numba, x.shape, None)):
+                               (I.im2col_serial, (n, c * k[0] * k[1], out[0] * out[1]), x),
+                               (I.col2im_numba, x.shape, None),
+                               (I.col2im_serial, x.shape, None)):
         size = int(np.prod(shape))
         buf = np.full(size + 2 * guard, 7.5)
         dst = buf[guard:guard + size].reshape(shape)

@@ -35,6 +35,7 @@ from ..kernels.im2col import col2im, im2col
 from ..shapes import same_padding
 from . import winograd
 from ._scratch import scratch
+from ._threads import batch_pieces
 
 _BUDGET = [256 * 2 ** 20]
 _ALGORITHM = ["auto"]
@@ -122,23 +123,28 @@ def _is_pointwise(geo):
             and geo.pad_after == (0, 0))
 
 
-def _im2col(x, geo, out_size, out=None, kmajor=False):
-    if _is_pointwise(geo) and tuple(out_size) == tuple(x.shape[2:]):
+def _columns_are_input(geo, x_shape, out_size):
+    """True when a 1x1 convolution's column matrix would be x itself."""
+    return _is_pointwise(geo) and tuple(out_size) == tuple(x_shape[2:])
+
+
+def _im2col(x, geo, out_size, out=None, kmajor=False, serial=False):
+    if _columns_are_input(geo, x.shape, out_size):
         cols = x.reshape(x.shape[0], x.shape[1], -1)
         return np.ascontiguousarray(cols.transpose(1, 0, 2)) if kmajor else cols
     return im2col(x, geo.kernel, geo.stride, geo.pad_before, geo.dilation, out_size, out,
-                  kmajor)
+                  kmajor, serial)
 
 
-def _col2im(cols, shape, geo, out_size, kmajor=False, out=None):
-    if _is_pointwise(geo) and tuple(out_size) == tuple(shape[2:]):
+def _col2im(cols, shape, geo, out_size, kmajor=False, out=None, serial=False):
+    if _columns_are_input(geo, shape, out_size):
         img = (cols.transpose(1, 0, 2) if kmajor else cols).reshape(shape)
         if out is None:
             return img
         out[...] = img
         return out
     return col2im(cols, shape, geo.kernel, geo.stride, geo.pad_before, geo.dilation, out_size,
-                  kmajor, out)
+                  kmajor, out, serial)
 
 
 def _grouped(a, groups):
@@ -176,19 +182,27 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
     y = np.empty((n, g, o // g, length), dtype=x.dtype)
     k_rows = c * geo.kernel[0] * geo.kernel[1]
     chunk = _chunk_size(n, k_rows, length, x.itemsize)
-    buf = scratch(workspace, "cols", (min(chunk, n), k_rows, length), x.dtype)
-    kept = None
+    pointwise = _columns_are_input(geo, x.shape, (oh, ow))
+    buf = None if pointwise else scratch(workspace, "cols", (min(chunk, n), k_rows, length),
+                                         x.dtype)
+    add_bias = None if bias is None else bias.reshape(g, o // g, 1)
     for s in range(0, n, chunk):
         m = min(chunk, n - s)
-        cols = _grouped(_im2col(x[s:s + m], geo, (oh, ow), buf[:m]), g)   # (m, G, K, L)
-        for gi in range(g):
-            np.matmul(w_g[gi], cols[:, gi], out=y[s:s + m, gi])
-        if chunk >= n:
-            kept = cols.reshape(n, -1, length)
-    y = y.reshape(n, o, oh, ow)
-    if bias is not None:
-        y += bias.reshape(1, o, 1, 1)
-    return y, ConvCache(x, weight, bias is not None, geo, (oh, ow), kept)
+
+        def piece(lo, hi, s=s):   # samples s+lo ... s+hi-1, on one thread
+            part = None if buf is None else buf[lo:hi]
+            cols = _grouped(_im2col(x[s + lo:s + hi], geo, (oh, ow), part, serial=True), g)
+            out = y[s + lo:s + hi]
+            for gi in range(g):
+                np.matmul(w_g[gi], cols[:, gi], out=out[:, gi])
+            if add_bias is not None:
+                out += add_bias
+
+        batch_pieces(m, piece)
+    kept = None
+    if chunk >= n:   # the whole batch's columns: the backward pass reuses them
+        kept = x.reshape(n, c, length) if pointwise else buf
+    return y.reshape(n, o, oh, ow), ConvCache(x, weight, bias is not None, geo, (oh, ow), kept)
 
 
 def conv2d_backward(dy, cache, workspace=None):
@@ -202,26 +216,38 @@ def conv2d_backward(dy, cache, workspace=None):
     length = out_size[0] * out_size[1]
     dy_g = np.ascontiguousarray(dy).reshape(n, g, o // g, length)
     w_g = weight.reshape(g, o // g, -1)
-    dw = np.zeros_like(w_g)
     dx = np.empty_like(x)
     k_rows = c * geo.kernel[0] * geo.kernel[1]
     chunk = max(n, 1) if kept is not None else _chunk_size(n, k_rows, length, x.itemsize)
-    pointwise = _is_pointwise(geo)
+    pointwise = _columns_are_input(geo, x.shape, out_size)
+    if kept is None and not pointwise:
+        buf = scratch(workspace, "cols", (min(chunk, n), k_rows, length), x.dtype)
     if not pointwise:
         dbuf = scratch(workspace, "dcols", (min(chunk, n), k_rows, length), x.dtype)
+    partial_dw = []
     for s in range(0, n, chunk):
         m = min(chunk, n - s)
-        cols = kept if kept is not None else _im2col(
-            x[s:s + m], geo, out_size,
-            scratch(workspace, "cols", (min(chunk, n), k_rows, length), x.dtype)[:m])
-        cols = _grouped(cols, g)
-        # a 1x1 convolution's column gradient is the input gradient itself
-        dcols = _grouped(dx[s:s + m].reshape(m, c, length) if pointwise else dbuf[:m], g)
-        for gi in range(g):
-            d = dy_g[s:s + m, gi]                                         # (m, Og, L)
-            dw[gi] += np.matmul(d, cols[:, gi].transpose(0, 2, 1)).sum(axis=0)
-            np.matmul(w_g[gi].T, d, out=dcols[:, gi])
-        if not pointwise:
-            dx[s:s + m] = _col2im(dbuf[:m], (m, c, h, w), geo, out_size)
+
+        def piece(lo, hi, s=s):   # samples s+lo ... s+hi-1, on one thread
+            a, b = s + lo, s + hi
+            if kept is not None:
+                cols = kept[a:b]
+            else:
+                cols = _im2col(x[a:b], geo, out_size, None if pointwise else buf[lo:hi],
+                               serial=True)
+            cols = _grouped(cols, g)
+            # a 1x1 convolution's column gradient is the input gradient itself
+            dcols = _grouped(dx[a:b].reshape(b - a, c, length) if pointwise else dbuf[lo:hi], g)
+            dw_part = np.zeros_like(w_g)
+            for gi in range(g):
+                d = dy_g[a:b, gi]                                             # (m, Og, L)
+                dw_part[gi] = np.matmul(d, cols[:, gi].transpose(0, 2, 1)).sum(axis=0)
+                np.matmul(w_g[gi].T, d, out=dcols[:, gi])
+            if not pointwise:
+                _col2im(dbuf[lo:hi], (b - a, c, h, w), geo, out_size, out=dx[a:b], serial=True)
+            return dw_part
+
+        partial_dw += batch_pieces(m, piece)
+    dw = np.zeros_like(w_g) if not partial_dw else sum(partial_dw[1:], partial_dw[0])
     db = dy.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dw.reshape(weight.shape), db

@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._scratch import scratch
+from ._threads import batch_pieces
 from .conv import Geometry, _chunk_size, _col2im, _im2col, _pair, make_geometry
 
 
@@ -43,6 +44,11 @@ def _channels_first(x, g):
     m, c = x.shape[:2]
     return np.ascontiguousarray(x.reshape(m, g, c // g, -1).transpose(1, 2, 0, 3)).reshape(
         g, c // g, -1)
+
+
+def _piece_buffer(buf, lo, hi, per_sample):
+    """Samples lo ... hi-1's own contiguous stretch of a flat scratch buffer."""
+    return buf[lo * per_sample:hi * per_sample]
 
 
 def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_padding=0,
@@ -65,17 +71,23 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
     w_g = weight.reshape(g, c // g, k_out)                 # (G, Cg, Og*KH*KW)
     y = np.empty(out_shape, dtype=x.dtype)
     chunk = _chunk_size(n, o * geo.kernel[0] * geo.kernel[1], h * w, x.itemsize)
+    buf = scratch(workspace, "cols", (min(chunk, n) * g * k_out * h * w,), x.dtype)
     for s in range(0, n, chunk):
-        m = x[s:s + chunk].shape[0]
-        # batch-minor columns (G*Og*KH*KW, m, HW): one matmul per group for the chunk
-        xk = _channels_first(x[s:s + chunk], g)               # (G, Cg, m*HW)
-        cols = scratch(workspace, "cols", (g, k_out, m * h * w), x.dtype)
-        for gi in range(g):
-            np.matmul(w_g[gi].T, xk[gi], out=cols[gi])
-        _col2im(cols.reshape(g * k_out, m, h * w), (m,) + out_shape[1:], geo, (h, w),
-                kmajor=True, out=y[s:s + m])
-    if bias is not None:
-        y += bias.reshape(1, o, 1, 1)
+        m = min(chunk, n - s)
+
+        def piece(lo, hi, s=s):   # samples s+lo ... s+hi-1, on one thread
+            a, b = s + lo, s + hi
+            # batch-minor columns (G*Og*KH*KW, b-a, HW): one matmul per group
+            xk = _channels_first(x[a:b], g)                   # (G, Cg, (b-a)*HW)
+            cols = _piece_buffer(buf, lo, hi, g * k_out * h * w).reshape(g, k_out, -1)
+            for gi in range(g):
+                np.matmul(w_g[gi].T, xk[gi], out=cols[gi])
+            _col2im(cols.reshape(g * k_out, b - a, h * w), (b - a,) + out_shape[1:], geo,
+                    (h, w), kmajor=True, out=y[a:b], serial=True)
+            if bias is not None:
+                y[a:b] += bias.reshape(1, o, 1, 1)
+
+        batch_pieces(m, piece)
     return y, ConvTransposeCache(x, weight, bias is not None, geo, out_shape)
 
 
@@ -89,18 +101,27 @@ def conv_transpose2d_backward(dy, cache, workspace=None):
     w_g = weight.reshape(g, c // g, k_out)
     dy = np.ascontiguousarray(dy)
     dx = np.empty(x.shape, dtype=x.dtype)
-    dw = np.zeros_like(w_g)
     chunk = _chunk_size(n, g * k_out, h * w, x.itemsize)
+    buf = scratch(workspace, "cols", (min(chunk, n) * g * k_out * h * w,), x.dtype)
+    dw = np.zeros_like(w_g)
     for s in range(0, n, chunk):
-        m = x[s:s + chunk].shape[0]
-        buf = scratch(workspace, "cols", (g, k_out, m * h * w), x.dtype)
-        cols = _im2col(dy[s:s + chunk], geo, (h, w), buf.reshape(g * k_out, m, h * w),
-                       kmajor=True).reshape(g, k_out, m * h * w)
-        xk = _channels_first(x[s:s + chunk], g)               # (G, Cg, m*HW)
-        dxk = np.empty_like(xk)
-        for gi in range(g):
-            np.matmul(w_g[gi], cols[gi], out=dxk[gi])
-            dw[gi] += xk[gi] @ cols[gi].T
-        dx[s:s + m] = dxk.reshape(c, m, h * w).transpose(1, 0, 2).reshape(m, c, h, w)
+        m = min(chunk, n - s)
+
+        def piece(lo, hi, s=s):   # samples s+lo ... s+hi-1, on one thread
+            a, b = s + lo, s + hi
+            cols = _piece_buffer(buf, lo, hi, g * k_out * h * w).reshape(g * k_out, b - a, h * w)
+            cols = _im2col(dy[a:b], geo, (h, w), cols, kmajor=True,
+                           serial=True).reshape(g, k_out, -1)
+            xk = _channels_first(x[a:b], g)                   # (G, Cg, (b-a)*HW)
+            dxk = np.empty_like(xk)
+            dw_part = np.empty_like(w_g)
+            for gi in range(g):
+                np.matmul(w_g[gi], cols[gi], out=dxk[gi])
+                np.matmul(xk[gi], cols[gi].T, out=dw_part[gi])
+            dx[a:b] = dxk.reshape(c, b - a, h * w).transpose(1, 0, 2).reshape(b - a, c, h, w)
+            return dw_part
+
+        for part in batch_pieces(m, piece):
+            dw += part
     db = dy.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dw.reshape(weight.shape), db

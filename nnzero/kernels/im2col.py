@@ -30,7 +30,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._jit import choose, njit
+from ._jit import choose, njit, serial_twin
 
 
 @njit(inline="always")
@@ -156,6 +156,11 @@ def col2im_numpy(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, x, kmajor=False):
 
 _im2col = choose(im2col_numba, im2col_numpy)
 _col2im = choose(col2im_numba, col2im_numpy)
+# one-thread compiles, for callers that run one kernel per thread themselves
+im2col_serial = serial_twin(im2col_numba)
+col2im_serial = serial_twin(col2im_numba)
+_im2col_1 = choose(im2col_serial, im2col_numpy)
+_col2im_1 = choose(col2im_serial, col2im_numpy)
 
 
 def _check(x_shape, cols, kernel_size, stride, padding, dilation, out_size, kmajor):
@@ -171,9 +176,11 @@ def _check(x_shape, cols, kernel_size, stride, padding, dilation, out_size, kmaj
                          f"out_size={out_size}")
 
 
-def im2col(x, kernel_size, stride, padding, dilation, out_size, out=None, kmajor=False):
+def im2col(x, kernel_size, stride, padding, dilation, out_size, out=None, kmajor=False,
+           serial=False):
     """cols (N, C*KH*KW, OH*OW) of x (N, C, H, W), or (C*KH*KW, N, OH*OW) with
     ``kmajor``; every argument an (H, W) pair. ``out`` must be C-contiguous.
+    ``serial``: run on the calling thread only (the caller parallelises).
 
     ``padding`` is the padding before the first row/column; ``out_size`` the
     window grid (OH, OW), which fixes how far past the image windows reach.
@@ -186,24 +193,27 @@ def im2col(x, kernel_size, stride, padding, dilation, out_size, out=None, kmajor
     if not cols.flags.c_contiguous:
         raise ValueError("im2col: out must be C-contiguous")
     if cols.size:
-        _im2col(np.ascontiguousarray(x), *kernel_size, *stride, *padding, *dilation,
-                *out_size, cols, kmajor)
+        kernel = _im2col_1 if serial else _im2col
+        kernel(np.ascontiguousarray(x), *kernel_size, *stride, *padding, *dilation,
+               *out_size, cols, kmajor)
     return cols
 
 
 def col2im(cols, image_shape, kernel_size, stride, padding, dilation, out_size,
-           kmajor=False, out=None):
+           kmajor=False, out=None, serial=False):
     """The adjoint of ``im2col``: an (N, C, H, W) image where every entry of
     ``cols`` (either layout, as ``kmajor`` says) has been added at the position
-    it was read from. ``out``: a C-contiguous array of ``image_shape`` to fill."""
+    it was read from. ``out``: a C-contiguous array of ``image_shape`` to fill;
+    ``serial`` as for ``im2col``."""
     x = out if out is not None else np.empty(image_shape, dtype=cols.dtype)
     if x.shape != tuple(image_shape) or not x.flags.c_contiguous:
         raise ValueError(f"col2im: out must be C-contiguous of shape {tuple(image_shape)}, "
                          f"got {x.shape}")
     _check(image_shape, cols, kernel_size, stride, padding, dilation, out_size, kmajor)
     if x.size:
-        _col2im(np.ascontiguousarray(cols), *kernel_size, *stride, *padding, *dilation,
-                *out_size, x, kmajor)
+        kernel = _col2im_1 if serial else _col2im
+        kernel(np.ascontiguousarray(cols), *kernel_size, *stride, *padding, *dilation,
+               *out_size, x, kmajor)
     else:
         x[...] = 0
     return x

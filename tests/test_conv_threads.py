@@ -1,0 +1,107 @@
+"""The convolutions split the batch over threads (functional/_threads.py):
+the split must not change any result, cover every sample exactly once, pass
+errors on only after every piece has stopped, and give BLAS back its threads."""
+import threading
+
+import numba
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+from nnzero.functional import _threads
+from nnzero.functional import conv as F
+from nnzero.layers import Conv2d, ConvTranspose2d
+
+F64 = np.float64
+two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
+                                 reason="numba has a single thread here")
+
+
+def _blas_threads():
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+@pytest.fixture
+def numba_threads():
+    old = numba.get_num_threads()
+    yield numba.set_num_threads
+    numba.set_num_threads(old)
+
+
+@two_threads
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_pieces_cover_the_batch_once_and_in_order(numba_threads, n):
+    numba_threads(2)
+    seen = []
+    lock = threading.Lock()
+
+    def piece(lo, hi):
+        with lock:
+            seen.append((lo, hi, threading.get_ident()))
+        return lo
+
+    out = _threads.batch_pieces(n, piece)
+    covered = sorted(i for lo, hi, _ in seen for i in range(lo, hi))
+    assert covered == list(range(n))
+    assert out == sorted(lo for lo, _, _ in seen)
+    assert len(seen) == min(2, n)
+
+
+@two_threads
+@pytest.mark.parametrize("failing", [0, 2], ids=["calling-thread", "worker"])
+def test_a_failing_piece_raises_after_the_others_finish(numba_threads, failing):
+    numba_threads(2)
+    finished = []
+
+    def piece(lo, hi):
+        if lo == failing:
+            raise RuntimeError("piece failed")
+        threading.Event().wait(0.1)   # still running when the other piece fails
+        finished.append(lo)
+
+    with pytest.raises(RuntimeError, match="piece failed"):
+        _threads.batch_pieces(4, piece)
+    assert finished == [2 - failing]
+
+
+@two_threads
+def test_nested_calls_run_inline_and_blas_threads_are_restored(numba_threads):
+    numba_threads(2)
+    before = _blas_threads()
+    inner = []
+
+    def piece(lo, hi):
+        inner.append(_blas_threads())
+        return _threads.batch_pieces(hi - lo, lambda a, b: (a, b))
+
+    out = _threads.batch_pieces(4, piece)
+    assert out == [[(0, 2)], [(0, 2)]]          # each inner call: one inline piece
+    assert all(t == [1] * len(before) for t in inner)
+    assert _blas_threads() == before
+
+
+@two_threads
+@pytest.mark.parametrize("budget", [None, 1])
+@pytest.mark.parametrize("make", [
+    lambda: Conv2d(4, 6, 3, stride=2, padding=1, groups=2, dtype=F64, rng=1),
+    lambda: Conv2d(4, 6, 1, dtype=F64, rng=1),
+    lambda: ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2,
+                            dtype=F64, rng=1),
+], ids=["conv", "conv1x1", "convT"])
+def test_one_or_two_threads_give_the_same_answer(numba_threads, budget, make):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 4, 7, 7))   # odd: the pieces differ in size
+    results = []
+    for threads in (1, 2):
+        numba_threads(threads)
+        layer = make()
+        old = F.set_im2col_budget(budget) if budget else None
+        try:
+            y = layer(x)
+            dx = layer.backward(np.cos(y))
+        finally:
+            if old:
+                F.set_im2col_budget(old)
+        results.append([y, dx] + [p.grad for p in layer.parameters()])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
