@@ -57,26 +57,37 @@ def _run_marked(fn, lo, hi):
         _STATE.inside = False
 
 
-def batch_pieces(n, fn):
-    """``[fn(lo, hi) for each piece]`` over contiguous pieces of ``range(n)``,
-    one per thread, run at once; the calling thread takes the first piece.
+def piece_bounds(n):
+    """``[0, ..., n]``: contiguous pieces of ``range(n)``, one per thread."""
+    t = 1 if getattr(_STATE, "inside", False) else max(1, min(numba.get_num_threads(), n))
+    return [n * i // t for i in range(t + 1)]
+
+
+def run_pieces(bounds, fn):
+    """``[fn(lo, hi) for each piece]`` of ``bounds`` (see ``piece_bounds``), run
+    at once, one per thread; the calling thread takes the first piece.
 
     ``fn`` must write only its own samples' rows of shared outputs and return
     what has to be summed over the batch (its share of a weight gradient).
-    Called from inside a piece, it runs inline (no nested parallelism).
+    Called from inside a piece, the pieces run one after another, inline (no
+    nested parallelism).
     """
-    t = min(numba.get_num_threads(), n)
-    if t <= 1 or getattr(_STATE, "inside", False):
-        return [fn(0, n)]
-    bounds = [n * i // t for i in range(t + 1)]
-    pool = _executor(t - 1)
+    pieces = list(zip(bounds[:-1], bounds[1:]))
+    if len(pieces) == 1 or getattr(_STATE, "inside", False):
+        return [fn(lo, hi) for lo, hi in pieces]
+    pool = _executor(len(pieces) - 1)
     with _blas_one_thread():
-        futures = [pool.submit(_run_marked, fn, bounds[i], bounds[i + 1]) for i in range(1, t)]
+        futures = [pool.submit(_run_marked, fn, lo, hi) for lo, hi in pieces[1:]]
         try:
-            first = _run_marked(fn, bounds[0], bounds[1])
+            first = _run_marked(fn, *pieces[0])
         finally:  # never return (or raise) while a piece still writes into the outputs
             rest = [f.exception() for f in futures]
         for err in rest:
             if err is not None:
                 raise err
         return [first] + [f.result() for f in futures]
+
+
+def batch_pieces(n, fn):
+    """``run_pieces(piece_bounds(n), fn)``: ``range(n)`` split over the threads."""
+    return run_pieces(piece_bounds(n), fn)

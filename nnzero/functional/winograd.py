@@ -16,6 +16,11 @@ which is 2.25x fewer multiplies than im2col (16 per 2x2 outputs instead of
 
 The transforms are exact in real arithmetic; in floating point the result
 differs from im2col's by rounding only (a few ulps times the tile sums).
+
+The batch is split over threads (``_threads.py``): each piece of samples
+keeps its tiles as its own contiguous (16, C, T_piece) block and runs the
+transforms and its 16 products on one thread; dU is the sum of the pieces'.
+The backward pass reuses the forward's pieces, since V is laid out by them.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import numpy as np
 
 from ..kernels import winograd as K
 from ._scratch import scratch
+from ._threads import piece_bounds, run_pieces
 
 
 class WinogradCache(NamedTuple):
@@ -34,8 +40,14 @@ class WinogradCache(NamedTuple):
     pad: tuple          # (top, left)
     out_size: tuple     # (OH, OW)
     tiles: tuple        # (TH, TW)
-    v: np.ndarray       # (16, C, T) transformed input tiles
+    bounds: list        # the batch pieces (``_threads.piece_bounds``) v is laid out by
+    v: np.ndarray       # flat: each piece's (16, C, T_piece) transformed input tiles
     u: np.ndarray       # (16, O, C) transformed filters
+
+
+def _piece(flat, lo, hi, rows, per_sample):
+    """Samples lo ... hi-1's (16, rows, (hi-lo)*tiles) block of a flat buffer."""
+    return flat[16 * rows * per_sample * lo:16 * rows * per_sample * hi].reshape(16, rows, -1)
 
 
 def applicable(geo):
@@ -55,30 +67,48 @@ def conv2d_winograd_forward(x, weight, bias, geo, workspace=None):
     oh, ow = geo.out_size(h, w)
     th, tw = (oh + 1) // 2, (ow + 1) // 2
     t = n * th * tw
-    v = scratch(workspace, "wino_v", (16, c, t), x.dtype)
-    K.input_transform(x, geo.pad_before[0], geo.pad_before[1], th, tw, v)
+    v = scratch(workspace, "wino_v", (16 * c * t,), x.dtype)
+    m = scratch(workspace, "wino_m", (16 * o * t,), x.dtype)
     u = np.einsum("ik,ockl,jl->ijoc", K.G, weight, K.G).reshape(16, o, c).astype(x.dtype)
-    m = scratch(workspace, "wino_m", (16, o, t), x.dtype)
-    np.matmul(u, v, out=m)
     y = np.empty((n, o, oh, ow), dtype=x.dtype)
-    K.output_transform(m, oh, ow, y)
-    if bias is not None:
-        y += bias.reshape(1, o, 1, 1)
+    add_bias = None if bias is None else bias.reshape(1, o, 1, 1)
+
+    def piece(lo, hi):   # samples lo ... hi-1, on one thread
+        vp = _piece(v, lo, hi, c, th * tw)
+        K.input_transform_one_thread(x[lo:hi], geo.pad_before[0], geo.pad_before[1], th, tw, vp)
+        mp = _piece(m, lo, hi, o, th * tw)
+        np.matmul(u, vp, out=mp)
+        K.output_transform_one_thread(mp, oh, ow, y[lo:hi])
+        if add_bias is not None:
+            y[lo:hi] += add_bias
+
+    bounds = piece_bounds(n)
+    run_pieces(bounds, piece)
     return y, WinogradCache(x.shape, weight, bias is not None, geo.pad_before, (oh, ow),
-                            (th, tw), v, u)
+                            (th, tw), bounds, v, u)
 
 
 def conv2d_winograd_backward(dy, cache, workspace=None):
-    x_shape, weight, has_bias, pad, out_size, (th, tw), v, u = cache
+    x_shape, weight, has_bias, pad, out_size, (th, tw), bounds, v, u = cache
     o, c = weight.shape[:2]
     dy = np.ascontiguousarray(dy)
-    dm = scratch(workspace, "wino_m", (16, o, v.shape[2]), dy.dtype)  # M is not needed now
-    K.output_grad(dy, th, tw, dm)
-    du = np.matmul(dm, v.transpose(0, 2, 1))                           # (16, O, C)
-    dw = np.einsum("ik,ijoc,jl->ockl", K.G, du.reshape(4, 4, o, c), K.G).astype(dy.dtype)
+    dm = scratch(workspace, "wino_m", (16 * o * x_shape[0] * th * tw,), dy.dtype)  # M is spent
     dv = scratch(workspace, "wino_dv", v.shape, dy.dtype)
-    np.matmul(u.transpose(0, 2, 1), dm, out=dv)
     dx = np.empty(x_shape, dtype=dy.dtype)
-    K.input_grad(dv, pad[0], pad[1], th, tw, dx)
+    u_t = u.transpose(0, 2, 1)
+
+    def piece(lo, hi):   # samples lo ... hi-1, on one thread; returns its share of dU
+        dmp = _piece(dm, lo, hi, o, th * tw)
+        K.output_grad_one_thread(dy[lo:hi], th, tw, dmp)
+        vp = _piece(v, lo, hi, c, th * tw)
+        du = np.matmul(dmp, vp.transpose(0, 2, 1))                     # (16, O, C)
+        dvp = _piece(dv, lo, hi, c, th * tw)
+        np.matmul(u_t, dmp, out=dvp)
+        K.input_grad_one_thread(dvp, pad[0], pad[1], th, tw, dx[lo:hi])
+        return du
+
+    parts = run_pieces(bounds, piece)
+    du = sum(parts[1:], parts[0])
+    dw = np.einsum("ik,ijoc,jl->ockl", K.G, du.reshape(4, 4, o, c), K.G).astype(dy.dtype)
     db = dy.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dw, db

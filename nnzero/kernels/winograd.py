@@ -27,7 +27,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._jit import choose, njit
+from ._jit import choose, njit, serial_twin
 
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
@@ -221,3 +221,13 @@ input_transform = choose(input_transform_numba, input_transform_numpy)
 output_transform = choose(output_transform_numba, output_transform_numpy)
 output_grad = choose(output_grad_numba, output_grad_numpy)
 input_grad = choose(input_grad_numba, input_grad_numpy)
+
+# one-thread compiles, for callers that split the batch over threads themselves
+input_transform_serial = serial_twin(input_transform_numba)
+output_transform_serial = serial_twin(output_transform_numba)
+output_grad_serial = serial_twin(output_grad_numba)
+input_grad_serial = serial_twin(input_grad_numba)
+input_transform_one_thread = choose(input_transform_serial, input_transform_numpy)
+output_transform_one_thread = choose(output_transform_serial, output_transform_numpy)
+output_grad_one_thread = choose(output_grad_serial, output_grad_numpy)
+input_grad_one_thread = choose(input_grad_serial, input_grad_numpy)
