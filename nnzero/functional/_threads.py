@@ -1,4 +1,4 @@
-"""Batch-parallel execution for the convolutions: one pipeline per core.
+"""Batch-parallel execution for the convolutions and Linear: one pipeline per core.
 
 A convolution alternates BLAS products with numba kernels (im2col, col2im).
 Run as "every step parallel in turn", each hand-off between OpenBLAS's
@@ -9,6 +9,12 @@ Splitting the batch instead, each thread running im2col, its products and
 col2im for its own samples with single-threaded BLAS and serial kernels,
 leaves nothing to hand off (measured: conv_stem 16 -> 9.5 ms, convT_up
 41 -> 25 ms, forward plus backward).
+
+Linear's products run the same way (blocks of rows), so that in a model
+built from nnzero layers OpenBLAS's own worker threads are never woken: once
+woken by a product they spin on for a while, and the convolution after a
+multithreaded Linear measured 1.5x slower for it (cnn_step: 1.6-2.0x
+PyTorch's time before, 1.24x after).
 
 The thread count is numba's (``NUMBA_NUM_THREADS`` or
 ``numba.set_num_threads``), the one every nnzero kernel uses. BLAS is

@@ -1,4 +1,4 @@
-"""The convolutions split the batch over threads (functional/_threads.py):
+"""The convolutions and Linear split their work over threads (functional/_threads.py):
 the split must not change any result, cover every sample exactly once, pass
 errors on only after every piece has stopped, and give BLAS back its threads."""
 import threading
@@ -11,7 +11,7 @@ from threadpoolctl import threadpool_info
 from nnzero.functional import _threads
 from nnzero.functional import conv as F
 from nnzero.functional.winograd import WinogradCache
-from nnzero.layers import Conv2d, ConvTranspose2d
+from nnzero.layers import Conv2d, ConvTranspose2d, Linear
 
 F64 = np.float64
 two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
@@ -110,3 +110,22 @@ def test_one_or_two_threads_give_the_same_answer(numba_threads, budget, make):
             assert isinstance(layer._ctx.cache, WinogradCache) == (budget is None)
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@two_threads
+@pytest.mark.parametrize("rows", [1, 5])
+def test_linear_gives_the_same_answer_on_one_or_two_threads(numba_threads, rows):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((rows, 3, 7))
+    results = []
+    for threads in (1, 2):
+        numba_threads(threads)
+        layer = Linear(7, 9, dtype=F64, rng=2)
+        y = layer(x)
+        dx = layer.backward(np.sin(y))
+        results.append([y, dx, layer.weight.grad, layer.bias.grad])
+    w, b = layer.weight.data, layer.bias.data
+    np.testing.assert_allclose(results[0][0], x @ w.T + b, rtol=1e-12)
+    np.testing.assert_allclose(results[0][1], np.sin(results[0][0]) @ w, rtol=1e-12)
+    for a, c in zip(*results):
+        np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-12)
