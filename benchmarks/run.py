@@ -5,8 +5,8 @@ measured in a subprocess with NNZERO_JIT=0; PyTorch CPU when importable; the
 textbook NumPy baseline) it reports, in float32:
 
 * the first call's time (numba compilation happens there), separately;
-* forward and forward+backward: median of ``--repeats`` timed calls after a
-  warm-up, with the min-max spread;
+* forward and forward+backward: median of ``--repeats`` timed calls, with the
+  min-max spread, the implementations taking turns (see ``measure_workload``);
 * GFLOP/s of forward+backward and its share of the machine's float32 GEMM
   rate, which this run measures itself with ``np.matmul``;
 * the peak memory the operation allocates (tracemalloc; NumPy arrays only,
@@ -85,14 +85,10 @@ def gemm_rate(quick, repeats):
     return 2 * n ** 3 / statistics.median(times) / 1e9
 
 
-def _timeit(fn, repeats):
-    fn()  # warm-up after the first call
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), min(times), max(times)
+def _timed(fn, times):
+    t = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t)
 
 
 def _peak_mib(fn):
@@ -104,23 +100,55 @@ def _peak_mib(fn):
         tracemalloc.stop()
 
 
-def measure(workload, impl, quick, repeats):
-    builder = workload.builders.get("nnzero" if impl == "nnzero-numpy" else impl)
-    case = builder(quick) if builder else None
-    if case is None:
-        return None
-    t = time.perf_counter()
-    case.step()
-    first = time.perf_counter() - t
-    fwd = _timeit(case.forward, repeats)
-    step = _timeit(case.step, repeats)
-    row = {"workload": workload.name, "impl": impl, "first_s": first,
-           "fwd_s": fwd[0], "fwd_min_s": fwd[1], "fwd_max_s": fwd[2],
-           "step_s": step[0], "step_min_s": step[1], "step_max_s": step[2],
-           "peak_mib": None if impl == "torch" else _peak_mib(case.step)}
-    if workload.flops is not None:
-        row["gflops"] = workload.flops(quick) / step[0] / 1e9
-    return row
+ROUNDS = 3
+
+
+def measure_workload(workload, impls, quick, repeats):
+    """One row per implementation that exists for ``workload``.
+
+    The machine's speed drifts within a run (the GEMM rate moved by a third
+    between runs here), so the implementations are timed in turn: ROUNDS
+    rounds, the order rotating each round, every implementation's block of
+    ~repeats/ROUNDS calls after an untimed warm-up call (which also absorbs
+    threads the previous block left spinning). Median, min and max are over
+    all of an implementation's timed calls.
+    """
+    cases = {}
+    for impl in impls:
+        builder = workload.builders.get("nnzero" if impl == "nnzero-numpy" else impl)
+        case = builder(quick) if builder else None
+        if case is not None:
+            cases[impl] = case
+    first = {}
+    for impl, case in cases.items():
+        t = time.perf_counter()
+        case.step()
+        first[impl] = time.perf_counter() - t
+    rounds = 1 if quick else min(ROUNDS, repeats)
+    per = [repeats // rounds + (r < repeats % rounds) for r in range(rounds)]
+    fwd = {impl: [] for impl in cases}
+    step = {impl: [] for impl in cases}
+    order = list(cases)
+    for r in range(rounds):
+        for impl in order[r % len(order):] + order[:r % len(order)] if order else []:
+            case = cases[impl]
+            case.forward()
+            for _ in range(per[r]):
+                _timed(case.forward, fwd[impl])
+            case.step()
+            for _ in range(per[r]):
+                _timed(case.step, step[impl])
+    rows = []
+    for impl, case in cases.items():
+        row = {"workload": workload.name, "impl": impl, "first_s": first[impl],
+               "fwd_s": statistics.median(fwd[impl]), "fwd_min_s": min(fwd[impl]),
+               "fwd_max_s": max(fwd[impl]), "step_s": statistics.median(step[impl]),
+               "step_min_s": min(step[impl]), "step_max_s": max(step[impl]),
+               "peak_mib": None if impl == "torch" else _peak_mib(case.step)}
+        if workload.flops is not None:
+            row["gflops"] = workload.flops(quick) / row["step_s"] / 1e9
+        rows.append(row)
+    return rows
 
 
 def run_twins(args):
@@ -217,10 +245,7 @@ def main(argv=None):
             print(f"note: {n}")
     rows = []
     for w in workloads:
-        for impl in impls:
-            r = measure(w, impl, args.quick, args.repeats)
-            if r is not None:
-                rows.append(r)
+        rows += measure_workload(w, impls, args.quick, args.repeats)
     if "nnzero" in impls and not args.no_twins and not args.impl:
         rows += run_twins(args)
     if not args.no_header:
