@@ -101,6 +101,7 @@ def _peak_mib(fn):
 
 
 ROUNDS = 3
+PAUSE_S = 0.25   # > OpenBLAS's default 2**28-cycle spin after a call
 
 
 def measure_workload(workload, impls, quick, repeats):
@@ -109,9 +110,11 @@ def measure_workload(workload, impls, quick, repeats):
     The machine's speed drifts within a run (the GEMM rate moved by a third
     between runs here), so the implementations are timed in turn: ROUNDS
     rounds, the order rotating each round, every implementation's block of
-    ~repeats/ROUNDS calls after an untimed warm-up call (which also absorbs
-    threads the previous block left spinning). Median, min and max are over
-    all of an implementation's timed calls.
+    ~repeats/ROUNDS calls after a pause and an untimed warm-up call. The pause
+    lets threads the previous block left spinning go to sleep: OpenBLAS's
+    workers (the textbook's products) spin ~0.1 s after a call and slowed the
+    next block's conv_stem by half. Median, min and max are over all of an
+    implementation's timed calls.
     """
     cases = {}
     for impl in impls:
@@ -132,6 +135,8 @@ def measure_workload(workload, impls, quick, repeats):
     for r in range(rounds):
         for impl in order[r % len(order):] + order[:r % len(order)] if order else []:
             case = cases[impl]
+            if not quick:
+                time.sleep(PAUSE_S)
             case.forward()
             for _ in range(per[r]):
                 _timed(case.forward, fwd[impl])
