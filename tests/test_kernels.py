@@ -180,6 +180,36 @@ def test_winograd_kernels_equal_numpy_twins(n, c, h, w, pad, dtype, seed):
         np.testing.assert_array_equal(serial, a)
 
 
+@pytest.mark.parametrize("pad", [(0, 0), (1, 2), (2, 1)])
+def test_winograd_kernels_reuse_their_scratch_across_planes(pad):
+    """More planes than scratch slices (64): each slice serves several planes in
+    turn, so whatever one plane leaves in it must not reach the next."""
+    n, c, h, w = 5, 30, 7, 6
+    oh, ow = h + 2 * pad[0] - 2, w + 2 * pad[1] - 2
+    th, tw = (oh + 1) // 2, (ow + 1) // 2
+    t = n * th * tw
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((n, c, h, w)) * 10
+    cases = [
+        (Wk.input_transform, Wk.input_transform_numpy, (x, pad[0], pad[1], th, tw), (16, c, t)),
+        (Wk.output_transform, Wk.output_transform_numpy, (rng.standard_normal((16, c, t)), oh, ow),
+         (n, c, oh, ow)),
+        (Wk.output_grad, Wk.output_grad_numpy, (rng.standard_normal((n, c, oh, ow)), th, tw),
+         (16, c, t)),
+        (Wk.input_grad, Wk.input_grad_numpy,
+         (rng.standard_normal((16, c, t)), pad[0], pad[1], th, tw), x.shape),
+    ]
+    for fast, twin, args, shape in cases:
+        a, b = np.full(shape, np.nan), np.full(shape, np.nan)
+        fast(*args, a)
+        twin(*args, b)
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+        serial = getattr(Wk, fast.__name__.replace("_numba", "_serial"))
+        c_ = np.full(shape, np.nan)
+        serial(*args, c_)
+        np.testing.assert_array_equal(c_, a)
+
+
 @st.composite
 def pool_geometries(draw, dilation=True):
     k, s, p, d = draw_pool_window(draw, dilation)

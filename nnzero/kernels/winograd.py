@@ -38,36 +38,48 @@ AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
 # first, so the tile loops carry no bounds tests and the innermost loops (over
 # a whole row, or over tile columns writing 16 contiguous streams) vectorise.
 # Every scratch buffer is allocated before the parallel loop, one slice per
-# plane, and indexed in full: no array is created inside a prange body (numba
-# hoists such allocations, and per-iteration temporaries there have led to
-# heap corruption in numba's own bug tracker).
+# chunk of planes (at most 64 chunks), and indexed in full: no array is created
+# inside a prange body (numba hoists such allocations, and per-iteration
+# temporaries there have led to heap corruption in numba's own bug tracker).
+# A slice per chunk rather than per plane keeps the scratch small and in cache:
+# per plane it was as large as the data, allocated and page-faulted per call.
+_MAX_CHUNKS = 64
+
+
+@njit(inline="always")
+def _chunks(planes):
+    return max(1, min(planes, _MAX_CHUNKS))
+
+
 @njit(parallel=True)
 def input_transform_numba(x, pt, pl, th_n, tw_n, v):
     n, c, h, w = x.shape
     rows, cols = 2 * th_n + 2, 2 * tw_n + 2
-    d = np.zeros((n * c, rows, cols), dtype=x.dtype)
-    t = np.empty((n * c, 4, cols), dtype=x.dtype)
-    for nc in numba.prange(n * c):
-        b = nc // c
-        ch = nc - b * c
-        for r in range(max(0, -pt), min(h, rows - pt)):
-            for q in range(max(0, -pl), min(w, cols - pl)):
-                d[nc, r + pt, q + pl] = x[b, ch, r, q]
-        for th in range(th_n):
-            r0 = 2 * th
-            for q in range(cols):  # rows of B^T d, whole image width at once
-                t[nc, 0, q] = d[nc, r0, q] - d[nc, r0 + 2, q]
-                t[nc, 1, q] = d[nc, r0 + 1, q] + d[nc, r0 + 2, q]
-                t[nc, 2, q] = d[nc, r0 + 2, q] - d[nc, r0 + 1, q]
-                t[nc, 3, q] = d[nc, r0 + 1, q] - d[nc, r0 + 3, q]
-            base = (b * th_n + th) * tw_n
-            for i in range(4):  # columns: (B^T d) B, tile by tile
-                for tw in range(tw_n):
-                    q = 2 * tw
-                    v[4 * i, ch, base + tw] = t[nc, i, q] - t[nc, i, q + 2]
-                    v[4 * i + 1, ch, base + tw] = t[nc, i, q + 1] + t[nc, i, q + 2]
-                    v[4 * i + 2, ch, base + tw] = t[nc, i, q + 2] - t[nc, i, q + 1]
-                    v[4 * i + 3, ch, base + tw] = t[nc, i, q + 1] - t[nc, i, q + 3]
+    chunks = _chunks(n * c)
+    d = np.zeros((chunks, rows, cols), dtype=x.dtype)
+    t = np.empty((chunks, 4, cols), dtype=x.dtype)
+    for k in numba.prange(chunks):   # one scratch slice per chunk of planes
+        for nc in range(k * (n * c) // chunks, (k + 1) * (n * c) // chunks):
+            b = nc // c
+            ch = nc - b * c
+            for r in range(max(0, -pt), min(h, rows - pt)):
+                for q in range(max(0, -pl), min(w, cols - pl)):
+                    d[k, r + pt, q + pl] = x[b, ch, r, q]
+            for th in range(th_n):
+                r0 = 2 * th
+                for q in range(cols):  # rows of B^T d, whole image width at once
+                    t[k, 0, q] = d[k, r0, q] - d[k, r0 + 2, q]
+                    t[k, 1, q] = d[k, r0 + 1, q] + d[k, r0 + 2, q]
+                    t[k, 2, q] = d[k, r0 + 2, q] - d[k, r0 + 1, q]
+                    t[k, 3, q] = d[k, r0 + 1, q] - d[k, r0 + 3, q]
+                base = (b * th_n + th) * tw_n
+                for i in range(4):  # columns: (B^T d) B, tile by tile
+                    for tw in range(tw_n):
+                        q = 2 * tw
+                        v[4 * i, ch, base + tw] = t[k, i, q] - t[k, i, q + 2]
+                        v[4 * i + 1, ch, base + tw] = t[k, i, q + 1] + t[k, i, q + 2]
+                        v[4 * i + 2, ch, base + tw] = t[k, i, q + 2] - t[k, i, q + 1]
+                        v[4 * i + 3, ch, base + tw] = t[k, i, q + 1] - t[k, i, q + 3]
 
 
 @njit(parallel=True)
@@ -75,96 +87,105 @@ def output_transform_numba(m, oh, ow, y):
     n, o = y.shape[:2]
     th_n = (oh + 1) // 2
     tw_n = (ow + 1) // 2
-    out = np.empty((n * o, 2 * th_n, 2 * tw_n), dtype=y.dtype)
-    for no in numba.prange(n * o):
-        b = no // o
-        oc = no - b * o
-        for th in range(th_n):
-            base = (b * th_n + th) * tw_n
-            for tw in range(tw_n):
-                t = base + tw
-                # r_a,j = (A^T M)_a,j
-                r00 = m[0, oc, t] + m[4, oc, t] + m[8, oc, t]
-                r01 = m[1, oc, t] + m[5, oc, t] + m[9, oc, t]
-                r02 = m[2, oc, t] + m[6, oc, t] + m[10, oc, t]
-                r03 = m[3, oc, t] + m[7, oc, t] + m[11, oc, t]
-                r10 = m[4, oc, t] - m[8, oc, t] - m[12, oc, t]
-                r11 = m[5, oc, t] - m[9, oc, t] - m[13, oc, t]
-                r12 = m[6, oc, t] - m[10, oc, t] - m[14, oc, t]
-                r13 = m[7, oc, t] - m[11, oc, t] - m[15, oc, t]
-                out[no, 2 * th, 2 * tw] = r00 + r01 + r02
-                out[no, 2 * th, 2 * tw + 1] = r01 - r02 - r03
-                out[no, 2 * th + 1, 2 * tw] = r10 + r11 + r12
-                out[no, 2 * th + 1, 2 * tw + 1] = r11 - r12 - r13
-        for r in range(oh):
-            for q in range(ow):
-                y[b, oc, r, q] = out[no, r, q]
+    chunks = _chunks(n * o)
+    out = np.empty((chunks, 2 * th_n, 2 * tw_n), dtype=y.dtype)
+    for k in numba.prange(chunks):   # one scratch slice per chunk of planes
+        for no in range(k * (n * o) // chunks, (k + 1) * (n * o) // chunks):
+            b = no // o
+            oc = no - b * o
+            for th in range(th_n):
+                base = (b * th_n + th) * tw_n
+                for tw in range(tw_n):
+                    t = base + tw
+                    # r_a,j = (A^T M)_a,j
+                    r00 = m[0, oc, t] + m[4, oc, t] + m[8, oc, t]
+                    r01 = m[1, oc, t] + m[5, oc, t] + m[9, oc, t]
+                    r02 = m[2, oc, t] + m[6, oc, t] + m[10, oc, t]
+                    r03 = m[3, oc, t] + m[7, oc, t] + m[11, oc, t]
+                    r10 = m[4, oc, t] - m[8, oc, t] - m[12, oc, t]
+                    r11 = m[5, oc, t] - m[9, oc, t] - m[13, oc, t]
+                    r12 = m[6, oc, t] - m[10, oc, t] - m[14, oc, t]
+                    r13 = m[7, oc, t] - m[11, oc, t] - m[15, oc, t]
+                    out[k, 2 * th, 2 * tw] = r00 + r01 + r02
+                    out[k, 2 * th, 2 * tw + 1] = r01 - r02 - r03
+                    out[k, 2 * th + 1, 2 * tw] = r10 + r11 + r12
+                    out[k, 2 * th + 1, 2 * tw + 1] = r11 - r12 - r13
+            for r in range(oh):
+                for q in range(ow):
+                    y[b, oc, r, q] = out[k, r, q]
 
 
 @njit(parallel=True)
 def output_grad_numba(dy, th_n, tw_n, dm):
     n, o, oh, ow = dy.shape
     cols = 2 * tw_n
-    g = np.zeros((n * o, 2 * th_n, cols), dtype=dy.dtype)
-    e = np.empty((n * o, 4, cols), dtype=dy.dtype)
-    for no in numba.prange(n * o):
-        b = no // o
-        oc = no - b * o
-        for r in range(oh):
-            for q in range(ow):
-                g[no, r, q] = dy[b, oc, r, q]
-        for th in range(th_n):
-            r0 = 2 * th
-            for q in range(cols):  # rows of A dY
-                e[no, 0, q] = g[no, r0, q]
-                e[no, 1, q] = g[no, r0, q] + g[no, r0 + 1, q]
-                e[no, 2, q] = g[no, r0, q] - g[no, r0 + 1, q]
-                e[no, 3, q] = -g[no, r0 + 1, q]
-            base = (b * th_n + th) * tw_n
-            for i in range(4):  # columns: (A dY) A^T
-                for tw in range(tw_n):
-                    q = 2 * tw
-                    dm[4 * i, oc, base + tw] = e[no, i, q]
-                    dm[4 * i + 1, oc, base + tw] = e[no, i, q] + e[no, i, q + 1]
-                    dm[4 * i + 2, oc, base + tw] = e[no, i, q] - e[no, i, q + 1]
-                    dm[4 * i + 3, oc, base + tw] = -e[no, i, q + 1]
+    chunks = _chunks(n * o)
+    g = np.zeros((chunks, 2 * th_n, cols), dtype=dy.dtype)
+    e = np.empty((chunks, 4, cols), dtype=dy.dtype)
+    for k in numba.prange(chunks):   # one scratch slice per chunk of planes
+        for no in range(k * (n * o) // chunks, (k + 1) * (n * o) // chunks):
+            b = no // o
+            oc = no - b * o
+            for r in range(oh):
+                for q in range(ow):
+                    g[k, r, q] = dy[b, oc, r, q]
+            for th in range(th_n):
+                r0 = 2 * th
+                for q in range(cols):  # rows of A dY
+                    e[k, 0, q] = g[k, r0, q]
+                    e[k, 1, q] = g[k, r0, q] + g[k, r0 + 1, q]
+                    e[k, 2, q] = g[k, r0, q] - g[k, r0 + 1, q]
+                    e[k, 3, q] = -g[k, r0 + 1, q]
+                base = (b * th_n + th) * tw_n
+                for i in range(4):  # columns: (A dY) A^T
+                    for tw in range(tw_n):
+                        q = 2 * tw
+                        dm[4 * i, oc, base + tw] = e[k, i, q]
+                        dm[4 * i + 1, oc, base + tw] = e[k, i, q] + e[k, i, q + 1]
+                        dm[4 * i + 2, oc, base + tw] = e[k, i, q] - e[k, i, q + 1]
+                        dm[4 * i + 3, oc, base + tw] = -e[k, i, q + 1]
 
 
 @njit(parallel=True)
 def input_grad_numba(dv, pt, pl, th_n, tw_n, dx):
     n, c, h, w = dx.shape
     rows, cols = 2 * th_n + 2, 2 * tw_n + 2
-    acc = np.zeros((n * c, rows, cols), dtype=dx.dtype)
-    hh = np.empty((n * c, 4, cols), dtype=dx.dtype)
-    for nc in numba.prange(n * c):
-        b = nc // c
-        ch = nc - b * c
-        for th in range(th_n):
-            base = (b * th_n + th) * tw_n
-            for i in range(4):
+    chunks = _chunks(n * c)
+    acc = np.empty((chunks, rows, cols), dtype=dx.dtype)
+    hh = np.empty((chunks, 4, cols), dtype=dx.dtype)
+    for k in numba.prange(chunks):   # one scratch slice per chunk of planes
+        for nc in range(k * (n * c) // chunks, (k + 1) * (n * c) // chunks):
+            b = nc // c
+            ch = nc - b * c
+            for r in range(rows):   # the sums start from 0 for every plane
                 for q in range(cols):
-                    hh[nc, i, q] = 0
-            for i in range(4):  # H = dV B^T, tiles overlapping by two columns
-                for tw in range(tw_n):
-                    q = 2 * tw
-                    v0 = dv[4 * i, ch, base + tw]
-                    v1 = dv[4 * i + 1, ch, base + tw]
-                    v2 = dv[4 * i + 2, ch, base + tw]
-                    v3 = dv[4 * i + 3, ch, base + tw]
-                    hh[nc, i, q] += v0
-                    hh[nc, i, q + 1] += v1 - v2 + v3
-                    hh[nc, i, q + 2] += v1 + v2 - v0
-                    hh[nc, i, q + 3] -= v3
-            r0 = 2 * th
-            for q in range(cols):  # rows: B H, added where the tile sits
-                acc[nc, r0, q] += hh[nc, 0, q]
-                acc[nc, r0 + 1, q] += hh[nc, 1, q] - hh[nc, 2, q] + hh[nc, 3, q]
-                acc[nc, r0 + 2, q] += hh[nc, 1, q] + hh[nc, 2, q] - hh[nc, 0, q]
-                acc[nc, r0 + 3, q] -= hh[nc, 3, q]
-        for r in range(h):
-            for q in range(w):
-                rr, qq = r + pt, q + pl
-                dx[b, ch, r, q] = acc[nc, rr, qq] if (rr < rows and qq < cols) else 0
+                    acc[k, r, q] = 0
+            for th in range(th_n):
+                base = (b * th_n + th) * tw_n
+                for i in range(4):
+                    for q in range(cols):
+                        hh[k, i, q] = 0
+                for i in range(4):  # H = dV B^T, tiles overlapping by two columns
+                    for tw in range(tw_n):
+                        q = 2 * tw
+                        v0 = dv[4 * i, ch, base + tw]
+                        v1 = dv[4 * i + 1, ch, base + tw]
+                        v2 = dv[4 * i + 2, ch, base + tw]
+                        v3 = dv[4 * i + 3, ch, base + tw]
+                        hh[k, i, q] += v0
+                        hh[k, i, q + 1] += v1 - v2 + v3
+                        hh[k, i, q + 2] += v1 + v2 - v0
+                        hh[k, i, q + 3] -= v3
+                r0 = 2 * th
+                for q in range(cols):  # rows: B H, added where the tile sits
+                    acc[k, r0, q] += hh[k, 0, q]
+                    acc[k, r0 + 1, q] += hh[k, 1, q] - hh[k, 2, q] + hh[k, 3, q]
+                    acc[k, r0 + 2, q] += hh[k, 1, q] + hh[k, 2, q] - hh[k, 0, q]
+                    acc[k, r0 + 3, q] -= hh[k, 3, q]
+            for r in range(h):
+                for q in range(w):
+                    rr, qq = r + pt, q + pl
+                    dx[b, ch, r, q] = acc[k, rr, qq] if (rr < rows and qq < cols) else 0
 
 
 # -- NumPy twins: the same transforms as matrix products on strided tile views --------
