@@ -122,6 +122,8 @@ def measure_workload(workload, impls, quick, repeats):
         case = builder(quick) if builder else None
         if case is not None:
             cases[impl] = case
+    if not cases:
+        return []
     first = {}
     for impl, case in cases.items():
         t = time.perf_counter()
@@ -133,7 +135,8 @@ def measure_workload(workload, impls, quick, repeats):
     step = {impl: [] for impl in cases}
     order = list(cases)
     for r in range(rounds):
-        for impl in order[r % len(order):] + order[:r % len(order)] if order else []:
+        shift = r % len(order)
+        for impl in order[shift:] + order[:shift]:
             case = cases[impl]
             if not quick:
                 time.sleep(PAUSE_S)

@@ -160,6 +160,9 @@ def test_unbatched_input_and_empty_batch():
     np.testing.assert_allclose(y, layer(x[None])[0])
     gradcheck(layer, x)
     assert layer(np.zeros((0, 2, 5, 5))).shape == (0, 3, 5, 5)
+    layer.zero_grad()   # an empty batch has no samples to split: zero gradients
+    assert layer.backward(np.zeros((0, 3, 5, 5))).shape == (0, 2, 5, 5)
+    assert not layer.weight.grad.any() and not layer.bias.grad.any()
     t = ConvTranspose2d(2, 3, 2, stride=2, dtype=F64, rng=0)
     assert t(x).shape == (3, 10, 10)
     np.testing.assert_allclose(t(x), t(x[None])[0])

@@ -14,3 +14,9 @@ def scratch(workspace, name, shape, dtype):
     if buf is None or buf.shape != shape or buf.dtype != dtype:
         buf = workspace[name] = np.empty(shape, dtype)
     return buf
+
+
+def samples(flat, lo, hi, per_sample):
+    """Samples lo ... hi-1's own contiguous stretch of a flat buffer holding
+    ``per_sample`` values per sample: the block one thread works in."""
+    return flat[lo * per_sample:hi * per_sample]

@@ -1,21 +1,23 @@
 """Transposed convolution: the input-gradient of a convolution, as a layer's forward.
 
-Notation as in ``conv.py``. A transposed convolution is defined as the input-gradient of a convolution: with weight (C, O/G, KH, KW)
-read as the convolution's (C_out=C, C_in=O) weight,
+Notation as in ``conv.py``. A transposed convolution is defined as the
+input-gradient of a convolution: with weight (C, O/G, KH, KW) read as the
+convolution's (C_out=C, C_in=O) weight,
 
     forward:   cols_g[n] = W_g^T (Og*KH*KW, Cg) @ x_g[n] (Cg, H*W);  y = col2im(cols) + b
     backward:  cols = im2col(dy) over the same geometry (the window grid is x's H x W)
                dx_g[n] = W_g @ cols_g[n];  dW_g = sum_n x_g[n] @ cols_g[n]^T;  db = sum dy
 
-The columns are kept batch-minor, (G*Og*KH*KW, N, H*W) (``kmajor`` in
-``kernels/im2col.py``), so each product above runs as one matmul over the
-whole batch with x reordered to (G, Cg, N*H*W): e.g. W_g^T @ [x_g[0] ... x_g[N-1]].
-The reorder copies x and dx, the small side (Cg*H*W per sample against
-Og*KH*KW*H*W for the columns); N small matmuls were measured ~2.5x slower.
-
 so its forward is col2im (a scatter) and its backward im2col (a gather): the
 two directions of the convolution swapped. Output size per dimension:
 (H - 1)*S - 2P + D*(K - 1) + output_padding + 1.
+
+The columns are kept batch-minor, (G*Og*KH*KW, N, H*W) (``kmajor`` in
+``kernels/im2col.py``), so each product above runs as one matmul over a
+thread's whole share of the batch (``_threads.py``) with x reordered to
+(G, Cg, N*H*W): e.g. W_g^T @ [x_g[0] ... x_g[N-1]]. The reorder copies x and
+dx, the small side (Cg*H*W per sample against Og*KH*KW*H*W for the columns);
+N small matmuls were measured ~2.5x slower.
 
 Like convolution it runs in batch chunks when the column matrix would pass
 the im2col budget (see ``conv.set_im2col_budget``).
@@ -26,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._scratch import scratch
+from ._scratch import samples, scratch
 from ._threads import batch_pieces
 from .conv import Geometry, _chunk_size, _col2im, _im2col, _pair, make_geometry
 
@@ -44,11 +46,6 @@ def _channels_first(x, g):
     m, c = x.shape[:2]
     return np.ascontiguousarray(x.reshape(m, g, c // g, -1).transpose(1, 2, 0, 3)).reshape(
         g, c // g, -1)
-
-
-def _piece_buffer(buf, lo, hi, per_sample):
-    """Samples lo ... hi-1's own contiguous stretch of a flat scratch buffer."""
-    return buf[lo * per_sample:hi * per_sample]
 
 
 def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_padding=0,
@@ -79,7 +76,7 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
             a, b = s + lo, s + hi
             # batch-minor columns (G*Og*KH*KW, b-a, HW): one matmul per group
             xk = _channels_first(x[a:b], g)                   # (G, Cg, (b-a)*HW)
-            cols = _piece_buffer(buf, lo, hi, g * k_out * h * w).reshape(g, k_out, -1)
+            cols = samples(buf, lo, hi, g * k_out * h * w).reshape(g, k_out, -1)
             for gi in range(g):
                 np.matmul(w_g[gi].T, xk[gi], out=cols[gi])
             _col2im(cols.reshape(g * k_out, b - a, h * w), (b - a,) + out_shape[1:], geo,
@@ -109,7 +106,7 @@ def conv_transpose2d_backward(dy, cache, workspace=None):
 
         def piece(lo, hi, s=s):   # samples s+lo ... s+hi-1, on one thread
             a, b = s + lo, s + hi
-            cols = _piece_buffer(buf, lo, hi, g * k_out * h * w).reshape(g * k_out, b - a, h * w)
+            cols = samples(buf, lo, hi, g * k_out * h * w).reshape(g * k_out, b - a, h * w)
             cols = _im2col(dy[a:b], geo, (h, w), cols, kmajor=True,
                            serial=True).reshape(g, k_out, -1)
             xk = _channels_first(x[a:b], g)                   # (G, Cg, (b-a)*HW)

@@ -45,8 +45,7 @@ def linear_backward(dy, cache):
     """Return ``(dx, dw, db)``; ``db`` is None without a bias."""
     x2, weight, has_bias, x_shape = cache
     dy2 = dy.reshape(-1, weight.shape[0])
-    dtype = np.result_type(dy2, weight)
-    dx2 = np.empty((dy2.shape[0], weight.shape[1]), dtype=dtype)
+    dx2 = np.empty((dy2.shape[0], weight.shape[1]), dtype=np.result_type(dy2, weight))
     dw = np.empty(weight.shape, dtype=np.result_type(dy2, x2))
     batch_pieces(dy2.shape[0], lambda lo, hi: np.matmul(dy2[lo:hi], weight, out=dx2[lo:hi]))
     batch_pieces(weight.shape[0], lambda lo, hi: np.matmul(dy2[:, lo:hi].T, x2, out=dw[lo:hi]))

@@ -29,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..kernels import winograd as K
-from ._scratch import scratch
+from ._scratch import samples, scratch
 from ._threads import piece_bounds, run_pieces
 
 
@@ -45,9 +45,9 @@ class WinogradCache(NamedTuple):
     u: np.ndarray       # (16, O, C) transformed filters
 
 
-def _piece(flat, lo, hi, rows, per_sample):
+def _piece(flat, lo, hi, rows, tiles):
     """Samples lo ... hi-1's (16, rows, (hi-lo)*tiles) block of a flat buffer."""
-    return flat[16 * rows * per_sample * lo:16 * rows * per_sample * hi].reshape(16, rows, -1)
+    return samples(flat, lo, hi, 16 * rows * tiles).reshape(16, rows, -1)
 
 
 def applicable(geo):

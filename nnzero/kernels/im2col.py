@@ -20,10 +20,12 @@ replaces N small ones (transposed convolution uses it: there the per-sample
 products are small and the reordering it costs falls on the smaller side).
 
 Each kernel comes as ``*_numba`` (compiled, parallel over the N*C planes, so
-no two threads ever write the same plane) and ``*_numpy`` (a loop over the
-KH*KW kernel offsets, each a strided block copy, as Chainer does it); the
-public ``im2col``/``col2im`` pick one (see ``_jit.py``) and check shapes, so
-a wrong call raises instead of reading or writing out of bounds.
+no two threads ever write the same plane), ``*_serial`` (the same source
+compiled for one thread, for callers that split the batch themselves) and
+``*_numpy`` (a loop over the KH*KW kernel offsets, each a strided block copy,
+as Chainer does it); the public ``im2col``/``col2im`` pick one (see
+``_jit.py``) and check shapes, so a wrong call raises instead of reading or
+writing out of bounds.
 """
 from __future__ import annotations
 
