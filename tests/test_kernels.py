@@ -147,6 +147,37 @@ def test_kernel_wrappers_refuse_inconsistent_shapes():
     np.testing.assert_array_equal(km[4, 0], [5.0, 6.0, 9.0, 10.0])  # centre tap, channel 0
 
 
+@pytest.mark.parametrize("stride,pad,dilation", [(1, 0, 1), (1, 2, 1), (1, 1, 2), (2, 1, 1),
+                                                 (3, 2, 1)])
+def test_im2col_col2im_reuse_their_scratch_across_planes(stride, pad, dilation):
+    """More planes than scratch slices (64): each padded plane serves several
+    image planes in turn, so nothing one leaves behind may reach the next
+    (large values make a stale entry obvious)."""
+    n, c, h, w, k = 5, 30, 7, 6, 3
+    oh = (h + 2 * pad - dilation * (k - 1) - 1) // stride + 1
+    ow = (w + 2 * pad - dilation * (k - 1) - 1) // stride + 1
+    args = (k, k, stride, stride, pad, pad, dilation, dilation, oh, ow)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((n, c, h, w)) * 1e3
+    cols = rng.standard_normal((n, c * k * k, oh * ow)) * 1e3
+    for kmajor in (False, True):
+        shape = (c * k * k, n, oh * ow) if kmajor else cols.shape
+        expected = np.full(shape, np.nan)
+        I.im2col_numpy(x, *args, expected, kmajor)
+        col_in = cols.transpose(1, 0, 2).copy() if kmajor else cols
+        x_expected = np.full(x.shape, np.nan)
+        I.col2im_numpy(col_in, *args, x_expected, kmajor)
+        for im2col, col2im in ((I.im2col_numba, I.col2im_numba),
+                               (I.im2col_serial, I.col2im_serial)):
+            got = np.full(shape, np.nan)
+            im2col(x, *args, got, kmajor)
+            np.testing.assert_array_equal(got, expected)
+            x_got = np.full(x.shape, np.nan)
+            col2im(col_in, *args, x_got, kmajor)
+            np.testing.assert_allclose(x_got, x_expected, rtol=1e-12, atol=1e-9)
+
+
+
 @given(n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(1, 8), w=st.integers(1, 8),
        pad=st.tuples(st.integers(0, 2), st.integers(0, 2)),
        dtype=st.sampled_from([np.float32, np.float64]), seed=seeds())

@@ -40,6 +40,17 @@ def njit(*args, parallel=False, **kwargs):
                       **kwargs)
 
 
+MAX_PLANE_CHUNKS = 64
+
+
+@njit(inline="always")
+def plane_chunks(planes):
+    """How many chunks a kernel splits its N*C planes into: one scratch slice
+    each, allocated before the parallel loop (see winograd.py). At most 64, so
+    the scratch stays small and in cache, and enough to balance the threads."""
+    return max(1, min(planes, MAX_PLANE_CHUNKS))
+
+
 def choose(numba_impl, numpy_impl):
     """The implementation in force: the compiled one unless ``NNZERO_JIT=0``."""
     return numba_impl if JIT_ENABLED else numpy_impl

@@ -19,8 +19,8 @@ side by side, so the whole batch is one (K, N*L) matrix and one big matmul
 replaces N small ones (transposed convolution uses it: there the per-sample
 products are small and the reordering it costs falls on the smaller side).
 
-Each kernel comes as ``*_numba`` (compiled, parallel over the N*C planes, so
-no two threads ever write the same plane), ``*_serial`` (the same source
+Each kernel comes as ``*_numba`` (compiled, parallel over chunks of the N*C
+planes, so no two threads ever write the same plane), ``*_serial`` (the same source
 compiled for one thread, for callers that split the batch themselves) and
 ``*_numpy`` (a loop over the KH*KW kernel offsets, each a strided block copy,
 as Chainer does it); the public ``im2col``/``col2im`` pick one (see
@@ -32,7 +32,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._jit import choose, njit, serial_twin
+from ._jit import choose, njit, plane_chunks, serial_twin
 
 
 @njit(inline="always")
@@ -52,84 +52,135 @@ def _valid_range(n_out, stride, offset, size):
     return lo, hi
 
 
+@njit(inline="always")
+def _padded_size(h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    """Rows and columns of a zero-padded plane holding the image at (PH, PW)
+    and every window of the OH x OW grid."""
+    return (max(ph + h, (oh - 1) * sh + (kh - 1) * dh + 1),
+            max(pw + w, (ow - 1) * sw + (kw - 1) * dw + 1))
+
+
 # The copies below run over slices indexed from 0 (dst[q] = src[q], or src[2*q]
 # for stride 2, its own loop so the step is a constant): numba must test every
 # possibly-negative index for Python's wraparound, and that test kept the old
-# form (out[base + j] = src[j * sw + off]) from vectorising. Measured on one
-# thread: 2-2.5x faster im2col and col2im, stride 1 and 2 alike.
+# form (out[base + j] = src[j * sw + off]) from vectorising.
+#
+# im2col first copies each plane into a zero-padded one, so every window row
+# is one whole copy with no bounds to work out (measured on one thread,
+# interleaved against clipping each row to the image: 1.25-1.9x faster at
+# stride 1, 1.4x at stride 2, equal at stride 3). col2im does the same at
+# stride 1 (adds into a padded plane, copies its inside out: 1.1-1.35x faster)
+# but keeps the clipped rows for wider strides, where the padded form measured
+# 1.3x slower.
+#
+# As in winograd.py, the scratch planes are allocated before the parallel loop,
+# one per chunk of planes, never inside a prange body.
 @njit(parallel=True)
 def im2col_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols, kmajor=False):
     n, c, h, w = x.shape
-    for nc in numba.prange(n * c):
-        b = nc // c
-        ch = nc - b * c
-        for u in range(kh):
-            i_lo, i_hi = _valid_range(oh, sh, u * dh - ph, h)
-            for v in range(kw):
-                row = (ch * kh + u) * kw + v
-                out = cols[row, b] if kmajor else cols[b, row]
-                off_w = v * dw - pw
-                j_lo, j_hi = _valid_range(ow, sw, off_w, w)
-                m = j_hi - j_lo
-                a = j_lo * sw + off_w          # the first column read (when m > 0)
-                out[:i_lo * ow] = 0            # window rows wholly in the padding
-                out[i_hi * ow:] = 0
-                for i in range(i_lo, i_hi):
-                    dst = out[i * ow:(i + 1) * ow]
-                    dst[:j_lo] = 0
-                    dst[j_hi:] = 0
-                    if m <= 0:
-                        continue
-                    src_row = x[b, ch, i * sh - ph + u * dh]
-                    run = dst[j_lo:j_hi]
-                    if sw == 1:
-                        src = src_row[a:a + m]
-                        for q in range(m):
-                            run[q] = src[q]
-                    elif sw == 2:
-                        src = src_row[a:a + 2 * m - 1]
-                        for q in range(m):
-                            run[q] = src[2 * q]
-                    else:
-                        src = src_row[a:a + (m - 1) * sw + 1:sw]
-                        for q in range(m):
-                            run[q] = src[q]
+    hp, wp = _padded_size(h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+    chunks = plane_chunks(n * c)
+    padded = np.zeros((chunks, hp, wp), dtype=x.dtype)  # borders stay 0, insides rewritten
+    for k in numba.prange(chunks):
+        img = padded[k]
+        for nc in range(k * (n * c) // chunks, (k + 1) * (n * c) // chunks):
+            b = nc // c
+            ch = nc - b * c
+            for r in range(h):
+                inside = img[ph + r, pw:pw + w]
+                src = x[b, ch, r]
+                for q in range(w):
+                    inside[q] = src[q]
+            for u in range(kh):
+                for v in range(kw):
+                    row = (ch * kh + u) * kw + v
+                    out = cols[row, b] if kmajor else cols[b, row]
+                    for i in range(oh):
+                        dst = out[i * ow:(i + 1) * ow]
+                        src_row = img[i * sh + u * dh]
+                        if sw == 1:
+                            src = src_row[v * dw:v * dw + ow]
+                            for q in range(ow):
+                                dst[q] = src[q]
+                        elif sw == 2:
+                            src = src_row[v * dw:v * dw + 2 * ow - 1]
+                            for q in range(ow):
+                                dst[q] = src[2 * q]
+                        else:
+                            src = src_row[v * dw:v * dw + (ow - 1) * sw + 1]
+                            for q in range(ow):
+                                dst[q] = src[q * sw]
 
 
 @njit(parallel=True)
 def col2im_numba(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, x, kmajor=False):
     n, c, h, w = x.shape
-    for nc in numba.prange(n * c):
-        b = nc // c
-        ch = nc - b * c
-        plane = x[b, ch]
-        plane[:, :] = 0
-        for u in range(kh):
-            i_lo, i_hi = _valid_range(oh, sh, u * dh - ph, h)
-            for v in range(kw):
-                row = (ch * kh + u) * kw + v
-                col = cols[row, b] if kmajor else cols[b, row]
-                off_w = v * dw - pw
-                j_lo, j_hi = _valid_range(ow, sw, off_w, w)
-                m = j_hi - j_lo
-                if m <= 0:
-                    continue
-                a = j_lo * sw + off_w          # the first column written
-                for i in range(i_lo, i_hi):
-                    dst_row = plane[i * sh - ph + u * dh]
-                    src = col[i * ow + j_lo:i * ow + j_hi]
-                    if sw == 1:
-                        dst = dst_row[a:a + m]
-                        for q in range(m):
-                            dst[q] += src[q]
-                    elif sw == 2:
-                        dst = dst_row[a:a + 2 * m - 1]
-                        for q in range(m):
-                            dst[2 * q] += src[q]
-                    else:
-                        dst = dst_row[a:a + (m - 1) * sw + 1:sw]
-                        for q in range(m):
-                            dst[q] += src[q]
+    hp, wp = _padded_size(h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+    chunks = plane_chunks(n * c)
+    padded = np.empty((chunks, hp, wp) if sw == 1 else (0, 0, 0), dtype=x.dtype)
+    for k in numba.prange(chunks):
+        for nc in range(k * (n * c) // chunks, (k + 1) * (n * c) // chunks):
+            b = nc // c
+            ch = nc - b * c
+            if sw == 1:
+                _col2im_plane_padded(cols, b, ch, kh, kw, sh, ph, pw, dh, dw, oh, ow,
+                                     padded[k], x[b, ch], kmajor)
+            else:
+                _col2im_plane_clipped(cols, b, ch, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow,
+                                      x[b, ch], kmajor)
+
+
+@njit(inline="always")
+def _col2im_plane_padded(cols, b, ch, kh, kw, sh, ph, pw, dh, dw, oh, ow, img, plane, kmajor):
+    """One plane of col2im at column stride 1, summed in the zero-padded ``img``."""
+    hp, wp = img.shape
+    flat = img.reshape(hp * wp)
+    for q in range(hp * wp):
+        flat[q] = 0
+    for u in range(kh):
+        for v in range(kw):
+            row = (ch * kh + u) * kw + v
+            col = cols[row, b] if kmajor else cols[b, row]
+            for i in range(oh):
+                src = col[i * ow:(i + 1) * ow]
+                dst = img[i * sh + u * dh, v * dw:v * dw + ow]
+                for q in range(ow):
+                    dst[q] += src[q]
+    h, w = plane.shape
+    for r in range(h):
+        inside = img[ph + r, pw:pw + w]
+        dst_row = plane[r]
+        for q in range(w):
+            dst_row[q] = inside[q]
+
+
+@njit(inline="always")
+def _col2im_plane_clipped(cols, b, ch, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, plane, kmajor):
+    """One plane of col2im, each window row clipped to the image."""
+    h, w = plane.shape
+    plane[:, :] = 0
+    for u in range(kh):
+        i_lo, i_hi = _valid_range(oh, sh, u * dh - ph, h)
+        for v in range(kw):
+            row = (ch * kh + u) * kw + v
+            col = cols[row, b] if kmajor else cols[b, row]
+            off_w = v * dw - pw
+            j_lo, j_hi = _valid_range(ow, sw, off_w, w)
+            m = j_hi - j_lo
+            if m <= 0:
+                continue
+            a = j_lo * sw + off_w          # the first column written
+            for i in range(i_lo, i_hi):
+                dst_row = plane[i * sh - ph + u * dh]
+                src = col[i * ow + j_lo:i * ow + j_hi]
+                if sw == 2:
+                    dst = dst_row[a:a + 2 * m - 1]
+                    for q in range(m):
+                        dst[2 * q] += src[q]
+                else:
+                    dst = dst_row[a:a + (m - 1) * sw + 1:sw]
+                    for q in range(m):
+                        dst[q] += src[q]
 
 
 def _padded_geometry(h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):

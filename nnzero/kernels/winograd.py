@@ -27,7 +27,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._jit import choose, njit, serial_twin
+from ._jit import choose, njit, plane_chunks, serial_twin
 
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
@@ -38,24 +38,18 @@ AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
 # first, so the tile loops carry no bounds tests and the innermost loops (over
 # a whole row, or over tile columns writing 16 contiguous streams) vectorise.
 # Every scratch buffer is allocated before the parallel loop, one slice per
-# chunk of planes (at most 64 chunks), and indexed in full: no array is created
+# chunk of planes (``plane_chunks``), and indexed in full: no array is created
 # inside a prange body (numba hoists such allocations, and per-iteration
 # temporaries there have led to heap corruption in numba's own bug tracker).
 # A slice per chunk rather than per plane keeps the scratch small and in cache:
 # per plane it was as large as the data, allocated and page-faulted per call.
-_MAX_CHUNKS = 64
-
-
-@njit(inline="always")
-def _chunks(planes):
-    return max(1, min(planes, _MAX_CHUNKS))
 
 
 @njit(parallel=True)
 def input_transform_numba(x, pt, pl, th_n, tw_n, v):
     n, c, h, w = x.shape
     rows, cols = 2 * th_n + 2, 2 * tw_n + 2
-    chunks = _chunks(n * c)
+    chunks = plane_chunks(n * c)
     d = np.zeros((chunks, rows, cols), dtype=x.dtype)
     t = np.empty((chunks, 4, cols), dtype=x.dtype)
     for k in numba.prange(chunks):   # one scratch slice per chunk of planes
@@ -87,7 +81,7 @@ def output_transform_numba(m, oh, ow, y):
     n, o = y.shape[:2]
     th_n = (oh + 1) // 2
     tw_n = (ow + 1) // 2
-    chunks = _chunks(n * o)
+    chunks = plane_chunks(n * o)
     out = np.empty((chunks, 2 * th_n, 2 * tw_n), dtype=y.dtype)
     for k in numba.prange(chunks):   # one scratch slice per chunk of planes
         for no in range(k * (n * o) // chunks, (k + 1) * (n * o) // chunks):
@@ -119,7 +113,7 @@ def output_transform_numba(m, oh, ow, y):
 def output_grad_numba(dy, th_n, tw_n, dm):
     n, o, oh, ow = dy.shape
     cols = 2 * tw_n
-    chunks = _chunks(n * o)
+    chunks = plane_chunks(n * o)
     g = np.zeros((chunks, 2 * th_n, cols), dtype=dy.dtype)
     e = np.empty((chunks, 4, cols), dtype=dy.dtype)
     for k in numba.prange(chunks):   # one scratch slice per chunk of planes
@@ -150,7 +144,7 @@ def output_grad_numba(dy, th_n, tw_n, dm):
 def input_grad_numba(dv, pt, pl, th_n, tw_n, dx):
     n, c, h, w = dx.shape
     rows, cols = 2 * th_n + 2, 2 * tw_n + 2
-    chunks = _chunks(n * c)
+    chunks = plane_chunks(n * c)
     acc = np.empty((chunks, rows, cols), dtype=dx.dtype)
     hh = np.empty((chunks, 4, cols), dtype=dx.dtype)
     for k in numba.prange(chunks):   # one scratch slice per chunk of planes
