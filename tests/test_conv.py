@@ -8,7 +8,6 @@ from hypothesis import strategies as st
 from helpers import seeds
 from nnzero import gradcheck
 from nnzero.functional import conv as F
-from nnzero.functional import conv_transpose as FT
 from nnzero.layers import Conv2d, ConvTranspose2d
 from nnzero.shapes import conv_output_size, conv_transpose_output_size
 
@@ -135,7 +134,7 @@ def test_adjoint_property(cfg):
     # the output_padding that maps back to x's size
     op = tuple(size + 2 * p - d * (k - 1) - 1 - (o - 1) * s for size, p, d, k, o, s in zip(
         x.shape[2:], geo.pad_before, geo.dilation, geo.kernel, y.shape[2:], geo.stride))
-    xt, _ = FT.conv_transpose2d_forward(z, w, None, cfg["stride"], cfg["padding"], op,
+    xt, _ = F.conv_transpose2d_forward(z, w, None, cfg["stride"], cfg["padding"], op,
                                        cfg["dilation"], g)
     assert xt.shape == x.shape
     np.testing.assert_allclose(np.sum(y * z), np.sum(x * xt), rtol=1e-10)

@@ -17,8 +17,10 @@ Differentiating the matmul form with dy_g[n] = dL/dy_g[n]:
     dx      = col2im(dcols)                         every patch entry added back where it came from
     db[o]   = sum_{n,i,j} dy[n, o, i, j]
 
-Transposed convolution lives in ``conv_transpose.py``: the same two
-directions, swapped.
+Transposed convolution is written in ``conv_transpose.py`` (the same two
+directions, swapped) and exported here too: ``conv_transpose2d_forward`` and
+``conv_transpose2d_backward``. The window geometry and the calls into the
+im2col/col2im kernels that both share are in ``_columns.py``.
 
 Memory: the column matrix of a whole batch can be large (N*K*L values). When
 it would pass the budget (``set_im2col_budget``, default 256 MiB) the batch
@@ -31,13 +33,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..kernels.im2col import col2im, im2col
-from ..shapes import same_padding
 from . import winograd
+from ._columns import (Geometry, chunk_size, columns_are_input, from_columns,  # noqa: F401
+                       im2col_budget, make_geometry, set_im2col_budget, to_columns)
 from ._scratch import scratch
 from ._threads import batch_pieces
 
-_BUDGET = [256 * 2 ** 20]
 _ALGORITHM = ["auto"]
 _ALGORITHMS = ("auto", "im2col", "winograd")
 
@@ -63,88 +64,7 @@ def _use_winograd(geo, x_shape, o, out_size, itemsize):
     if _ALGORITHM[0] == "winograd":
         return True
     return (min(x_shape[1], o) >= 16 and min(out_size) >= 8
-            and winograd.buffer_bytes(x_shape, out_size, itemsize) <= _BUDGET[0])
-
-
-def set_im2col_budget(nbytes):
-    """Set the column-matrix budget in bytes; returns the previous value."""
-    if not isinstance(nbytes, (int, np.integer)) or nbytes < 1:
-        raise ValueError(f"set_im2col_budget: nbytes must be a positive int, got {nbytes!r}")
-    old, _BUDGET[0] = _BUDGET[0], int(nbytes)
-    return old
-
-
-def im2col_budget():
-    return _BUDGET[0]
-
-
-class Geometry(NamedTuple):
-    """One convolution's window arrangement; all pairs are (H, W)."""
-    kernel: tuple
-    stride: tuple
-    pad_before: tuple     # top, left
-    pad_after: tuple      # bottom, right (only for the output size)
-    dilation: tuple
-    groups: int
-
-    def out_size(self, h, w):
-        return tuple((size + a + b - d * (k - 1) - 1) // s + 1
-                     for size, a, b, d, k, s in zip((h, w), self.pad_before, self.pad_after,
-                                                    self.dilation, self.kernel, self.stride))
-
-
-def _pair(v):
-    return (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
-
-
-def make_geometry(kernel, stride=1, padding=0, dilation=1, groups=1):
-    """``padding``: int, pair, 'valid' or 'same' (PyTorch's split: extra after)."""
-    kernel, stride, dilation = _pair(kernel), _pair(stride), _pair(dilation)
-    if isinstance(padding, str):
-        if padding == "valid":
-            before = after = (0, 0)
-        else:  # 'same'
-            (t, b), (l, r) = same_padding(kernel, dilation)
-            before, after = (t, l), (b, r)
-    else:
-        before = after = _pair(padding)
-    return Geometry(kernel, stride, before, after, dilation, int(groups))
-
-
-def _chunk_size(n, k_rows, length, itemsize):
-    per_sample = max(k_rows * length * itemsize, 1)
-    return max(1, min(n, _BUDGET[0] // per_sample))
-
-
-def _is_pointwise(geo):
-    """1x1 kernel, stride 1, no padding: the columns are the input itself (when the
-    window grid is the image: a transposed convolution's output_padding can grow it)."""
-    return (geo.kernel == (1, 1) and geo.stride == (1, 1) and geo.pad_before == (0, 0)
-            and geo.pad_after == (0, 0))
-
-
-def _columns_are_input(geo, x_shape, out_size):
-    """True when a 1x1 convolution's column matrix would be x itself."""
-    return _is_pointwise(geo) and tuple(out_size) == tuple(x_shape[2:])
-
-
-def _im2col(x, geo, out_size, out=None, kmajor=False, serial=False):
-    if _columns_are_input(geo, x.shape, out_size):
-        cols = x.reshape(x.shape[0], x.shape[1], -1)
-        return np.ascontiguousarray(cols.transpose(1, 0, 2)) if kmajor else cols
-    return im2col(x, geo.kernel, geo.stride, geo.pad_before, geo.dilation, out_size, out,
-                  kmajor, serial)
-
-
-def _col2im(cols, shape, geo, out_size, kmajor=False, out=None, serial=False):
-    if _columns_are_input(geo, shape, out_size):
-        img = (cols.transpose(1, 0, 2) if kmajor else cols).reshape(shape)
-        if out is None:
-            return img
-        out[...] = img
-        return out
-    return col2im(cols, shape, geo.kernel, geo.stride, geo.pad_before, geo.dilation, out_size,
-                  kmajor, out, serial)
+            and winograd.buffer_bytes(x_shape, out_size, itemsize) <= im2col_budget())
 
 
 def _grouped(a, groups):
@@ -181,8 +101,8 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
     w_g = weight.reshape(g, o // g, -1)                    # (G, Og, K)
     y = np.empty((n, g, o // g, length), dtype=x.dtype)
     k_rows = c * geo.kernel[0] * geo.kernel[1]
-    chunk = _chunk_size(n, k_rows, length, x.itemsize)
-    pointwise = _columns_are_input(geo, x.shape, (oh, ow))
+    chunk = chunk_size(n, k_rows, length, x.itemsize)
+    pointwise = columns_are_input(geo, x.shape, (oh, ow))
     buf = None if pointwise else scratch(workspace, "cols", (min(chunk, n), k_rows, length),
                                          x.dtype)
     add_bias = None if bias is None else bias.reshape(g, o // g, 1)
@@ -191,7 +111,7 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
 
         def piece(lo, hi, s=s):   # samples s+lo ... s+hi-1, on one thread
             part = None if buf is None else buf[lo:hi]
-            cols = _grouped(_im2col(x[s + lo:s + hi], geo, (oh, ow), part, serial=True), g)
+            cols = _grouped(to_columns(x[s + lo:s + hi], geo, (oh, ow), part, serial=True), g)
             out = y[s + lo:s + hi]
             for gi in range(g):
                 np.matmul(w_g[gi], cols[:, gi], out=out[:, gi])
@@ -218,8 +138,8 @@ def conv2d_backward(dy, cache, workspace=None):
     w_g = weight.reshape(g, o // g, -1)
     dx = np.empty_like(x)
     k_rows = c * geo.kernel[0] * geo.kernel[1]
-    chunk = max(n, 1) if kept is not None else _chunk_size(n, k_rows, length, x.itemsize)
-    pointwise = _columns_are_input(geo, x.shape, out_size)
+    chunk = max(n, 1) if kept is not None else chunk_size(n, k_rows, length, x.itemsize)
+    pointwise = columns_are_input(geo, x.shape, out_size)
     if kept is None and not pointwise:
         buf = scratch(workspace, "cols", (min(chunk, n), k_rows, length), x.dtype)
     if not pointwise:
@@ -233,7 +153,7 @@ def conv2d_backward(dy, cache, workspace=None):
             if kept is not None:
                 cols = kept[a:b]
             else:
-                cols = _im2col(x[a:b], geo, out_size, None if pointwise else buf[lo:hi],
+                cols = to_columns(x[a:b], geo, out_size, None if pointwise else buf[lo:hi],
                                serial=True)
             cols = _grouped(cols, g)
             # a 1x1 convolution's column gradient is the input gradient itself
@@ -244,10 +164,17 @@ def conv2d_backward(dy, cache, workspace=None):
                 dw_part[gi] = np.matmul(d, cols[:, gi].transpose(0, 2, 1)).sum(axis=0)
                 np.matmul(w_g[gi].T, d, out=dcols[:, gi])
             if not pointwise:
-                _col2im(dbuf[lo:hi], (b - a, c, h, w), geo, out_size, out=dx[a:b], serial=True)
+                from_columns(dbuf[lo:hi], (b - a, c, h, w), geo, out_size, out=dx[a:b],
+                             serial=True)
             return dw_part
 
         partial_dw += batch_pieces(m, piece)
     dw = np.zeros_like(w_g) if not partial_dw else sum(partial_dw[1:], partial_dw[0])
     db = dy.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dw.reshape(weight.shape), db
+
+
+# Transposed convolution is written in conv_transpose.py; both directions are
+# this module's interface (and conv_transpose.py does not import this module).
+from .conv_transpose import (ConvTransposeCache, conv_transpose2d_backward,  # noqa: E402,F401
+                             conv_transpose2d_forward)

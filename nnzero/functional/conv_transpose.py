@@ -20,7 +20,7 @@ dx, the small side (Cg*H*W per sample against Og*KH*KW*H*W for the columns);
 N small matmuls were measured ~2.5x slower.
 
 Like convolution it runs in batch chunks when the column matrix would pass
-the im2col budget (see ``conv.set_im2col_budget``).
+the im2col budget (see ``set_im2col_budget``).
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ import numpy as np
 
 from ._scratch import samples, scratch
 from ._threads import batch_pieces
-from .conv import Geometry, _chunk_size, _col2im, _im2col, _pair, make_geometry
+from ._columns import Geometry, chunk_size, from_columns, make_geometry, pair, to_columns
 
 
 class ConvTransposeCache(NamedTuple):
@@ -54,7 +54,7 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
 
     ``workspace``: an optional dict whose column buffer is reused between calls."""
     geo = make_geometry(weight.shape[2:], stride, padding, dilation, groups)
-    op = _pair(output_padding)
+    op = pair(output_padding)
     x = np.ascontiguousarray(x)
     n, c, h, w = x.shape
     g = geo.groups
@@ -67,7 +67,7 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
     k_out = og * geo.kernel[0] * geo.kernel[1]
     w_g = weight.reshape(g, c // g, k_out)                 # (G, Cg, Og*KH*KW)
     y = np.empty(out_shape, dtype=x.dtype)
-    chunk = _chunk_size(n, o * geo.kernel[0] * geo.kernel[1], h * w, x.itemsize)
+    chunk = chunk_size(n, o * geo.kernel[0] * geo.kernel[1], h * w, x.itemsize)
     buf = scratch(workspace, "cols", (min(chunk, n) * g * k_out * h * w,), x.dtype)
     for s in range(0, n, chunk):
         m = min(chunk, n - s)
@@ -79,7 +79,7 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
             cols = samples(buf, lo, hi, g * k_out * h * w).reshape(g, k_out, -1)
             for gi in range(g):
                 np.matmul(w_g[gi].T, xk[gi], out=cols[gi])
-            _col2im(cols.reshape(g * k_out, b - a, h * w), (b - a,) + out_shape[1:], geo,
+            from_columns(cols.reshape(g * k_out, b - a, h * w), (b - a,) + out_shape[1:], geo,
                     (h, w), kmajor=True, out=y[a:b], serial=True)
             if bias is not None:
                 y[a:b] += bias.reshape(1, o, 1, 1)
@@ -98,7 +98,7 @@ def conv_transpose2d_backward(dy, cache, workspace=None):
     w_g = weight.reshape(g, c // g, k_out)
     dy = np.ascontiguousarray(dy)
     dx = np.empty(x.shape, dtype=x.dtype)
-    chunk = _chunk_size(n, g * k_out, h * w, x.itemsize)
+    chunk = chunk_size(n, g * k_out, h * w, x.itemsize)
     buf = scratch(workspace, "cols", (min(chunk, n) * g * k_out * h * w,), x.dtype)
     dw = np.zeros_like(w_g)
     for s in range(0, n, chunk):
@@ -107,7 +107,7 @@ def conv_transpose2d_backward(dy, cache, workspace=None):
         def piece(lo, hi, s=s):   # samples s+lo ... s+hi-1, on one thread
             a, b = s + lo, s + hi
             cols = samples(buf, lo, hi, g * k_out * h * w).reshape(g * k_out, b - a, h * w)
-            cols = _im2col(dy[a:b], geo, (h, w), cols, kmajor=True,
+            cols = to_columns(dy[a:b], geo, (h, w), cols, kmajor=True,
                            serial=True).reshape(g, k_out, -1)
             xk = _channels_first(x[a:b], g)                   # (G, Cg, (b-a)*HW)
             dxk = np.empty_like(xk)

@@ -5,7 +5,6 @@ import numpy as np
 
 from .._checks import as_float_dtype, nonnegative_pair, positive_int, positive_pair
 from ..functional import conv as F
-from ..functional import conv_transpose as FT
 from ..shapes import check_output_padding, conv_output_size, conv_transpose_output_size
 from ._params import add_grads, weight_and_bias
 from .module import Module
@@ -191,14 +190,14 @@ class ConvTranspose2d(Module):
         except ValueError as err:
             raise ValueError(f"ConvTranspose2d: input of shape {x.shape} gives no output: "
                              f"{err}") from None
-        y, cache = FT.conv_transpose2d_forward(xb, self.weight.data,
+        y, cache = F.conv_transpose2d_forward(xb, self.weight.data,
                                               None if self.bias is None else self.bias.data,
                                               self.stride, self.padding, op, self.dilation,
                                               self.groups, workspace=self._workspace)
         return (y if x.ndim == 4 else y[0]), cache
 
     def _backward(self, dy, cache):
-        dx, dw, db = FT.conv_transpose2d_backward(dy if dy.ndim == 4 else dy[None], cache,
+        dx, dw, db = F.conv_transpose2d_backward(dy if dy.ndim == 4 else dy[None], cache,
                                                   workspace=self._workspace)
         add_grads(self, dw, db)
         return dx

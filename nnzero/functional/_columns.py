@@ -1,0 +1,101 @@
+"""What both directions of convolution share: the window geometry, the
+column-matrix budget and the calls into the im2col/col2im kernels.
+
+``conv.py`` (convolution) and ``conv_transpose.py`` (transposed convolution)
+build on this module; ``conv.py`` exports both directions.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ..kernels.im2col import col2im, im2col
+from ..shapes import same_padding
+
+_BUDGET = [256 * 2 ** 20]
+
+
+def set_im2col_budget(nbytes):
+    """Set the column-matrix budget in bytes; returns the previous value."""
+    if not isinstance(nbytes, (int, np.integer)) or nbytes < 1:
+        raise ValueError(f"set_im2col_budget: nbytes must be a positive int, got {nbytes!r}")
+    old, _BUDGET[0] = _BUDGET[0], int(nbytes)
+    return old
+
+
+def im2col_budget():
+    return _BUDGET[0]
+
+
+def chunk_size(n, k_rows, length, itemsize):
+    """Samples per chunk so that a chunk's (k_rows, length) column matrices fit
+    the budget (at least one sample)."""
+    per_sample = max(k_rows * length * itemsize, 1)
+    return max(1, min(n, _BUDGET[0] // per_sample))
+
+
+class Geometry(NamedTuple):
+    """One convolution's window arrangement; all pairs are (H, W)."""
+    kernel: tuple
+    stride: tuple
+    pad_before: tuple     # top, left
+    pad_after: tuple      # bottom, right (only for the output size)
+    dilation: tuple
+    groups: int
+
+    def out_size(self, h, w):
+        return tuple((size + a + b - d * (k - 1) - 1) // s + 1
+                     for size, a, b, d, k, s in zip((h, w), self.pad_before, self.pad_after,
+                                                    self.dilation, self.kernel, self.stride))
+
+
+def pair(v):
+    return (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
+
+
+def make_geometry(kernel, stride=1, padding=0, dilation=1, groups=1):
+    """``padding``: int, pair, 'valid' or 'same' (PyTorch's split: extra after)."""
+    kernel, stride, dilation = pair(kernel), pair(stride), pair(dilation)
+    if isinstance(padding, str):
+        if padding == "valid":
+            before = after = (0, 0)
+        else:  # 'same'
+            (t, b), (l, r) = same_padding(kernel, dilation)
+            before, after = (t, l), (b, r)
+    else:
+        before = after = pair(padding)
+    return Geometry(kernel, stride, before, after, dilation, int(groups))
+
+
+def _is_pointwise(geo):
+    """1x1 kernel, stride 1, no padding: the columns are the input itself (when the
+    window grid is the image: a transposed convolution's output_padding can grow it)."""
+    return (geo.kernel == (1, 1) and geo.stride == (1, 1) and geo.pad_before == (0, 0)
+            and geo.pad_after == (0, 0))
+
+
+def columns_are_input(geo, x_shape, out_size):
+    """True when a 1x1 convolution's column matrix would be x itself."""
+    return _is_pointwise(geo) and tuple(out_size) == tuple(x_shape[2:])
+
+
+def to_columns(x, geo, out_size, out=None, kmajor=False, serial=False):
+    """im2col of x for ``geo`` (x itself, as a view, for a pointwise convolution)."""
+    if columns_are_input(geo, x.shape, out_size):
+        cols = x.reshape(x.shape[0], x.shape[1], -1)
+        return np.ascontiguousarray(cols.transpose(1, 0, 2)) if kmajor else cols
+    return im2col(x, geo.kernel, geo.stride, geo.pad_before, geo.dilation, out_size, out,
+                  kmajor, serial)
+
+
+def from_columns(cols, shape, geo, out_size, kmajor=False, out=None, serial=False):
+    """col2im of ``cols`` into an image of ``shape`` (the reverse view for pointwise)."""
+    if columns_are_input(geo, shape, out_size):
+        img = (cols.transpose(1, 0, 2) if kmajor else cols).reshape(shape)
+        if out is None:
+            return img
+        out[...] = img
+        return out
+    return col2im(cols, shape, geo.kernel, geo.stride, geo.pad_before, geo.dilation, out_size,
+                  kmajor, out, serial)
