@@ -77,13 +77,16 @@ CONV = {  # name: (N, C, H, O, k, stride, padding, groups)
     "conv_strided": (32, 64, 32, 128, 3, 2, 1, 1),
     "conv_1x1": (32, 128, 16, 256, 1, 1, 0, 1),
     "conv_grouped": (32, 64, 32, 64, 3, 1, 1, 8),
+    "conv_depthwise": (32, 128, 16, 128, 3, 1, 1, 128),
 }
 
 
 def _conv_cfg(name, quick):
     n, c, h, o, k, s, p, g = CONV[name]
     if quick:
+        depthwise = g == c == o
         n, h, c, o = 2, 8, min(c, 16), min(o, 16)
+        g = c if depthwise else g
     oh = (h + 2 * p - k) // s + 1
     return n, c, h, o, k, s, p, g, oh
 

@@ -5,36 +5,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import seeds
+from helpers import naive_conv2d, seeds
 from nnzero import gradcheck
 from nnzero.functional import conv as F
 from nnzero.layers import Conv2d, ConvTranspose2d
 from nnzero.shapes import conv_output_size, conv_transpose_output_size
 
 F64 = np.float64
-
-
-def naive_conv2d(x, w, b, stride, pad_before, dilation, groups, out_size):
-    """The definition, one output element at a time (float64)."""
-    n, c, h, wd = x.shape
-    o, cg, kh, kw = w.shape
-    og = o // groups
-    y = np.zeros((n, o) + tuple(out_size))
-    for nn in range(n):
-        for oo in range(o):
-            g = oo // og
-            for i in range(out_size[0]):
-                for j in range(out_size[1]):
-                    acc = 0.0 if b is None else b[oo]
-                    for cc in range(cg):
-                        for u in range(kh):
-                            for v in range(kw):
-                                r = i * stride[0] - pad_before[0] + u * dilation[0]
-                                q = j * stride[1] - pad_before[1] + v * dilation[1]
-                                if 0 <= r < h and 0 <= q < wd:
-                                    acc += w[oo, cc, u, v] * x[nn, g * cg + cc, r, q]
-                    y[nn, oo, i, j] = acc
-    return y
 
 
 @st.composite

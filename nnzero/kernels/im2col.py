@@ -53,11 +53,22 @@ def _valid_range(n_out, stride, offset, size):
 
 
 @njit(inline="always")
-def _padded_size(h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+def padded_size(h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     """Rows and columns of a zero-padded plane holding the image at (PH, PW)
     and every window of the OH x OW grid."""
     return (max(ph + h, (oh - 1) * sh + (kh - 1) * dh + 1),
             max(pw + w, (ow - 1) * sw + (kw - 1) * dw + 1))
+
+
+@njit(inline="always")
+def copy_into_padded(plane, img, ph, pw):
+    """img[ph:ph+H, pw:pw+W] = plane, row by row (img's border is left as it is)."""
+    h, w = plane.shape
+    for r in range(h):
+        inside = img[ph + r, pw:pw + w]
+        src = plane[r]
+        for q in range(w):
+            inside[q] = src[q]
 
 
 # The copies below run over slices indexed from 0 (dst[q] = src[q], or src[2*q]
@@ -79,7 +90,7 @@ def _padded_size(h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
 @njit(parallel=True)
 def im2col_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols, kmajor=False):
     n, c, h, w = x.shape
-    hp, wp = _padded_size(h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+    hp, wp = padded_size(h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
     chunks = plane_chunks(n * c)
     padded = np.zeros((chunks, hp, wp), dtype=x.dtype)  # borders stay 0, insides rewritten
     for k in numba.prange(chunks):
@@ -87,11 +98,7 @@ def im2col_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols, kmajor=False):
         for nc in range(k * (n * c) // chunks, (k + 1) * (n * c) // chunks):
             b = nc // c
             ch = nc - b * c
-            for r in range(h):
-                inside = img[ph + r, pw:pw + w]
-                src = x[b, ch, r]
-                for q in range(w):
-                    inside[q] = src[q]
+            copy_into_padded(x[b, ch], img, ph, pw)
             for u in range(kh):
                 for v in range(kw):
                     row = (ch * kh + u) * kw + v
@@ -116,7 +123,7 @@ def im2col_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols, kmajor=False):
 @njit(parallel=True)
 def col2im_numba(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, x, kmajor=False):
     n, c, h, w = x.shape
-    hp, wp = _padded_size(h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+    hp, wp = padded_size(h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
     chunks = plane_chunks(n * c)
     padded = np.empty((chunks, hp, wp) if sw == 1 else (0, 0, 0), dtype=x.dtype)
     for k in numba.prange(chunks):
