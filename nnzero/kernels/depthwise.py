@@ -31,7 +31,7 @@ import numba
 import numpy as np
 
 from ._jit import choose, njit, plane_chunks
-from .im2col import copy_into_padded, padded_size
+from .im2col import copy_inside, copy_into_padded, padded_size
 
 
 @njit(parallel=True)
@@ -102,7 +102,7 @@ def depthwise_backward_numba(x, w, dy, sh, sw, ph, pw, dh, dw, dx, dw_planes):
             if flat:
                 _backward_plane_flat(img, grad, w[ch, 0], dy[b, ch], dh, dw, lines[k],
                                      dw_planes[b, ch])
-                _copy_inside(grad, ph, pw, dx[b, ch])
+                copy_inside(grad, ph, pw, dx[b, ch])
                 continue
             for t in range(kh * kw):
                 srow = sums[t]
@@ -138,18 +138,7 @@ def depthwise_backward_numba(x, w, dy, sh, sw, ph, pw, dh, dw, dx, dw_planes):
             for u in range(kh):
                 for v in range(kw):
                     part[u, v] = sums[u * kw + v].sum()
-            _copy_inside(grad, ph, pw, dx[b, ch])
-
-
-@njit(inline="always")
-def _copy_inside(img, ph, pw, plane):
-    """plane = img[ph:ph+H, pw:pw+W], row by row."""
-    h, w = plane.shape
-    for r in range(h):
-        inside = img[ph + r, pw:pw + w]
-        out = plane[r]
-        for q in range(w):
-            out[q] = inside[q]
+            copy_inside(grad, ph, pw, dx[b, ch])
 
 
 # At stride 1 the small planes of deep layers (8x8, 16x16) made the row loops

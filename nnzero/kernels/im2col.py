@@ -71,6 +71,17 @@ def copy_into_padded(plane, img, ph, pw):
             inside[q] = src[q]
 
 
+@njit(inline="always")
+def copy_inside(img, ph, pw, plane):
+    """plane = img[ph:ph+H, pw:pw+W], row by row: the reverse of ``copy_into_padded``."""
+    h, w = plane.shape
+    for r in range(h):
+        inside = img[ph + r, pw:pw + w]
+        out = plane[r]
+        for q in range(w):
+            out[q] = inside[q]
+
+
 # The copies below run over slices indexed from 0 (dst[q] = src[q], or src[2*q]
 # for stride 2, its own loop so the step is a constant): numba must test every
 # possibly-negative index for Python's wraparound, and that test kept the old
@@ -154,12 +165,7 @@ def _col2im_plane_padded(cols, b, ch, kh, kw, sh, ph, pw, dh, dw, oh, ow, img, p
                 dst = img[i * sh + u * dh, v * dw:v * dw + ow]
                 for q in range(ow):
                     dst[q] += src[q]
-    h, w = plane.shape
-    for r in range(h):
-        inside = img[ph + r, pw:pw + w]
-        dst_row = plane[r]
-        for q in range(w):
-            dst_row[q] = inside[q]
+    copy_inside(img, ph, pw, plane)
 
 
 @njit(inline="always")
