@@ -9,8 +9,9 @@ where xp is x zero-padded by (PH, PW) before (and as far as the windows reach
 after). im2col would copy every input value KH*KW times to then multiply it
 by a single number per row: a product one row deep, far below BLAS speed (the
 layer measured 2.3-6.6x PyTorch's time that way). Here each output row is
-KH*KW scaled additions of padded input rows. The backward pass runs the same
-loops the other way:
+KH*KW scaled additions of padded input rows (at stride 1, each kernel offset
+is one addition over the whole plane: see ``_forward_plane_flat``). The
+backward pass runs the same loops the other way:
 
     dxp[n, c, i*SH + u*DH, j*SW + v*DW] += w[c, 0, u, v] * dy[n, c, i, j]
     dw[c, 0, u, v] = sum_{n,i,j} dy[n, c, i, j] * xp[n, c, i*SH + u*DH, j*SW + v*DW]
