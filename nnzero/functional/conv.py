@@ -135,7 +135,7 @@ def conv2d_backward(dy, cache, workspace=None):
     if isinstance(cache, winograd.WinogradCache):
         return winograd.conv2d_winograd_backward(dy, cache, workspace)
     if isinstance(cache, depthwise.DepthwiseCache):
-        return depthwise.depthwise_backward(np.ascontiguousarray(dy), cache)
+        return depthwise.depthwise_backward(dy, cache)
     x, weight, has_bias, geo, out_size, kept = cache
     n, c, h, w = x.shape
     o = weight.shape[0]
@@ -161,7 +161,7 @@ def conv2d_backward(dy, cache, workspace=None):
                 cols = kept[a:b]
             else:
                 cols = to_columns(x[a:b], geo, out_size, None if pointwise else buf[lo:hi],
-                               serial=True)
+                                  serial=True)
             cols = _grouped(cols, g)
             # a 1x1 convolution's column gradient is the input gradient itself
             dcols = _grouped(dx[a:b].reshape(b - a, c, length) if pointwise else dbuf[lo:hi], g)

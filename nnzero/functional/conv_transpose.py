@@ -28,9 +28,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._columns import Geometry, chunk_size, from_columns, make_geometry, pair, to_columns
 from ._scratch import samples, scratch
 from ._threads import batch_pieces
-from ._columns import Geometry, chunk_size, from_columns, make_geometry, pair, to_columns
 
 
 class ConvTransposeCache(NamedTuple):
@@ -80,7 +80,7 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
             for gi in range(g):
                 np.matmul(w_g[gi].T, xk[gi], out=cols[gi])
             from_columns(cols.reshape(g * k_out, b - a, h * w), (b - a,) + out_shape[1:], geo,
-                    (h, w), kmajor=True, out=y[a:b], serial=True)
+                         (h, w), kmajor=True, out=y[a:b], serial=True)
             if bias is not None:
                 y[a:b] += bias.reshape(1, o, 1, 1)
 
@@ -108,7 +108,7 @@ def conv_transpose2d_backward(dy, cache, workspace=None):
             a, b = s + lo, s + hi
             cols = samples(buf, lo, hi, g * k_out * h * w).reshape(g * k_out, b - a, h * w)
             cols = to_columns(dy[a:b], geo, (h, w), cols, kmajor=True,
-                           serial=True).reshape(g, k_out, -1)
+                              serial=True).reshape(g, k_out, -1)
             xk = _channels_first(x[a:b], g)                   # (G, Cg, (b-a)*HW)
             dxk = np.empty_like(xk)
             dw_part = np.empty_like(w_g)

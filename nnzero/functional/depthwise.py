@@ -54,4 +54,4 @@ def depthwise_backward(dy, cache):
     dx = np.empty_like(x)
     dw = K.depthwise_backward(x, weight, dy, geo.stride, geo.pad_before, geo.dilation, dx)
     db = dy.sum(axis=(0, 2, 3)) if has_bias else None
-    return dx, dw.astype(x.dtype, copy=False), db
+    return dx, dw, db

@@ -32,7 +32,7 @@ import numba
 import numpy as np
 
 from ._jit import choose, njit, plane_chunks
-from .im2col import copy_inside, copy_into_padded, padded_size
+from .im2col import copy_inside, copy_into_padded, offset_slices, padded_size, zero_padded
 
 
 @njit(parallel=True)
@@ -222,15 +222,13 @@ def _views(a, kh, kw, sh, sw, dh, dw, oh, ow):
     """(u, v, view of ``a``'s cells that kernel offset (u, v) touches), every offset."""
     for u in range(kh):
         for v in range(kw):
-            yield u, v, a[:, :, u * dh:u * dh + (oh - 1) * sh + 1:sh,
-                          v * dw:v * dw + (ow - 1) * sw + 1:sw]
+            rs, cs = offset_slices(u, v, sh, sw, dh, dw, oh, ow)
+            yield u, v, a[:, :, rs, cs]
 
 
 def _padded(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
-    n, c, h, wd = x.shape
-    hp = max(ph + h, (oh - 1) * sh + (kh - 1) * dh + 1)
-    wp = max(pw + wd, (ow - 1) * sw + (kw - 1) * dw + 1)
-    xp = np.zeros((n, c, hp, wp), dtype=x.dtype)
+    h, wd = x.shape[2:]
+    xp = zero_padded(x.shape, x.dtype, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
     xp[:, :, ph:ph + h, pw:pw + wd] = x
     return xp
 

@@ -197,14 +197,15 @@ def _col2im_plane_clipped(cols, b, ch, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, p
                         dst[q] += src[q]
 
 
-def _padded_geometry(h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
-    """Padding after the image so that every window of the OH x OW grid fits."""
-    pb = max(0, (oh - 1) * sh + (kh - 1) * dh - ph - (h - 1))
-    pr = max(0, (ow - 1) * sw + (kw - 1) * dw - pw - (w - 1))
-    return pb, pr
+def zero_padded(x_shape, dtype, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    """Zeros (N, C, HP, WP): room for the image at (PH, PW) and every window of
+    the OH x OW grid (the NumPy twins' ``padded_size``)."""
+    n, c, h, w = x_shape
+    return np.zeros((n, c) + padded_size.py_func(h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow),
+                    dtype=dtype)
 
 
-def _slices(u, v, sh, sw, dh, dw, oh, ow):
+def offset_slices(u, v, sh, sw, dh, dw, oh, ow):
     """Rows and columns of the padded image that kernel offset (u, v) reads."""
     r0, c0 = u * dh, v * dw
     return slice(r0, r0 + (oh - 1) * sh + 1, sh), slice(c0, c0 + (ow - 1) * sw + 1, sw)
@@ -219,24 +220,22 @@ def _cols_view(cols, n, c, kh, kw, oh, ow, kmajor):
 
 def im2col_numpy(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols, kmajor=False):
     n, c, h, w = x.shape
-    pb, pr = _padded_geometry(h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
-    xp = np.zeros((n, c, ph + h + pb, pw + w + pr), dtype=x.dtype)
+    xp = zero_padded(x.shape, x.dtype, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
     xp[:, :, ph:ph + h, pw:pw + w] = x
     view = _cols_view(cols, n, c, kh, kw, oh, ow, kmajor)
     for u in range(kh):
         for v in range(kw):
-            rs, cs = _slices(u, v, sh, sw, dh, dw, oh, ow)
+            rs, cs = offset_slices(u, v, sh, sw, dh, dw, oh, ow)
             view[:, :, u, v] = xp[:, :, rs, cs]
 
 
 def col2im_numpy(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, x, kmajor=False):
     n, c, h, w = x.shape
-    pb, pr = _padded_geometry(h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
-    xp = np.zeros((n, c, ph + h + pb, pw + w + pr), dtype=x.dtype)
+    xp = zero_padded(x.shape, x.dtype, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
     view = _cols_view(cols, n, c, kh, kw, oh, ow, kmajor)
     for u in range(kh):
         for v in range(kw):
-            rs, cs = _slices(u, v, sh, sw, dh, dw, oh, ow)
+            rs, cs = offset_slices(u, v, sh, sw, dh, dw, oh, ow)
             xp[:, :, rs, cs] += view[:, :, u, v]  # one offset: no index repeats within
     x[...] = xp[:, :, ph:ph + h, pw:pw + w]
 

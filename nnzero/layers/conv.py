@@ -191,14 +191,14 @@ class ConvTranspose2d(Module):
             raise ValueError(f"ConvTranspose2d: input of shape {x.shape} gives no output: "
                              f"{err}") from None
         y, cache = F.conv_transpose2d_forward(xb, self.weight.data,
-                                              None if self.bias is None else self.bias.data,
-                                              self.stride, self.padding, op, self.dilation,
-                                              self.groups, workspace=self._workspace)
+                                             None if self.bias is None else self.bias.data,
+                                             self.stride, self.padding, op, self.dilation,
+                                             self.groups, workspace=self._workspace)
         return (y if x.ndim == 4 else y[0]), cache
 
     def _backward(self, dy, cache):
         dx, dw, db = F.conv_transpose2d_backward(dy if dy.ndim == 4 else dy[None], cache,
-                                                  workspace=self._workspace)
+                                                 workspace=self._workspace)
         add_grads(self, dw, db)
         return dx
 
