@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import depthwise, winograd
+from . import direct, winograd
 from ._columns import (Geometry, chunk_size, columns_are_input, from_columns,  # noqa: F401
                        im2col_budget, make_geometry, set_im2col_budget, to_columns)
 from ._scratch import scratch
@@ -49,11 +49,12 @@ def set_conv_algorithm(name):
     'auto' takes Winograd F(2x2, 3x3) for 3x3, stride-1, undilated, ungrouped
     convolutions with at least 16 input and output channels on images of at
     least 8x8 (measured faster there, see benchmarks/) whose transformed tiles
-    fit the im2col budget, depthwise convolutions (groups = in = out channels)
-    to the direct loops of ``depthwise.py``, and im2col otherwise. 'winograd'
-    forces Winograd wherever it applies (depthwise convolutions still go
-    direct); 'im2col' sends everything through im2col. Returns the previous
-    choice.
+    fit the im2col budget, grouped convolutions with few channels per group
+    (depthwise ones at any stride, others at stride 1; see
+    ``direct.applicable``) to the direct loops of ``direct.py``, and im2col
+    otherwise. 'winograd' forces Winograd wherever it applies (the grouped
+    ones still go direct); 'im2col' sends everything through im2col. Returns
+    the previous choice.
     """
     if name not in _ALGORITHMS:
         raise ValueError(f"set_conv_algorithm: expected one of {_ALGORITHMS}, got {name!r}")
@@ -100,8 +101,8 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
     oh, ow = geo.out_size(h, w)
     if _use_winograd(geo, x.shape, o, (oh, ow), x.itemsize):
         return winograd.conv2d_winograd_forward(x, weight, bias, geo, workspace)
-    if _ALGORITHM[0] != "im2col" and depthwise.applicable(geo, c, o):
-        return depthwise.depthwise_forward(x, weight, bias, geo, (oh, ow))
+    if _ALGORITHM[0] != "im2col" and direct.applicable(geo, c, o, (oh, ow)):
+        return direct.direct_forward(x, weight, bias, geo, (oh, ow))
     length = oh * ow
     w_g = weight.reshape(g, o // g, -1)                    # (G, Og, K)
     y = np.empty((n, g, o // g, length), dtype=x.dtype)
@@ -134,8 +135,8 @@ def conv2d_backward(dy, cache, workspace=None):
     """Return ``(dx, dweight, dbias)`` (``dbias`` None without bias)."""
     if isinstance(cache, winograd.WinogradCache):
         return winograd.conv2d_winograd_backward(dy, cache, workspace)
-    if isinstance(cache, depthwise.DepthwiseCache):
-        return depthwise.depthwise_backward(dy, cache)
+    if isinstance(cache, direct.DirectCache):
+        return direct.direct_backward(dy, cache)
     x, weight, has_bias, geo, out_size, kept = cache
     n, c, h, w = x.shape
     o = weight.shape[0]

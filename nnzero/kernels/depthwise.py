@@ -9,8 +9,9 @@ where xp is x zero-padded by (PH, PW) before (and as far as the windows reach
 after). im2col would copy every input value KH*KW times to then multiply it
 by a single number per row: a product one row deep, far below BLAS speed (the
 layer measured 2.3-6.6x PyTorch's time that way). Here each output row is
-KH*KW scaled additions of padded input rows (at stride 1, each kernel offset
-is one addition over the whole plane: see ``_forward_plane_flat``). The
+KH*KW scaled additions of padded input rows, at any stride. (At stride 1
+``grouped.py``'s whole-plane loops are faster and ``functional/direct.py``
+sends depthwise layers there; these loops are correct at stride 1 too.) The
 backward pass runs the same loops the other way:
 
     dxp[n, c, i*SH + u*DH, j*SW + v*DW] += w[c, 0, u, v] * dy[n, c, i, j]
@@ -43,17 +44,12 @@ def depthwise_forward_numba(x, w, bias, sh, sw, ph, pw, dh, dw, y):
     hp, wp = padded_size(h, wd, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
     chunks = plane_chunks(n * c)
     padded = np.zeros((chunks, hp, wp), dtype=x.dtype)   # borders stay 0
-    flat = sh == 1 and sw == 1
-    lines = np.empty((chunks, oh * wp if flat else 0), dtype=y.dtype)
     for k in numba.prange(chunks):
         img = padded[k]
         for nc in range(k * (n * c) // chunks, (k + 1) * (n * c) // chunks):
             b = nc // c
             ch = nc - b * c
             copy_into_padded(x[b, ch], img, ph, pw)
-            if flat:
-                _forward_plane_flat(img, w[ch, 0], bias[ch], dh, dw, lines[k], y[b, ch])
-                continue
             for i in range(oh):
                 dst = y[b, ch, i]
                 for q in range(ow):
@@ -85,10 +81,8 @@ def depthwise_backward_numba(x, w, dy, sh, sw, ph, pw, dh, dw, dx, dw_planes):
     chunks = plane_chunks(n * c)
     padded = np.zeros((chunks, hp, wp), dtype=x.dtype)   # borders stay 0
     acc = np.empty((chunks, hp, wp), dtype=dx.dtype)
-    flat = sh == 1 and sw == 1
-    lines = np.empty((chunks, oh * wp if flat else 0), dtype=dx.dtype)
     # dw products summed per column first (vectorises), across the row at the end
-    wsum = np.empty((chunks, kh * kw, 0 if flat else ow), dtype=dx.dtype)
+    wsum = np.empty((chunks, kh * kw, ow), dtype=dx.dtype)
     for k in numba.prange(chunks):
         img = padded[k]
         grad = acc[k]
@@ -100,11 +94,6 @@ def depthwise_backward_numba(x, w, dy, sh, sw, ph, pw, dh, dw, dx, dw_planes):
             copy_into_padded(x[b, ch], img, ph, pw)
             for q in range(hp * wp):
                 grad_flat[q] = 0
-            if flat:
-                _backward_plane_flat(img, grad, w[ch, 0], dy[b, ch], dh, dw, lines[k],
-                                     dw_planes[b, ch])
-                copy_inside(grad, ph, pw, dx[b, ch])
-                continue
             for t in range(kh * kw):
                 srow = sums[t]
                 for q in range(ow):
@@ -140,82 +129,6 @@ def depthwise_backward_numba(x, w, dy, sh, sw, ph, pw, dh, dw, dx, dw_planes):
                 for v in range(kw):
                     part[u, v] = sums[u * kw + v].sum()
             copy_inside(grad, ph, pw, dx[b, ch])
-
-
-# At stride 1 the small planes of deep layers (8x8, 16x16) made the row loops
-# mostly overhead: KH*KW*OH loops of OW (8) iterations. Laid out at the padded
-# width WP, output row i and its input rows for offset (u, v) are one stretch
-# apart: line[i*WP + j] += w[u, v] * img_flat[(i + u*DH)*WP + j + v*DW], so each
-# offset is one loop over the whole plane, (OH-1)*WP + OW long. The WP - OW
-# columns past each output row are computed too and thrown away (forward), or
-# kept at zero so that they add nothing (backward).
-@njit(inline="always")
-def _forward_plane_flat(img, wk, bias, dh, dw, line, out):
-    hp, wp = img.shape
-    oh, ow = out.shape
-    kh, kw = wk.shape
-    span = (oh - 1) * wp + ow
-    src_all = img.reshape(hp * wp)
-    for q in range(span):
-        line[q] = bias
-    for u in range(kh):
-        for v in range(kw):
-            wt = wk[u, v]
-            off = u * dh * wp + v * dw
-            src = src_all[off:off + span]
-            for q in range(span):
-                line[q] += wt * src[q]
-    for i in range(oh):
-        row = line[i * wp:i * wp + ow]
-        dst = out[i]
-        for q in range(ow):
-            dst[q] = row[q]
-
-
-@njit(inline="always")
-def _backward_plane_flat(img, grad, wk, g, dh, dw, line, part):
-    hp, wp = img.shape
-    oh, ow = g.shape
-    kh, kw = wk.shape
-    span = (oh - 1) * wp + ow
-    src_all = img.reshape(hp * wp)
-    dst_all = grad.reshape(hp * wp)
-    for i in range(oh):           # dy at the padded width, zero past column OW
-        row = line[i * wp:(i + 1) * wp]
-        gi = g[i]
-        for q in range(ow):
-            row[q] = gi[q]
-        for q in range(ow, wp):
-            row[q] = 0
-    for u in range(kh):
-        for v in range(kw):
-            wt = wk[u, v]
-            off = u * dh * wp + v * dw
-            src = src_all[off:off + span]
-            dst = dst_all[off:off + span]
-            for q in range(span):
-                dst[q] += wt * line[q]
-            part[u, v] = _dot(line[:span], src)
-
-
-@njit(inline="always")
-def _dot(a, b):
-    """sum(a * b) with eight running sums: one sum would wait on the previous
-    addition at every step (a long plane's dw measured 2x slower that way)."""
-    m = a.shape[0] - a.shape[0] % 8
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
-    for q in range(0, m, 8):
-        s0 += a[q] * b[q]
-        s1 += a[q + 1] * b[q + 1]
-        s2 += a[q + 2] * b[q + 2]
-        s3 += a[q + 3] * b[q + 3]
-        s4 += a[q + 4] * b[q + 4]
-        s5 += a[q + 5] * b[q + 5]
-        s6 += a[q + 6] * b[q + 6]
-        s7 += a[q + 7] * b[q + 7]
-    for q in range(m, a.shape[0]):
-        s0 += a[q] * b[q]
-    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
 
 
 def _views(a, kh, kw, sh, sw, dh, dw, oh, ow):
