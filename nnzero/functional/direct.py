@@ -37,6 +37,12 @@ from ._columns import Geometry
 # 18 against 32 ms on 32x32) but slower on 8x8 (9.5 against 5.5-7.3 ms),
 # 16 channels no faster (21-31 against 16-25 ms). 1x1 kernels stay with
 # im2col, whose product then reads the input itself (2-4 against 5-15 ms).
+# Strided layers other than depthwise ones stay with im2col: a strided
+# version of the grouped loops (the padded input split into SH*SW phase
+# planes, each read at stride 1) was measured and dropped. It was slower than
+# im2col with 4 or more channels per group (14-27 against 9-18 ms at stride
+# 2) and than depthwise.py's row loops on depthwise layers (9-22 against
+# 7-17 ms); only a depthwise channel multiplier gained (10-16 against 24-31).
 SHALLOW_ROWS = 36
 DEEP_ROWS = 72
 LARGE_PLANE = 256
