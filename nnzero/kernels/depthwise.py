@@ -185,15 +185,20 @@ def _check(x, w, out, stride, padding, dilation):
                          f"dilation={dilation}")
 
 
+def check_output(kernel, y, bias, channels):
+    """The output array a forward kernel fills, and the bias it adds."""
+    if not y.flags.c_contiguous:
+        raise ValueError(f"{kernel}: y must be C-contiguous")
+    if bias.shape != (channels,):
+        raise ValueError(f"{kernel}: bias must have shape ({channels},), got {bias.shape}")
+
+
 def depthwise_forward(x, w, bias, stride, padding, dilation, y):
     """Fill y (N, C, OH, OW) with the depthwise convolution of x (N, C, H, W) by
     w (C, 1, KH, KW) plus bias (C,); every geometry argument an (H, W) pair,
     ``padding`` the padding before the first row/column. Returns y."""
     _check(x, w, y, stride, padding, dilation)
-    if not y.flags.c_contiguous:
-        raise ValueError("depthwise: y must be C-contiguous")
-    if bias.shape != (x.shape[1],):
-        raise ValueError(f"depthwise: bias must have shape ({x.shape[1]},), got {bias.shape}")
+    check_output("depthwise", y, bias, x.shape[1])
     if y.size:
         _forward(np.ascontiguousarray(x), np.ascontiguousarray(w), np.ascontiguousarray(bias),
                  *stride, *padding, *dilation, y)

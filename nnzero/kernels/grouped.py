@@ -45,7 +45,7 @@ import numba
 import numpy as np
 
 from ._jit import choose, njit, plane_chunks
-from .depthwise import _padded, _views
+from .depthwise import _padded, _views, check_output
 from .im2col import copy_inside, copy_into_padded, padded_size
 
 
@@ -136,26 +136,41 @@ def _tap_dots(e, src, rstep, cstep, part):
             part[u, v] = s
 
 
+@njit(inline="always")
+def _layout(x, w, groups, ph, pw, dh, dw, oh, ow):
+    """Og, the padded plane (HP, WP), the flat length of an output line, and
+    the (sample, group) units split into chunks (one scratch slice each)."""
+    h, wd = x.shape[2], x.shape[3]
+    kh, kw = w.shape[2], w.shape[3]
+    hp, wp = padded_size(h, wd, kh, kw, 1, 1, ph, pw, dh, dw, oh, ow)
+    units = x.shape[0] * groups
+    return w.shape[0] // groups, hp, wp, (oh - 1) * wp + ow, units, plane_chunks(units)
+
+
+@njit(inline="always")
+def _load_unit(x, unit, groups, ph, pw, img):
+    """Copy unit (sample b, group g)'s input planes into the padded planes img;
+    return (b, g)."""
+    cg = img.shape[0]
+    b = unit // groups
+    g = unit - b * groups
+    for ci in range(cg):
+        copy_into_padded(x[b, g * cg + ci], img[ci], ph, pw)
+    return b, g
+
+
 @njit(parallel=True)
 def grouped_forward_numba(x, w, bias, groups, ph, pw, dh, dw, y):
-    n, c, h, wd = x.shape
-    o, cg, kh, kw = w.shape
-    og = o // groups
+    cg = w.shape[1]
     oh, ow = y.shape[2], y.shape[3]
-    hp, wp = padded_size(h, wd, kh, kw, 1, 1, ph, pw, dh, dw, oh, ow)
-    span = (oh - 1) * wp + ow
-    units = n * groups
-    chunks = plane_chunks(units)
+    og, hp, wp, span, units, chunks = _layout(x, w, groups, ph, pw, dh, dw, oh, ow)
     padded = np.zeros((chunks, cg, hp, wp), dtype=x.dtype)   # borders stay 0
     lines = np.empty((chunks, oh * wp), dtype=y.dtype)
     for k in numba.prange(chunks):
         img = padded[k]
         line = lines[k, :span]
         for unit in range(k * units // chunks, (k + 1) * units // chunks):
-            b = unit // groups
-            g = unit - b * groups
-            for ci in range(cg):
-                copy_into_padded(x[b, g * cg + ci], img[ci], ph, pw)
+            b, g = _load_unit(x, unit, groups, ph, pw, img)
             for oi in range(og):
                 oc = g * og + oi
                 for q in range(span):
@@ -171,15 +186,11 @@ def grouped_forward_numba(x, w, bias, groups, ph, pw, dh, dw, y):
 
 @njit(parallel=True)
 def grouped_backward_numba(x, w, dy, groups, ph, pw, dh, dw, dx, dw_units):
-    n, c, h, wd = x.shape
-    o, cg, kh, kw = w.shape
-    og = o // groups
+    h = x.shape[2]
+    cg, kh, kw = w.shape[1], w.shape[2], w.shape[3]
     oh, ow = dy.shape[2], dy.shape[3]
-    hp, wp = padded_size(h, wd, kh, kw, 1, 1, ph, pw, dh, dw, oh, ow)
-    span = (oh - 1) * wp + ow
+    og, hp, wp, span, units, chunks = _layout(x, w, groups, ph, pw, dh, dw, oh, ow)
     lead = (kh - 1) * dh * wp + (kw - 1) * dw
-    units = n * groups
-    chunks = plane_chunks(units)
     padded = np.zeros((chunks, cg, hp, wp), dtype=x.dtype)        # borders stay 0
     dyl = np.zeros((chunks, og, lead + hp * wp), dtype=dx.dtype)  # only dy's cells are written
     acc = np.empty((chunks, hp * wp), dtype=dx.dtype)
@@ -188,10 +199,7 @@ def grouped_backward_numba(x, w, dy, groups, ph, pw, dh, dw, dx, dw_units):
         img = padded[k]
         grad = acc[k]
         for unit in range(k * units // chunks, (k + 1) * units // chunks):
-            b = unit // groups
-            g = unit - b * groups
-            for ci in range(cg):
-                copy_into_padded(x[b, g * cg + ci], img[ci], ph, pw)
+            b, g = _load_unit(x, unit, groups, ph, pw, img)
             for oi in range(og):
                 e = dyl[k, oi]
                 src = dy[b, g * og + oi]
@@ -265,10 +273,7 @@ def grouped_forward(x, w, bias, groups, padding, dilation, y):
     padding before the first row/column) and ``dilation`` are (H, W) pairs.
     Returns y."""
     _check(x, w, y, groups, padding, dilation)
-    if not y.flags.c_contiguous:
-        raise ValueError("grouped: y must be C-contiguous")
-    if bias.shape != (w.shape[0],):
-        raise ValueError(f"grouped: bias must have shape ({w.shape[0]},), got {bias.shape}")
+    check_output("grouped", y, bias, w.shape[0])
     if y.size:
         _forward(np.ascontiguousarray(x), np.ascontiguousarray(w), np.ascontiguousarray(bias),
                  groups, *padding, *dilation, y)
