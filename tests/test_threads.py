@@ -113,6 +113,22 @@ def test_one_or_two_threads_give_the_same_answer(numba_threads, budget, make):
 
 
 @two_threads
+def test_transposed_forward_in_blocks_gives_the_same_answer(numba_threads, monkeypatch):
+    """One sample per block (the blocks keep the product in cache for col2im)
+    on one and two threads, against the whole batch at once."""
+    from nnzero.functional import conv_transpose
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 4, 6, 7))
+    layer = ConvTranspose2d(4, 6, 3, stride=2, padding=1, groups=2, dtype=F64, rng=1)
+    expected = layer(x)
+    monkeypatch.setattr(conv_transpose, "FORWARD_BLOCK_BYTES", 1)
+    for threads in (1, 2):
+        numba_threads(threads)
+        np.testing.assert_allclose(layer(x), expected, rtol=1e-12, atol=1e-12)
+
+
+@two_threads
 @pytest.mark.parametrize("rows", [1, 5])
 def test_linear_gives_the_same_answer_on_one_or_two_threads(numba_threads, rows):
     rng = np.random.default_rng(1)
