@@ -89,7 +89,9 @@ def test_nested_calls_run_inline_and_blas_threads_are_restored(numba_threads):
     lambda: ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2,
                             dtype=F64, rng=1),
     lambda: Conv2d(16, 16, 3, padding=1, dtype=F64, rng=1),   # Winograd
-], ids=["conv", "conv1x1", "convT", "winograd"])
+    lambda: Conv2d(8, 12, 3, padding=1, groups=4, dtype=F64, rng=1),   # direct, grouped
+    lambda: Conv2d(6, 6, 3, stride=2, padding=1, groups=6, dtype=F64, rng=1),   # depthwise
+], ids=["conv", "conv1x1", "convT", "winograd", "grouped", "depthwise"])
 def test_one_or_two_threads_give_the_same_answer(numba_threads, budget, make):
     rng = np.random.default_rng(0)
     channels = make().in_channels
