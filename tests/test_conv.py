@@ -170,11 +170,16 @@ def test_tiny_im2col_budget_gives_the_same_result(transposed):
         np.testing.assert_allclose(p.grad, g, rtol=1e-12)
 
 
-@pytest.mark.parametrize("cls", [Conv2d, ConvTranspose2d])
-def test_odd_memory_layouts_give_the_same_answer(cls):
+@pytest.mark.parametrize("make", [
+    lambda: Conv2d(3, 4, 3, stride=2, padding=1, dtype=F64, rng=0),
+    lambda: ConvTranspose2d(3, 4, 3, stride=2, padding=1, dtype=F64, rng=0),
+    lambda: Conv2d(4, 8, 3, padding=1, groups=4, dtype=F64, rng=0),             # direct, grouped
+    lambda: Conv2d(4, 4, 3, stride=2, padding=1, groups=4, dtype=F64, rng=0),   # depthwise
+], ids=["conv", "convT", "grouped", "depthwise"])
+def test_odd_memory_layouts_give_the_same_answer(make):
     rng = np.random.default_rng(0)
-    layer = cls(3, 4, 3, stride=2, padding=1, dtype=F64, rng=0)
-    x = rng.standard_normal((2, 3, 7, 8))
+    layer = make()
+    x = rng.standard_normal((2, layer.in_channels, 7, 8))
     ref_y = layer(x)
     dy = rng.standard_normal(ref_y.shape)
     ref_dx = layer.backward(dy)
