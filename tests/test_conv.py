@@ -331,12 +331,17 @@ def test_winograd_path_gradients_and_agreement(n, c, o, h, w, pad, bias, seed):
 
 def test_auto_picks_winograd_for_wide_3x3_and_float32_agrees():
     rng = np.random.default_rng(0)
-    layer = Conv2d(16, 16, 3, padding=1, rng=0)
-    x = rng.standard_normal((2, 16, 12, 12)).astype(np.float32)
+    layer = Conv2d(32, 32, 3, padding=1, rng=0)
+    x = rng.standard_normal((2, 32, 16, 16)).astype(np.float32)
+    layer(x[:, :, :15])                          # 15 output rows: im2col
+    assert not isinstance(layer._ctx.cache, F.winograd.WinogradCache)
+    narrow = Conv2d(16, 32, 3, padding=1, rng=0)
+    narrow(x[:, :16])                            # 16 input channels: im2col
+    assert not isinstance(narrow._ctx.cache, F.winograd.WinogradCache)
     y = layer(x)
     assert isinstance(layer._ctx.cache, F.winograd.WinogradCache)
     ref = naive_conv2d(x.astype(F64), layer.weight.data.astype(F64),
-                       layer.bias.data.astype(F64), (1, 1), (1, 1), (1, 1), 1, (12, 12))
+                       layer.bias.data.astype(F64), (1, 1), (1, 1), (1, 1), 1, (16, 16))
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-5)  # float32 rounding only
     with pytest.raises(ValueError, match="set_conv_algorithm"):
         F.set_conv_algorithm("fft")

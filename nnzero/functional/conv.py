@@ -47,9 +47,9 @@ def set_conv_algorithm(name):
     """Choose how Conv2d computes: 'auto' (default), 'im2col' or 'winograd'.
 
     'auto' takes Winograd F(2x2, 3x3) for 3x3, stride-1, undilated, ungrouped
-    convolutions with at least 16 input and output channels on images of at
-    least 8x8 (measured faster there, see benchmarks/) whose transformed tiles
-    fit the im2col budget, grouped convolutions with few channels per group
+    convolutions with at least WINOGRAD_MIN_CHANNELS input and output channels
+    and outputs of at least WINOGRAD_MIN_SIZE x WINOGRAD_MIN_SIZE (see there)
+    whose transformed tiles fit the im2col budget, grouped convolutions with few channels per group
     (depthwise ones at any stride, others at stride 1; see
     ``direct.applicable``) to the direct loops of ``direct.py``, and im2col
     otherwise. 'winograd' forces Winograd wherever it applies (the grouped
@@ -62,12 +62,23 @@ def set_conv_algorithm(name):
     return old
 
 
+# Where 'auto' takes Winograd. Measured forward+backward at N=32 against
+# im2col (Winograd / im2col, interleaved, 3-5 rounds): 8x8 outputs 1.2-2.0
+# with 64-512 channels (its 4x4 tiles cover little there and the transforms
+# dominate); 16x16: 16 channels 1.1, 32-64 0.7-1.4 (even on the median), 128
+# 0.8-1.0, 256 0.7-0.95; 32x32: 16 channels 0.95-1.1, 32 0.84-1.18, 64 0.8,
+# 128 0.67-0.8. (The first rule, 16 channels and 8x8, was set when im2col
+# was slower.)
+WINOGRAD_MIN_CHANNELS = 32
+WINOGRAD_MIN_SIZE = 16
+
+
 def _use_winograd(geo, x_shape, o, out_size, itemsize):
     if _ALGORITHM[0] == "im2col" or not winograd.applicable(geo):
         return False
     if _ALGORITHM[0] == "winograd":
         return True
-    return (min(x_shape[1], o) >= 16 and min(out_size) >= 8
+    return (min(x_shape[1], o) >= WINOGRAD_MIN_CHANNELS and min(out_size) >= WINOGRAD_MIN_SIZE
             and winograd.buffer_bytes(x_shape, out_size, itemsize) <= im2col_budget())
 
 
