@@ -56,6 +56,10 @@ class DirectCache(NamedTuple):
     out_size: tuple
 
 
+def _stride_one(geo):
+    return tuple(geo.stride) == (1, 1)
+
+
 def applicable(geo, in_channels, out_channels, out_size):
     """Whether the direct loops should compute this grouped convolution."""
     g = geo.groups
@@ -64,14 +68,10 @@ def applicable(geo, in_channels, out_channels, out_size):
     if g == in_channels == out_channels:
         return True                      # depthwise: any stride, any kernel
     taps = geo.kernel[0] * geo.kernel[1]
-    rows = in_channels // g * taps
-    if tuple(geo.stride) != (1, 1) or taps == 1:
+    if not _stride_one(geo) or taps == 1:
         return False
+    rows = in_channels // g * taps
     return rows <= SHALLOW_ROWS or (rows <= DEEP_ROWS and out_size[0] * out_size[1] >= LARGE_PLANE)
-
-
-def _stride_one(geo):
-    return tuple(geo.stride) == (1, 1)
 
 
 def direct_forward(x, weight, bias, geo, out_size):

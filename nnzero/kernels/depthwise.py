@@ -33,7 +33,7 @@ import numba
 import numpy as np
 
 from ._jit import choose, njit, plane_chunks
-from .im2col import copy_inside, copy_into_padded, offset_slices, padded_size, zero_padded
+from .im2col import copy_inside, copy_into_padded, offset_views, padded_copy, padded_size
 
 
 @njit(parallel=True)
@@ -131,27 +131,12 @@ def depthwise_backward_numba(x, w, dy, sh, sw, ph, pw, dh, dw, dx, dw_planes):
             copy_inside(grad, ph, pw, dx[b, ch])
 
 
-def _views(a, kh, kw, sh, sw, dh, dw, oh, ow):
-    """(u, v, view of ``a``'s cells that kernel offset (u, v) touches), every offset."""
-    for u in range(kh):
-        for v in range(kw):
-            rs, cs = offset_slices(u, v, sh, sw, dh, dw, oh, ow)
-            yield u, v, a[:, :, rs, cs]
-
-
-def _padded(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
-    h, wd = x.shape[2:]
-    xp = zero_padded(x.shape, x.dtype, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
-    xp[:, :, ph:ph + h, pw:pw + wd] = x
-    return xp
-
-
 def depthwise_forward_numpy(x, w, bias, sh, sw, ph, pw, dh, dw, y):
     kh, kw = w.shape[2:]
     oh, ow = y.shape[2:]
-    xp = _padded(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+    xp = padded_copy(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
     y[...] = bias.reshape(1, -1, 1, 1)
-    for u, v, view in _views(xp, kh, kw, sh, sw, dh, dw, oh, ow):
+    for u, v, view in offset_views(xp, kh, kw, sh, sw, dh, dw, oh, ow):
         y += w[:, 0, u, v].reshape(1, -1, 1, 1) * view
 
 
@@ -159,10 +144,10 @@ def depthwise_backward_numpy(x, w, dy, sh, sw, ph, pw, dh, dw, dx, dw_planes):
     kh, kw = w.shape[2:]
     oh, ow = dy.shape[2:]
     h, wd = x.shape[2:]
-    xp = _padded(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+    xp = padded_copy(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
     dxp = np.zeros_like(xp, dtype=dx.dtype)
-    for (u, v, view), (_, _, dview) in zip(_views(xp, kh, kw, sh, sw, dh, dw, oh, ow),
-                                           _views(dxp, kh, kw, sh, sw, dh, dw, oh, ow)):
+    for (u, v, view), (_, _, dview) in zip(offset_views(xp, kh, kw, sh, sw, dh, dw, oh, ow),
+                                           offset_views(dxp, kh, kw, sh, sw, dh, dw, oh, ow)):
         dw_planes[:, :, u, v] = (dy * view).sum(axis=(2, 3))
         dview += w[:, 0, u, v].reshape(1, -1, 1, 1) * dy  # one offset: no cell repeats
     dx[...] = dxp[:, :, ph:ph + h, pw:pw + wd]

@@ -45,8 +45,8 @@ import numba
 import numpy as np
 
 from ._jit import choose, njit, plane_chunks
-from .depthwise import _padded, _views, check_output
-from .im2col import copy_inside, copy_into_padded, padded_size
+from .depthwise import check_output
+from .im2col import copy_inside, copy_into_padded, offset_views, padded_copy, padded_size
 
 
 @njit(inline="always")
@@ -224,10 +224,10 @@ def grouped_forward_numpy(x, w, bias, groups, ph, pw, dh, dw, y):
     n = x.shape[0]
     o, cg, kh, kw = w.shape
     oh, ow = y.shape[2:]
-    xp = _padded(x, kh, kw, 1, 1, ph, pw, dh, dw, oh, ow)
+    xp = padded_copy(x, kh, kw, 1, 1, ph, pw, dh, dw, oh, ow)
     acc = np.zeros((n, groups, o // groups, oh * ow), dtype=y.dtype)
     acc += bias.reshape(1, groups, o // groups, 1)
-    for u, v, view in _views(xp, kh, kw, 1, 1, dh, dw, oh, ow):
+    for u, v, view in offset_views(xp, kh, kw, 1, 1, dh, dw, oh, ow):
         acc += np.matmul(w[:, :, u, v].reshape(groups, o // groups, cg),
                          view.reshape(n, groups, cg, oh * ow))
     y[...] = acc.reshape(y.shape)
@@ -237,11 +237,11 @@ def grouped_backward_numpy(x, w, dy, groups, ph, pw, dh, dw, dx, dw_units):
     n, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
     oh, ow = dy.shape[2:]
-    xp = _padded(x, kh, kw, 1, 1, ph, pw, dh, dw, oh, ow)
+    xp = padded_copy(x, kh, kw, 1, 1, ph, pw, dh, dw, oh, ow)
     dxp = np.zeros_like(xp, dtype=dx.dtype)
     dyg = dy.reshape(n, groups, o // groups, oh * ow)
-    for (u, v, view), (_, _, dview) in zip(_views(xp, kh, kw, 1, 1, dh, dw, oh, ow),
-                                           _views(dxp, kh, kw, 1, 1, dh, dw, oh, ow)):
+    for (u, v, view), (_, _, dview) in zip(offset_views(xp, kh, kw, 1, 1, dh, dw, oh, ow),
+                                           offset_views(dxp, kh, kw, 1, 1, dh, dw, oh, ow)):
         cols = view.reshape(n, groups, cg, oh * ow)
         dw_units[..., u, v] = np.matmul(dyg, cols.transpose(0, 1, 3, 2))
         w_uv = w[:, :, u, v].reshape(groups, o // groups, cg)

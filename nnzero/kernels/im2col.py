@@ -205,10 +205,22 @@ def zero_padded(x_shape, dtype, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
                     dtype=dtype)
 
 
-def offset_slices(u, v, sh, sw, dh, dw, oh, ow):
-    """Rows and columns of the padded image that kernel offset (u, v) reads."""
-    r0, c0 = u * dh, v * dw
-    return slice(r0, r0 + (oh - 1) * sh + 1, sh), slice(c0, c0 + (ow - 1) * sw + 1, sw)
+def padded_copy(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    """x inside ``zero_padded`` at (PH, PW)."""
+    h, w = x.shape[2:]
+    xp = zero_padded(x.shape, x.dtype, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+    xp[:, :, ph:ph + h, pw:pw + w] = x
+    return xp
+
+
+def offset_views(a, kh, kw, sh, sw, dh, dw, oh, ow):
+    """(u, v, the (N, C, OH, OW) view of padded ``a`` that kernel offset (u, v)
+    reads), for every offset. Within one view no cell repeats, so ``+=`` on it
+    is a plain addition."""
+    for u in range(kh):
+        for v in range(kw):
+            r0, c0 = u * dh, v * dw
+            yield u, v, a[:, :, r0:r0 + (oh - 1) * sh + 1:sh, c0:c0 + (ow - 1) * sw + 1:sw]
 
 
 def _cols_view(cols, n, c, kh, kw, oh, ow, kmajor):
@@ -219,24 +231,19 @@ def _cols_view(cols, n, c, kh, kw, oh, ow, kmajor):
 
 
 def im2col_numpy(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols, kmajor=False):
-    n, c, h, w = x.shape
-    xp = zero_padded(x.shape, x.dtype, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
-    xp[:, :, ph:ph + h, pw:pw + w] = x
+    n, c = x.shape[:2]
+    xp = padded_copy(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
     view = _cols_view(cols, n, c, kh, kw, oh, ow, kmajor)
-    for u in range(kh):
-        for v in range(kw):
-            rs, cs = offset_slices(u, v, sh, sw, dh, dw, oh, ow)
-            view[:, :, u, v] = xp[:, :, rs, cs]
+    for u, v, window in offset_views(xp, kh, kw, sh, sw, dh, dw, oh, ow):
+        view[:, :, u, v] = window
 
 
 def col2im_numpy(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, x, kmajor=False):
     n, c, h, w = x.shape
     xp = zero_padded(x.shape, x.dtype, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
     view = _cols_view(cols, n, c, kh, kw, oh, ow, kmajor)
-    for u in range(kh):
-        for v in range(kw):
-            rs, cs = offset_slices(u, v, sh, sw, dh, dw, oh, ow)
-            xp[:, :, rs, cs] += view[:, :, u, v]  # one offset: no index repeats within
+    for u, v, window in offset_views(xp, kh, kw, sh, sw, dh, dw, oh, ow):
+        window += view[:, :, u, v]
     x[...] = xp[:, :, ph:ph + h, pw:pw + w]
 
 
