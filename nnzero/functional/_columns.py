@@ -14,6 +14,9 @@ from ..kernels.im2col import col2im, im2col
 from ..shapes import same_padding
 
 _BUDGET = [256 * 2 ** 20]
+# The algorithm choice of ``conv.set_conv_algorithm``, here so that both
+# directions read it.
+ALGORITHM = ["auto"]
 
 
 def set_im2col_budget(nbytes):

@@ -34,12 +34,12 @@ from typing import NamedTuple
 import numpy as np
 
 from . import direct, winograd
-from ._columns import (Geometry, chunk_size, columns_are_input, from_columns,  # noqa: F401
-                       im2col_budget, make_geometry, set_im2col_budget, to_columns)
+from ._columns import (ALGORITHM, Geometry, chunk_size, columns_are_input,  # noqa: F401
+                       from_columns, im2col_budget, make_geometry, set_im2col_budget,
+                       to_columns)
 from ._scratch import scratch
 from ._threads import batch_pieces
 
-_ALGORITHM = ["auto"]
 _ALGORITHMS = ("auto", "im2col", "winograd")
 
 
@@ -52,13 +52,15 @@ def set_conv_algorithm(name):
     whose transformed tiles fit the im2col budget, grouped convolutions with few channels per group
     (depthwise ones at any stride, others at stride 1; see
     ``direct.applicable``) to the direct loops of ``direct.py``, and im2col
-    otherwise. 'winograd' forces Winograd wherever it applies (the grouped
-    ones still go direct); 'im2col' sends everything through im2col. Returns
-    the previous choice.
+    otherwise; transposed convolutions whose stride divides the kernel run
+    as a stride-1 convolution and a pixel shuffle (``subpixel.py``), the
+    others through col2im. 'winograd' forces Winograd wherever it applies
+    (the grouped ones still go direct); 'im2col' sends everything, both
+    directions, through im2col/col2im. Returns the previous choice.
     """
     if name not in _ALGORITHMS:
         raise ValueError(f"set_conv_algorithm: expected one of {_ALGORITHMS}, got {name!r}")
-    old, _ALGORITHM[0] = _ALGORITHM[0], name
+    old, ALGORITHM[0] = ALGORITHM[0], name
     return old
 
 
@@ -74,9 +76,9 @@ WINOGRAD_MIN_SIZE = 16
 
 
 def _use_winograd(geo, x_shape, o, out_size, itemsize):
-    if _ALGORITHM[0] == "im2col" or not winograd.applicable(geo):
+    if ALGORITHM[0] == "im2col" or not winograd.applicable(geo):
         return False
-    if _ALGORITHM[0] == "winograd":
+    if ALGORITHM[0] == "winograd":
         return True
     return (min(x_shape[1], o) >= WINOGRAD_MIN_CHANNELS and min(out_size) >= WINOGRAD_MIN_SIZE
             and winograd.buffer_bytes(x_shape, out_size, itemsize) <= im2col_budget())
@@ -112,7 +114,7 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
     oh, ow = geo.out_size(h, w)
     if _use_winograd(geo, x.shape, o, (oh, ow), x.itemsize):
         return winograd.conv2d_winograd_forward(x, weight, bias, geo, workspace)
-    if _ALGORITHM[0] != "im2col" and direct.applicable(geo, c, o, (oh, ow)):
+    if ALGORITHM[0] != "im2col" and direct.applicable(geo, c, o, (oh, ow)):
         return direct.direct_forward(x, weight, bias, geo, (oh, ow))
     length = oh * ow
     w_g = weight.reshape(g, o // g, -1)                    # (G, Og, K)

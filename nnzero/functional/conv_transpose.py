@@ -19,6 +19,11 @@ thread's whole share of the batch (``_threads.py``) with x reordered to
 dx, the small side (Cg*H*W per sample against Og*KH*KW*H*W for the columns);
 N small matmuls were measured ~2.5x slower.
 
+When the stride divides the kernel (dilation 1, padding below the kernel
+size), ``subpixel.py`` computes the same layer as one stride-1 convolution
+of x and a pixel shuffle instead, and ``conv_transpose2d_forward`` hands it
+over (see there for the derivation and the measured gain).
+
 The forward pass runs a few samples at a time per thread (about 512 KiB of
 columns, at least one sample), so col2im reads the product while it is still
 in cache; the backward pass, like convolution, runs in batch chunks when the
@@ -30,7 +35,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._columns import Geometry, chunk_size, from_columns, make_geometry, pair, to_columns
+from . import subpixel
+from ._columns import (ALGORITHM, Geometry, chunk_size, from_columns, make_geometry, pair,
+                       to_columns)
 from ._scratch import samples, scratch
 from ._threads import batch_pieces, piece_bounds, run_pieces
 
@@ -74,6 +81,8 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
                  for s_in, s, p, d, k, extra in zip((h, w), geo.stride, geo.pad_before,
                                                     geo.dilation, geo.kernel, op))
     out_shape = (n, o, size[0], size[1])
+    if ALGORITHM[0] != "im2col" and subpixel.applicable(geo, size):
+        return subpixel.subpixel_forward(x, weight, bias, geo, size, workspace)
     k_out = og * geo.kernel[0] * geo.kernel[1]
     w_g = weight.reshape(g, c // g, k_out)                 # (G, Cg, Og*KH*KW)
     y = np.empty(out_shape, dtype=x.dtype)
@@ -103,6 +112,8 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
 
 def conv_transpose2d_backward(dy, cache, workspace=None):
     """Return ``(dx, dweight, dbias)``."""
+    if isinstance(cache, subpixel.SubpixelCache):
+        return subpixel.subpixel_backward(dy, cache, workspace)
     x, weight, has_bias, geo, out_shape = cache
     n, c, h, w = x.shape
     g = geo.groups
