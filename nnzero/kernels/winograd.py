@@ -43,6 +43,14 @@ AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
 # temporaries there have led to heap corruption in numba's own bug tracker).
 # A slice per chunk rather than per plane keeps the scratch small and in cache:
 # per plane it was as large as the data, allocated and page-faulted per call.
+#
+# The input and output transforms index row views by the loop counter only
+# (``v0[tw] = a0[2 * tw] - a2[2 * tw]``, each view taken once per tile row),
+# which spares numba's wraparound test on every computed index: measured on
+# one thread, conv_mid's shapes, interleaved, 9 rounds, the input transform
+# 1.15x and the output transform 1.7x faster, results bit for bit the same.
+# The same rewrite of the two gradient transforms measured no faster (they
+# are bound by their 16 scattered output streams) and was left out.
 
 
 @njit(parallel=True)
@@ -52,28 +60,41 @@ def input_transform_numba(x, pt, pl, th_n, tw_n, v):
     chunks = plane_chunks(n * c)
     d = np.zeros((chunks, rows, cols), dtype=x.dtype)
     t = np.empty((chunks, 4, cols), dtype=x.dtype)
+    r_lo, r_hi = max(0, -pt), min(h, rows - pt)
+    q_lo, q_hi = max(0, -pl), min(w, cols - pl)
+    wq = q_hi - q_lo
     for k in numba.prange(chunks):   # one scratch slice per chunk of planes
+        dk = d[k]
+        tk = t[k]
+        t0, t1, t2, t3 = tk[0], tk[1], tk[2], tk[3]
         for nc in range(k * (n * c) // chunks, (k + 1) * (n * c) // chunks):
             b = nc // c
             ch = nc - b * c
-            for r in range(max(0, -pt), min(h, rows - pt)):
-                for q in range(max(0, -pl), min(w, cols - pl)):
-                    d[k, r + pt, q + pl] = x[b, ch, r, q]
+            for r in range(r_lo, r_hi):
+                src = x[b, ch, r, q_lo:q_hi]
+                dst = dk[r + pt, q_lo + pl:q_hi + pl]
+                for q in range(wq):
+                    dst[q] = src[q]
             for th in range(th_n):
-                r0 = 2 * th
+                d0, d1, d2, d3 = dk[2 * th], dk[2 * th + 1], dk[2 * th + 2], dk[2 * th + 3]
                 for q in range(cols):  # rows of B^T d, whole image width at once
-                    t[k, 0, q] = d[k, r0, q] - d[k, r0 + 2, q]
-                    t[k, 1, q] = d[k, r0 + 1, q] + d[k, r0 + 2, q]
-                    t[k, 2, q] = d[k, r0 + 2, q] - d[k, r0 + 1, q]
-                    t[k, 3, q] = d[k, r0 + 1, q] - d[k, r0 + 3, q]
+                    t0[q] = d0[q] - d2[q]
+                    t1[q] = d1[q] + d2[q]
+                    t2[q] = d2[q] - d1[q]
+                    t3[q] = d1[q] - d3[q]
                 base = (b * th_n + th) * tw_n
                 for i in range(4):  # columns: (B^T d) B, tile by tile
+                    ti = tk[i]
+                    a0, a1, a2, a3 = ti[0:], ti[1:], ti[2:], ti[3:]
+                    v0 = v[4 * i, ch, base:base + tw_n]
+                    v1 = v[4 * i + 1, ch, base:base + tw_n]
+                    v2 = v[4 * i + 2, ch, base:base + tw_n]
+                    v3 = v[4 * i + 3, ch, base:base + tw_n]
                     for tw in range(tw_n):
-                        q = 2 * tw
-                        v[4 * i, ch, base + tw] = t[k, i, q] - t[k, i, q + 2]
-                        v[4 * i + 1, ch, base + tw] = t[k, i, q + 1] + t[k, i, q + 2]
-                        v[4 * i + 2, ch, base + tw] = t[k, i, q + 2] - t[k, i, q + 1]
-                        v[4 * i + 3, ch, base + tw] = t[k, i, q + 1] - t[k, i, q + 3]
+                        v0[tw] = a0[2 * tw] - a2[2 * tw]
+                        v1[tw] = a1[2 * tw] + a2[2 * tw]
+                        v2[tw] = a2[2 * tw] - a1[2 * tw]
+                        v3[tw] = a1[2 * tw] - a3[2 * tw]
 
 
 @njit(parallel=True)
@@ -83,30 +104,43 @@ def output_transform_numba(m, oh, ow, y):
     tw_n = (ow + 1) // 2
     chunks = plane_chunks(n * o)
     out = np.empty((chunks, 2 * th_n, 2 * tw_n), dtype=y.dtype)
+    r = np.empty((chunks, 8, tw_n), dtype=y.dtype)
     for k in numba.prange(chunks):   # one scratch slice per chunk of planes
+        ok = out[k]
+        rk = r[k]
         for no in range(k * (n * o) // chunks, (k + 1) * (n * o) // chunks):
             b = no // o
             oc = no - b * o
             for th in range(th_n):
                 base = (b * th_n + th) * tw_n
+                for j in range(4):   # r_a,j = (A^T M)_a,j over the tile row
+                    m0 = m[j, oc, base:base + tw_n]
+                    m1 = m[4 + j, oc, base:base + tw_n]
+                    m2 = m[8 + j, oc, base:base + tw_n]
+                    m3 = m[12 + j, oc, base:base + tw_n]
+                    ra = rk[j]
+                    rb = rk[4 + j]
+                    for tw in range(tw_n):
+                        ra[tw] = m0[tw] + m1[tw] + m2[tw]
+                        rb[tw] = m1[tw] - m2[tw] - m3[tw]
+                o0 = ok[2 * th]
+                o1 = ok[2 * th + 1]
+                e0 = o0[0:]
+                e1 = o0[1:]
+                f0 = o1[0:]
+                f1 = o1[1:]
+                r00, r01, r02, r03 = rk[0], rk[1], rk[2], rk[3]
+                r10, r11, r12, r13 = rk[4], rk[5], rk[6], rk[7]
                 for tw in range(tw_n):
-                    t = base + tw
-                    # r_a,j = (A^T M)_a,j
-                    r00 = m[0, oc, t] + m[4, oc, t] + m[8, oc, t]
-                    r01 = m[1, oc, t] + m[5, oc, t] + m[9, oc, t]
-                    r02 = m[2, oc, t] + m[6, oc, t] + m[10, oc, t]
-                    r03 = m[3, oc, t] + m[7, oc, t] + m[11, oc, t]
-                    r10 = m[4, oc, t] - m[8, oc, t] - m[12, oc, t]
-                    r11 = m[5, oc, t] - m[9, oc, t] - m[13, oc, t]
-                    r12 = m[6, oc, t] - m[10, oc, t] - m[14, oc, t]
-                    r13 = m[7, oc, t] - m[11, oc, t] - m[15, oc, t]
-                    out[k, 2 * th, 2 * tw] = r00 + r01 + r02
-                    out[k, 2 * th, 2 * tw + 1] = r01 - r02 - r03
-                    out[k, 2 * th + 1, 2 * tw] = r10 + r11 + r12
-                    out[k, 2 * th + 1, 2 * tw + 1] = r11 - r12 - r13
-            for r in range(oh):
+                    e0[2 * tw] = r00[tw] + r01[tw] + r02[tw]
+                    e1[2 * tw] = r01[tw] - r02[tw] - r03[tw]
+                    f0[2 * tw] = r10[tw] + r11[tw] + r12[tw]
+                    f1[2 * tw] = r11[tw] - r12[tw] - r13[tw]
+            for rr in range(oh):
+                src = ok[rr, :ow]
+                dst = y[b, oc, rr]
                 for q in range(ow):
-                    y[b, oc, r, q] = out[k, r, q]
+                    dst[q] = src[q]
 
 
 @njit(parallel=True)
