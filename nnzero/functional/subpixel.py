@@ -134,7 +134,8 @@ def subpixel_forward(x, weight, bias, geo, out_hw, workspace=None):
     length = grid[0] * grid[1]
     k_rows = c * ah.taps * aw.taps
     y = np.empty((n, o) + tuple(out_hw), dtype=x.dtype)
-    chunk = chunk_size(n, k_rows, length, x.itemsize)
+    # the budget bounds the columns and z together (z is as large as the output)
+    chunk = chunk_size(n, k_rows + g * phases * og, length, x.itemsize)
     buf = scratch(workspace, "cols", (min(chunk, n) * k_rows * length,), x.dtype)
     zbuf = scratch(workspace, "shuffle", (min(chunk, n) * g * phases * og * length,), x.dtype)
     add_bias = None if bias is None else bias.reshape(1, o, 1, 1)
@@ -176,7 +177,8 @@ def subpixel_backward(dy, cache, workspace=None):
     k_rows = c * ah.taps * aw.taps
     dy = np.ascontiguousarray(dy)
     dx = np.empty_like(x)
-    chunk = n if kept is not None else chunk_size(n, k_rows, length, x.itemsize)
+    chunk = n if kept is not None else chunk_size(n, k_rows + g * phases * og, length,
+                                                  x.itemsize)
     chunk = max(chunk, 1)
     if kept is None:
         buf = scratch(workspace, "cols", (min(chunk, n) * k_rows * length,), x.dtype)
