@@ -60,3 +60,19 @@ def naive_conv2d(x, w, b, stride, pad_before, dilation, groups, out_size):
                                     acc += w[oo, cc, u, v] * x[nn, g * cg + cc, r, q]
                     y[nn, oo, i, j] = acc
     return y
+
+
+class conv_algorithm:
+    """``with conv_algorithm('im2col'): ...`` runs a block with a chosen
+    convolution algorithm and restores the previous one."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        from nnzero.functional.conv import set_conv_algorithm
+        self.old = set_conv_algorithm(self.name)
+
+    def __exit__(self, *exc):
+        from nnzero.functional.conv import set_conv_algorithm
+        set_conv_algorithm(self.old)

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import naive_conv2d, seeds
+from helpers import conv_algorithm, naive_conv2d, seeds
 from nnzero import gradcheck
 from nnzero.functional import conv as F
 from nnzero.layers import Conv2d, ConvTranspose2d
@@ -289,19 +289,6 @@ def test_matches_pytorch_when_installed(cfg, data):
     np.testing.assert_allclose(conv.weight.grad, wt.grad.numpy(), rtol=1e-10, atol=1e-12)
 
 
-class algorithm:
-    """Run a block with a chosen convolution algorithm, restoring the old one."""
-
-    def __init__(self, name):
-        self.name = name
-
-    def __enter__(self):
-        self.old = F.set_conv_algorithm(self.name)
-
-    def __exit__(self, *exc):
-        F.set_conv_algorithm(self.old)
-
-
 @given(n=st.integers(1, 2), c=st.integers(1, 3), o=st.integers(1, 3), h=st.integers(1, 7),
        w=st.integers(1, 7), pad=st.tuples(st.integers(0, 2), st.integers(0, 2)),
        bias=st.booleans(), seed=seeds())
@@ -311,7 +298,7 @@ def test_winograd_path_gradients_and_agreement(n, c, o, h, w, pad, bias, seed):
     rng = np.random.default_rng(seed)
     layer = Conv2d(c, o, 3, padding=pad, bias=bias, dtype=F64, rng=rng)
     x = rng.standard_normal((n, c, h, w))
-    with algorithm("winograd"):
+    with conv_algorithm("winograd"):
         y = layer(x)
         assert isinstance(layer._ctx.cache, F.winograd.WinogradCache)
         gradcheck(layer, x)
@@ -321,7 +308,7 @@ def test_winograd_path_gradients_and_agreement(n, c, o, h, w, pad, bias, seed):
         dx = layer.backward(dy)
     grads = [p.grad.copy() for p in layer.parameters()]
     layer.zero_grad()
-    with algorithm("im2col"):
+    with conv_algorithm("im2col"):
         np.testing.assert_allclose(layer(x), y, rtol=1e-10, atol=1e-12)
         assert not isinstance(layer._ctx.cache, F.winograd.WinogradCache)
         np.testing.assert_allclose(layer.backward(dy), dx, rtol=1e-10, atol=1e-12)

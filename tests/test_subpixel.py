@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import seeds
+from helpers import conv_algorithm, seeds
 from nnzero import gradcheck
 from nnzero.functional import conv as F
 from nnzero.functional import subpixel
@@ -15,17 +15,6 @@ from nnzero.functional._columns import make_geometry
 from nnzero.layers import ConvTranspose2d
 
 F64 = np.float64
-
-
-class algorithm:
-    def __init__(self, name):
-        self.name = name
-
-    def __enter__(self):
-        self.old = F.set_conv_algorithm(self.name)
-
-    def __exit__(self, *exc):
-        F.set_conv_algorithm(self.old)
 
 
 def _run(layer, x, dy, size=None):
@@ -76,7 +65,7 @@ def test_gradients_and_agreement_with_the_col2im_path(cfg):
     assert fast[3] is subpixel.SubpixelCache
     assert fast[0].shape[2:] == tuple(size)
     gradcheck(layer, x)
-    with algorithm("im2col"):
+    with conv_algorithm("im2col"):
         slow = _run(layer, x, dy)
     assert slow[3] is not subpixel.SubpixelCache
     _agree(fast, slow)
@@ -114,7 +103,7 @@ def test_chunks_output_size_and_float32(budget):
     finally:
         F.set_im2col_budget(old)
     assert fast[3] is subpixel.SubpixelCache
-    with algorithm("im2col"):
+    with conv_algorithm("im2col"):
         slow = _run(layer, x, dy, size=(15, 15))
     _agree(fast, slow)
     single = ConvTranspose2d(4, 6, 4, stride=2, padding=1, groups=2, rng=1)
@@ -134,7 +123,7 @@ def test_odd_layouts_threads_and_repeated_calls(threads):
         x = rng.standard_normal((4, 3, 5, 6))
         dy = rng.standard_normal((4, 4, 10, 12))
         ref = _run(layer, x, dy)
-        with algorithm("im2col"):
+        with conv_algorithm("im2col"):
             _agree(_run(layer, x, dy), ref)
         for odd_x, odd_dy in [(np.asfortranarray(x), np.asfortranarray(dy)),
                               (x[::-1].copy()[::-1], dy[:, :, ::-1].copy()[:, :, ::-1])]:
