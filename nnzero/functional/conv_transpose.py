@@ -20,9 +20,11 @@ dx, the small side (Cg*H*W per sample against Og*KH*KW*H*W for the columns);
 N small matmuls were measured ~2.5x slower.
 
 When the stride divides the kernel (dilation 1, padding below the kernel
-size), ``subpixel.py`` computes the same layer as one stride-1 convolution
-of x and a pixel shuffle instead, and ``conv_transpose2d_forward`` hands it
-over (see there for the derivation and the measured gain).
+size), ``subpixel.py`` can compute the same layer as one stride-1
+convolution of x and a pixel shuffle instead, and ``conv_transpose2d_forward``
+hands it over where its cost model expects that to be faster: layers with
+few input channels for their output channels (see there for the derivation,
+the model and the measurements).
 
 The forward pass runs a few samples at a time per thread (about 512 KiB of
 columns, at least one sample), so col2im reads the product while it is still
@@ -81,7 +83,8 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
                  for s_in, s, p, d, k, extra in zip((h, w), geo.stride, geo.pad_before,
                                                     geo.dilation, geo.kernel, op))
     out_shape = (n, o, size[0], size[1])
-    if ALGORITHM[0] != "im2col" and subpixel.applicable(geo, size):
+    if (ALGORITHM[0] != "im2col" and subpixel.applicable(geo, size)
+            and subpixel.cheaper(geo, x.shape, o, size)):
         return subpixel.subpixel_forward(x, weight, bias, geo, size, workspace)
     k_out = og * geo.kernel[0] * geo.kernel[1]
     w_g = weight.reshape(g, c // g, k_out)                 # (G, Cg, Og*KH*KW)

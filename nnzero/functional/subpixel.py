@@ -33,7 +33,9 @@ threads, interleaved with the col2im path, 5 rounds (float32): convT_up
 (a 1x1 convolution, no im2col at all) 5.6-6.9 against 6.5-7.3. Stride 1 is
 left to col2im (it adds at stride 1 already), and so are kernels the stride
 does not divide: zero taps in W' would cost products (K=3, S=2: 16 taps
-for 9).
+for 9). The columns come from x, so with many input channels for few output
+channels they are larger than col2im's (256 -> 3 channels: 27 times); a
+cost model (``cheaper``) sends those layers to col2im.
 """
 from __future__ import annotations
 
@@ -68,9 +70,10 @@ def _axis(size_in, size_out, kernel, stride, pad):
 
 
 def applicable(geo, out_hw):
-    """True when S divides K in both dimensions, dilation is 1, some stride is
-    above 1 (stride 1 gains nothing: col2im is then at stride 1 too) and the
-    stride-1 convolution needs no negative padding (P < K)."""
+    """True when this module can compute the layer: S divides K in both
+    dimensions, dilation is 1, some stride is above 1 (stride 1 gains nothing:
+    col2im is then at stride 1 too) and the stride-1 convolution needs no
+    negative padding (P < K). Whether it should is ``cheaper``'s call."""
     if geo.dilation != (1, 1) or max(geo.stride) < 2:
         return False
     return all(k % s == 0 and p < k for k, s, p in zip(geo.kernel, geo.stride, geo.pad_before))
@@ -79,6 +82,38 @@ def applicable(geo, out_hw):
 def _plan(geo, in_hw, out_hw):
     return tuple(_axis(i, o, k, s, p) for i, o, k, s, p in
                  zip(in_hw, out_hw, geo.kernel, geo.stride, geo.pad_before))
+
+
+# Which path is faster: the cost of a layer per sample is its
+# multiply-adds plus FLOPS_PER_VALUE times the values its memory-bound phases
+# write and read (one core: ~65 GFLOP/s in the products against ~5 GB/s in
+# the strided copies of im2col, col2im and the shuffle, so ~13 flops per byte).
+#   col2im path:  6*H*W*C*Og*K^2 + F * 5*O*K^2*H*W          (columns written by the
+#                 forward product, read by col2im, rebuilt from dy, read twice)
+#   sub-pixel:    6*T^2*C*Og*K^2 + F * (5*C*J^2*T^2 + 4*S^2*O*T^2)   (columns from x,
+#                 and z; no column term when the columns are x itself, J = 1)
+# Calibrated on 19 layers (forward+backward, two threads, interleaved; the
+# model's ratio sub-pixel/col2im against the measured one): convT_up 0.99 /
+# 0.90-1.00, 128 -> 64 channels 1.04 / 1.07-1.11, 128 -> 32 1.19 / 1.13-1.46,
+# 256 -> 3 on 8x8 5.0 / 3.2, 32 -> 32 0.77 / 0.76-0.90, depthwise 64 channels
+# 0.52 / 0.50-0.59, 3 -> 64 on 32x32 0.28 / 0.49, K=6 S=3 0.68 / 0.74, K=2 S=2
+# 0.92-0.97 / 0.76-1.04; the model picked the faster path on all but one, a
+# tie (80 -> 32: 1.06 / 0.90-1.07).
+FLOPS_PER_VALUE = 52
+
+
+def cheaper(geo, x_shape, o, out_hw):
+    """True when the sub-pixel path should beat col2im for this layer (see above)."""
+    _, c, h, w = x_shape
+    ah, aw = _plan(geo, (h, w), out_hw)
+    og = o // geo.groups
+    k2 = geo.kernel[0] * geo.kernel[1]
+    taps = ah.taps * aw.taps
+    t2 = ah.windows * aw.windows
+    col2im = 6 * h * w * c * og * k2 + FLOPS_PER_VALUE * 5 * o * k2 * h * w
+    cols = 0 if taps == 1 and (ah.windows, aw.windows) == (h, w) else 5 * c * taps * t2
+    sub = 6 * t2 * c * og * k2 + FLOPS_PER_VALUE * (cols + 4 * ah.stride * aw.stride * o * t2)
+    return sub <= col2im
 
 
 def _permutation(weight_shape, groups, plan):
