@@ -2,6 +2,8 @@
 import numpy as np
 from hypothesis import strategies as st
 
+from nnzero.functional.conv import set_conv_algorithm
+
 
 def away_from(x, kinks=(0.0,), margin=1e-2):
     """Move every entry within ``margin`` of a kink to ``kink +- 2*margin``.
@@ -70,9 +72,7 @@ class conv_algorithm:
         self.name = name
 
     def __enter__(self):
-        from nnzero.functional.conv import set_conv_algorithm
         self.old = set_conv_algorithm(self.name)
 
     def __exit__(self, *exc):
-        from nnzero.functional.conv import set_conv_algorithm
         set_conv_algorithm(self.old)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from helpers import naive_conv2d, seeds
+from helpers import conv_algorithm, naive_conv2d, seeds
 from nnzero import gradcheck
 from nnzero.functional import conv as F
 from nnzero.functional import direct
@@ -75,8 +75,7 @@ def test_direct_matches_the_im2col_path_in_float32(c, o, groups, stride, padding
     x = rng.standard_normal((3, c, 11, 9)).astype(np.float32)
     results = {}
     for algorithm in ("auto", "im2col"):
-        old = F.set_conv_algorithm(algorithm)
-        try:
+        with conv_algorithm(algorithm):
             layer.zero_grad()
             y = layer(x)
             _, cache = F.conv2d_forward(x, layer.weight.data, None, stride, padding, dilation,
@@ -85,8 +84,6 @@ def test_direct_matches_the_im2col_path_in_float32(c, o, groups, stride, padding
             dy = np.random.default_rng(2).standard_normal(y.shape).astype(np.float32)
             dx = layer.backward(dy)
             results[algorithm] = (y, dx, layer.weight.grad.copy(), layer.bias.grad.copy())
-        finally:
-            F.set_conv_algorithm(old)
     for got, reference in zip(results["auto"], results["im2col"]):
         assert got.dtype == np.float32
         np.testing.assert_allclose(got, reference, rtol=1e-4, atol=1e-4)

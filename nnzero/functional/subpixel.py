@@ -116,6 +116,18 @@ def cheaper(geo, x_shape, o, out_hw):
     return sub <= col2im
 
 
+def _sizes(n, c, o, plan, itemsize):
+    """The window grid (T, T), its length, the column rows C*J*J, z's rows
+    S*S*O, and the samples per chunk: the im2col budget bounds the columns
+    and z together (z is as large as the output)."""
+    ah, aw = plan
+    grid = (ah.windows, aw.windows)
+    length = grid[0] * grid[1]
+    k_rows = c * ah.taps * aw.taps
+    z_rows = ah.stride * aw.stride * o
+    return grid, length, k_rows, z_rows, chunk_size(n, k_rows + z_rows, length, itemsize)
+
+
 def _permutation(weight_shape, groups, plan):
     """Indices into W.ravel() giving W'.ravel() (W' as in the module docstring)."""
     c, og, kh, kw = weight_shape
@@ -136,7 +148,6 @@ class SubpixelCache(NamedTuple):
     has_bias: bool
     conv_geo: Geometry       # the stride-1 J x J convolution
     plan: tuple
-    out_shape: tuple
     cols: object             # (N, C*J*J, T*T) when the batch fit the budget, else None
 
 
@@ -161,18 +172,13 @@ def subpixel_forward(x, weight, bias, geo, out_hw, workspace=None):
     o = og * g
     plan = _plan(geo, (h, w), out_hw)
     ah, aw = plan
-    phases = ah.stride * aw.stride
+    grid, length, k_rows, z_rows, chunk = _sizes(n, c, o, plan, x.itemsize)
     perm = _permutation(weight.shape, g, plan)
-    w_conv = weight.ravel()[perm].reshape(g, phases * og, -1)
+    w_conv = weight.ravel()[perm].reshape(g, z_rows // g, -1)
     conv_geo = Geometry((ah.taps, aw.taps), (1, 1), (ah.pad, aw.pad), (0, 0), (1, 1), g)
-    grid = (ah.windows, aw.windows)
-    length = grid[0] * grid[1]
-    k_rows = c * ah.taps * aw.taps
     y = np.empty((n, o) + tuple(out_hw), dtype=x.dtype)
-    # the budget bounds the columns and z together (z is as large as the output)
-    chunk = chunk_size(n, k_rows + g * phases * og, length, x.itemsize)
     buf = scratch(workspace, "cols", (min(chunk, n) * k_rows * length,), x.dtype)
-    zbuf = scratch(workspace, "shuffle", (min(chunk, n) * g * phases * og * length,), x.dtype)
+    zbuf = scratch(workspace, "shuffle", (min(chunk, n) * z_rows * length,), x.dtype)
     add_bias = None if bias is None else bias.reshape(1, o, 1, 1)
     for s in range(0, n, chunk):
 
@@ -181,7 +187,7 @@ def subpixel_forward(x, weight, bias, geo, out_hw, workspace=None):
             cols = to_columns(x[a:b], conv_geo, grid, samples(buf, lo, hi, k_rows * length)
                               .reshape(b - a, k_rows, length), serial=True)
             cols = cols.reshape(b - a, g, -1, length)
-            z = samples(zbuf, lo, hi, g * phases * og * length).reshape(b - a, g, -1, length)
+            z = samples(zbuf, lo, hi, z_rows * length).reshape(b - a, g, -1, length)
             for gi in range(g):
                 np.matmul(w_conv[gi], cols[:, gi], out=z[:, gi])
             out = y[a:b]
@@ -196,29 +202,24 @@ def subpixel_forward(x, weight, bias, geo, out_hw, workspace=None):
         kept = (x.reshape(n, k_rows, length) if columns_are_input(conv_geo, x.shape, grid)
                 else buf[:n * k_rows * length].reshape(n, k_rows, length))
     return y, SubpixelCache(x, w_conv, perm, weight.shape, bias is not None, conv_geo, plan,
-                            y.shape, kept)
+                            kept)
 
 
 def subpixel_backward(dy, cache, workspace=None):
     """Return ``(dx, dweight, dbias)``."""
-    x, w_conv, perm, weight_shape, has_bias, conv_geo, plan, out_shape, kept = cache
+    x, w_conv, perm, weight_shape, has_bias, conv_geo, plan, kept = cache
     n, c, h, w = x.shape
     g = conv_geo.groups
-    ah, aw = plan
     og = weight_shape[1]
-    phases = ah.stride * aw.stride
-    grid = (ah.windows, aw.windows)
-    length = grid[0] * grid[1]
-    k_rows = c * ah.taps * aw.taps
+    grid, length, k_rows, z_rows, chunk = _sizes(n, c, og * g, plan, x.itemsize)
+    if kept is not None:   # the forward pass kept the whole batch's columns
+        chunk = max(n, 1)
     dy = np.ascontiguousarray(dy)
     dx = np.empty_like(x)
-    chunk = n if kept is not None else chunk_size(n, k_rows + g * phases * og, length,
-                                                  x.itemsize)
-    chunk = max(chunk, 1)
     if kept is None:
         buf = scratch(workspace, "cols", (min(chunk, n) * k_rows * length,), x.dtype)
     dbuf = scratch(workspace, "dcols", (min(chunk, n) * k_rows * length,), x.dtype)
-    zbuf = scratch(workspace, "shuffle", (min(chunk, n) * g * phases * og * length,), x.dtype)
+    zbuf = scratch(workspace, "shuffle", (min(chunk, n) * z_rows * length,), x.dtype)
     partial = []
     for s in range(0, n, chunk):
 
@@ -230,7 +231,7 @@ def subpixel_backward(dy, cache, workspace=None):
                 cols = to_columns(x[a:b], conv_geo, grid, samples(buf, lo, hi, k_rows * length)
                                   .reshape(b - a, k_rows, length), serial=True)
             cols = cols.reshape(b - a, g, -1, length)
-            dz = samples(zbuf, lo, hi, g * phases * og * length)
+            dz = samples(zbuf, lo, hi, z_rows * length)
             dz[...] = 0
             dz = dz.reshape(b - a, g, -1, length)
             for yv, zv in _views(dy[a:b], dz, g, og, plan):
