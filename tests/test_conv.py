@@ -204,7 +204,7 @@ def test_default_init_and_weight_layout():
 def test_repr():
     assert repr(Conv2d(3, 6, 3)) == "Conv2d(3, 6, kernel_size=(3, 3), stride=(1, 1))"
     assert repr(Conv2d(4, 4, 3, padding="same", groups=2, bias=False)) == (
-        "Conv2d(4, 4, kernel_size=(3, 3), stride=(1, 1), padding='same', groups=2, bias=False)")
+        "Conv2d(4, 4, kernel_size=(3, 3), stride=(1, 1), padding=same, groups=2, bias=False)")
     assert repr(ConvTranspose2d(4, 2, 4, stride=2, padding=1)) == (
         "ConvTranspose2d(4, 2, kernel_size=(4, 4), stride=(2, 2), padding=(1, 1))")
 
@@ -239,7 +239,8 @@ def test_forward_errors(make, x, err, match):
     (lambda: Conv2d(3, 4, 3, stride=2, padding="same"), ValueError,
      "padding='same' needs stride 1"),
     (lambda: Conv2d(3, 4, 3, padding="full"), ValueError, "'valid' or 'same', got 'full'"),
-    (lambda: Conv2d(3, 4, 3, padding_mode="reflect"), ValueError, "padding_mode"),
+    (lambda: ConvTranspose2d(3, 4, 3, padding_mode="reflect"), ValueError,
+     "only padding_mode='zeros'"),
     (lambda: ConvTranspose2d(3, 4, 3, stride=2, output_padding=2), ValueError,
      "output_padding must be smaller than either stride or dilation"),
     (lambda: ConvTranspose2d(3, 4, 3, padding="same"), ValueError, "padding must be an int"),

@@ -1,11 +1,15 @@
 """Conv2d and ConvTranspose2d Modules (the math is in ``functional/conv.py``)."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .._checks import as_float_dtype, nonnegative_pair, positive_int, positive_pair
 from ..functional import conv as F
-from ..shapes import check_output_padding, conv_output_size, conv_transpose_output_size
+from ..functional import padding as P
+from ..shapes import (check_output_padding, conv_output_size, conv_transpose_output_size,
+                      same_padding)
 from ._params import add_grads, weight_and_bias
 from .module import Module
 
@@ -48,8 +52,16 @@ def _conv_repr(self):
                           ("dilation", (1, 1)), ("groups", 1)):
         value = getattr(self, name, default)
         if value != default:
-            s += f", {name}={value!r}"
-    return s + (", bias=False" if self.bias is None else "")
+            s += f", {name}={value}"
+    s += ", bias=False" if self.bias is None else ""
+    mode = getattr(self, "padding_mode", "zeros")
+    return s + (f", padding_mode={mode}" if mode != "zeros" else "")
+
+
+class _PaddedCache(NamedTuple):
+    """Conv2d with padding_mode != 'zeros': the convolution of the padded input."""
+    conv: tuple
+    pad: tuple
 
 
 class Conv2d(Module):
@@ -62,6 +74,11 @@ class Conv2d(Module):
     (``nnzero.shapes.conv_output_size``); an unbatched (C_in, H, W) works too.
     ``padding`` is an int, a pair, 'valid' or 'same' (stride 1 only; an odd
     total is split with the extra row/column at the bottom/right).
+    ``padding_mode`` fills that padding: 'zeros' (default), 'reflect' (mirror
+    without repeating the edge; padding < input size), 'replicate' (repeat the
+    edge) or 'circular' (wrap around; padding <= input size), as PyTorch: the
+    input is padded explicitly (``functional/padding.py``), then convolved
+    without padding, and the backward pass folds the padding's gradient back.
     ``weight`` (C_out, C_in/groups, kH, kW) and ``bias`` (C_out,) start as
     U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = C_in/groups*kH*kW (PyTorch).
     """
@@ -83,8 +100,8 @@ class Conv2d(Module):
             self.padding = padding
         else:
             self.padding = nonnegative_pair(padding, who, "padding")
-        if padding_mode != "zeros":
-            raise ValueError(f"Conv2d: only padding_mode='zeros' is supported, "
+        if padding_mode not in P.PADDING_MODES:
+            raise ValueError(f"Conv2d: padding_mode must be one of {P.PADDING_MODES}, "
                              f"got {padding_mode!r}")
         self.padding_mode = padding_mode
         kh, kw = self.kernel_size
@@ -106,15 +123,35 @@ class Conv2d(Module):
         except ValueError as err:
             raise ValueError(f"Conv2d: the (dilated) kernel does not fit the padded input "
                              f"of shape {x.shape}: {err}") from None
+        padding, pad_cache = self.padding, None
+        pads = self._pads()
+        if self.padding_mode != "zeros" and any(map(any, pads)):
+            P.check_padding_fits(pads, xb.shape[2:], self.padding_mode, "Conv2d")
+            xb, pad_cache = P.pad2d_forward(xb, pads, self.padding_mode)
+            padding = 0
         y, cache = F.conv2d_forward(xb, self.weight.data,
                                     None if self.bias is None else self.bias.data,
-                                    self.stride, self.padding, self.dilation, self.groups,
+                                    self.stride, padding, self.dilation, self.groups,
                                     workspace=self._workspace)
+        if pad_cache is not None:
+            cache = _PaddedCache(cache, pad_cache)
         return (y if x.ndim == 4 else y[0]), cache
 
+    def _pads(self):
+        """The padding as ((top, bottom), (left, right))."""
+        if self.padding == "same":
+            return same_padding(self.kernel_size, self.dilation)
+        if self.padding == "valid":
+            return ((0, 0), (0, 0))
+        return tuple((p, p) for p in self.padding)
+
     def _backward(self, dy, cache):
-        dx, dw, db = F.conv2d_backward(dy if dy.ndim == 4 else dy[None], cache,
+        padded = isinstance(cache, _PaddedCache)
+        dx, dw, db = F.conv2d_backward(dy if dy.ndim == 4 else dy[None],
+                                       cache.conv if padded else cache,
                                        workspace=self._workspace)
+        if padded:
+            dx = P.pad2d_backward(dx, cache.pad)
         add_grads(self, dw, db)
         return dx
 
