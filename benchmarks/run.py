@@ -102,6 +102,15 @@ def _peak_mib(fn):
 
 ROUNDS = 3
 PAUSE_S = 0.25   # > OpenBLAS's default 2**28-cycle spin after a call
+WARM_S = 0.2     # > the ~50 ms this machine's cores take to come back up to speed
+
+
+def _warm(fn, seconds):
+    """Call ``fn`` until ``seconds`` have passed (at least once)."""
+    end = time.perf_counter() + seconds
+    fn()
+    while time.perf_counter() < end:
+        fn()
 
 
 def measure_workload(workload, impls, quick, repeats):
@@ -110,11 +119,16 @@ def measure_workload(workload, impls, quick, repeats):
     The machine's speed drifts within a run (the GEMM rate moved by a third
     between runs here), so the implementations are timed in turn: ROUNDS
     rounds, the order rotating each round, every implementation's block of
-    ~repeats/ROUNDS calls after a pause and an untimed warm-up call. The pause
-    lets threads the previous block left spinning go to sleep: OpenBLAS's
-    workers (the textbook's products) spin ~0.1 s after a call and slowed the
-    next block's conv_stem by half. Median, min and max are over all of an
-    implementation's timed calls.
+    ~repeats/ROUNDS calls after a pause and WARM_S seconds of untimed calls.
+    The pause lets threads the previous block left spinning go to sleep:
+    OpenBLAS's workers (the textbook's products) spin ~0.1 s after a call and
+    slowed the next block's conv_stem by half. The warm-up is by time, not by
+    count, because after any pause the first ~50 ms of work run slow here
+    (nnzero's conv_stem step: 10-13 ms for its first five calls after a
+    0.25 s sleep, then 5.6-6.3; PyTorch's likewise at times), so a block of
+    short calls after one warm-up call timed the machine waking up rather
+    than the code. Median, min and max are over all of an implementation's
+    timed calls.
     """
     cases = {}
     for impl in impls:
@@ -140,7 +154,7 @@ def measure_workload(workload, impls, quick, repeats):
             case = cases[impl]
             if not quick:
                 time.sleep(PAUSE_S)
-            case.forward()
+            _warm(case.step, 0 if quick else WARM_S)
             for _ in range(per[r]):
                 _timed(case.forward, fwd[impl])
             case.step()
