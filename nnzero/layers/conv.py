@@ -8,8 +8,7 @@ import numpy as np
 from .._checks import as_float_dtype, nonnegative_pair, positive_int, positive_pair
 from ..functional import conv as F
 from ..functional import padding as P
-from ..shapes import (check_output_padding, conv_output_size, conv_transpose_output_size,
-                      same_padding)
+from ..shapes import check_output_padding, conv_output_size, conv_transpose_output_size
 from ._params import add_grads, weight_and_bias
 from .module import Module
 
@@ -124,11 +123,13 @@ class Conv2d(Module):
             raise ValueError(f"Conv2d: the (dilated) kernel does not fit the padded input "
                              f"of shape {x.shape}: {err}") from None
         padding, pad_cache = self.padding, None
-        pads = self._pads()
-        if self.padding_mode != "zeros" and any(map(any, pads)):
-            P.check_padding_fits(pads, xb.shape[2:], self.padding_mode, "Conv2d")
-            xb, pad_cache = P.pad2d_forward(xb, pads, self.padding_mode)
-            padding = 0
+        if self.padding_mode != "zeros":
+            geo = F.make_geometry(self.kernel_size, self.stride, self.padding, self.dilation)
+            pads = tuple(zip(geo.pad_before, geo.pad_after))   # ((top, bottom), (left, right))
+            if any(map(any, pads)):
+                P.check_padding_fits(pads, xb.shape[2:], self.padding_mode, "Conv2d")
+                xb, pad_cache = P.pad2d_forward(xb, pads, self.padding_mode)
+                padding = 0
         y, cache = F.conv2d_forward(xb, self.weight.data,
                                     None if self.bias is None else self.bias.data,
                                     self.stride, padding, self.dilation, self.groups,
@@ -136,14 +137,6 @@ class Conv2d(Module):
         if pad_cache is not None:
             cache = _PaddedCache(cache, pad_cache)
         return (y if x.ndim == 4 else y[0]), cache
-
-    def _pads(self):
-        """The padding as ((top, bottom), (left, right))."""
-        if self.padding == "same":
-            return same_padding(self.kernel_size, self.dilation)
-        if self.padding == "valid":
-            return ((0, 0), (0, 0))
-        return tuple((p, p) for p in self.padding)
 
     def _backward(self, dy, cache):
         padded = isinstance(cache, _PaddedCache)
