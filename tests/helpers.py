@@ -64,6 +64,30 @@ def naive_conv2d(x, w, b, stride, pad_before, dilation, groups, out_size):
     return y
 
 
+def naive_conv_transpose2d(x, w, b, stride, padding, dilation, groups, out_size):
+    """The scatter definition: every input cell times every tap, added where it lands
+    (w is (C, O/groups, KH, KW); rows and columns past out_size are dropped)."""
+    n, c, h, wd = x.shape
+    _, og, kh, kw = w.shape
+    cg = c // groups
+    y = np.zeros((n, og * groups) + tuple(out_size))
+    for nn in range(n):
+        for ci in range(c):
+            g = ci // cg
+            for co in range(og):
+                for i in range(h):
+                    for j in range(wd):
+                        for u in range(kh):
+                            for v in range(kw):
+                                r = i * stride[0] - padding[0] + u * dilation[0]
+                                q = j * stride[1] - padding[1] + v * dilation[1]
+                                if 0 <= r < out_size[0] and 0 <= q < out_size[1]:
+                                    y[nn, g * og + co, r, q] += x[nn, ci, i, j] * w[ci, co, u, v]
+    if b is not None:
+        y += np.asarray(b).reshape(1, -1, 1, 1)
+    return y
+
+
 class conv_algorithm:
     """``with conv_algorithm('im2col'): ...`` runs a block with a chosen
     convolution algorithm and restores the previous one."""

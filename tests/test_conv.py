@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import conv_algorithm, naive_conv2d, seeds
+from helpers import conv_algorithm, naive_conv2d, naive_conv_transpose2d, seeds
 from nnzero import gradcheck
 from nnzero.functional import conv as F
 from nnzero.layers import Conv2d, ConvTranspose2d
@@ -83,7 +83,10 @@ def test_conv_transpose2d_gradients_output_padding_and_size(cfg, data):
     layer = ConvTranspose2d(*args, dtype=F64, rng=rng)
     x = rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"]))
     y = layer(x)
-    assert y.shape[2:] == size
+    bias = None if layer.bias is None else layer.bias.data
+    ref = naive_conv_transpose2d(x, layer.weight.data, bias, s, cfg["padding"], d,
+                                 cfg["groups"], size)
+    np.testing.assert_allclose(y, ref, rtol=1e-10, atol=1e-12)
     gradcheck(layer, x)
     # output_size picks output_padding in [0, stride): reach every size in range
     mins = [(size - 1) * si - 2 * p + di * (k - 1) + 1 for size, si, p, di, k in
@@ -92,7 +95,9 @@ def test_conv_transpose2d_gradients_output_padding_and_size(cfg, data):
         return
     want = tuple(data.draw(st.integers(max(lo, 1), lo + si - 1)) for lo, si in zip(mins, s))
     y2 = layer(x, output_size=want)
-    assert y2.shape[2:] == want
+    np.testing.assert_allclose(y2, naive_conv_transpose2d(x, layer.weight.data, bias, s,
+                                                          cfg["padding"], d, cfg["groups"],
+                                                          want), rtol=1e-10, atol=1e-12)
     gradcheck(layer, (x, want))
 
 

@@ -97,8 +97,13 @@ def test_forward_and_backward_leave_arguments_alone():
     dx = model.backward(dy)
     np.testing.assert_array_equal(x, x_copy)
     np.testing.assert_array_equal(dy, 1)
-    assert dx.dtype == np.float64 and dx.shape == x.shape
-    assert y.dtype == np.float32
+    assert dx.dtype == np.float64 and y.dtype == np.float32
+    # the values: the two affine maps and the ReLU between them, by hand in float64
+    (w1, b1), (w2, b2) = [(m.weight.data.astype(F64), m.bias.data.astype(F64))
+                          for m in (model[0], model[2])]
+    h = x @ w1.T + b1
+    np.testing.assert_allclose(y, np.maximum(h, 0) @ w2.T + b2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dx, ((dy @ w2) * (h > 0)) @ w1, rtol=1e-5, atol=1e-6)
 
 
 def test_non_contiguous_input_gives_same_answer():

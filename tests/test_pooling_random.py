@@ -204,7 +204,14 @@ def test_mixed_configuration_errors(kwargs, match):
 def test_mixed_channel_count_checked_and_parameter_shapes():
     layer = MixedPool2d(2, mode="gated", granularity="channel", num_channels=3)
     assert layer.weight.shape == (3, 4) and layer.weight.dtype == np.float32
-    assert MixedPool2d(3, mode="learned").theta.shape == (1,)
+    learned = MixedPool2d(3, mode="learned")
+    assert learned.theta.shape == (1,)
+    # both start at 0, a gate of sigmoid(0) = 1/2: the mean of max and average pooling
+    assert not layer.weight.data.any() and not learned.theta.data.any()
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 4)).astype(np.float32)
+    half = (MaxPool2d(2)(x) + AvgPool2d(2)(x)) / 2
+    np.testing.assert_allclose(layer(x), half, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(MixedPool2d(2, mode="learned")(x), half, rtol=1e-6, atol=1e-6)
     assert [n for n, _ in layer.named_parameters()] == ["weight"]
     with pytest.raises(ValueError, match="expected 3 channels"):
         layer(np.zeros((1, 4, 4, 4), dtype=np.float32))

@@ -80,6 +80,10 @@ def test_digits_loader():
     assert images.shape == (1797, 1, 8, 8) and images.dtype == np.float32
     assert images.min() == 0 and images.max() == 1
     assert set(labels) == set(range(10))
+    # the published first rows of the UCI (scikit-learn) digits: a zero, then 1 ... 9;
+    # pixel counts 0-16 scaled by 1/16
+    np.testing.assert_array_equal(labels[:10], np.arange(10))
+    np.testing.assert_array_equal(images[0, 0, 0] * 16, [0, 0, 5, 13, 9, 1, 0, 0])
 
 
 def test_missing_data_file_names_the_places_searched(tmp_path):
