@@ -34,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import direct, winograd
-from ._columns import (ALGORITHM, Geometry, chunk_size, columns_are_input,  # noqa: F401
+from ._columns import (ALGORITHM, Geometry, bias_grad, chunk_size, columns_are_input,  # noqa: F401
                        from_columns, im2col_budget, make_geometry, set_im2col_budget,
                        to_columns)
 from ._scratch import scratch
@@ -191,7 +191,7 @@ def conv2d_backward(dy, cache, workspace=None):
 
         partial_dw += batch_pieces(m, piece)
     dw = np.zeros_like(w_g) if not partial_dw else sum(partial_dw[1:], partial_dw[0])
-    db = dy.sum(axis=(0, 2, 3)) if has_bias else None
+    db = bias_grad(dy) if has_bias else None
     return dx, dw.reshape(weight.shape), db
 
 

@@ -38,8 +38,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import subpixel
-from ._columns import (ALGORITHM, Geometry, chunk_size, from_columns, make_geometry, pair,
-                       to_columns)
+from ._columns import (ALGORITHM, Geometry, bias_grad, chunk_size, from_columns, make_geometry,
+                       pair, to_columns)
 from ._scratch import samples, scratch
 from ._threads import batch_pieces, piece_bounds, run_pieces
 
@@ -147,5 +147,5 @@ def conv_transpose2d_backward(dy, cache, workspace=None):
 
         for part in batch_pieces(m, piece):
             dw += part
-    db = dy.sum(axis=(0, 2, 3)) if has_bias else None
+    db = bias_grad(dy) if has_bias else None
     return dx, dw.reshape(weight.shape), db

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..kernels import depthwise as D
 from ..kernels import grouped as G
-from ._columns import Geometry
+from ._columns import Geometry, bias_grad
 
 # Largest Cg*KH*KW sent to the direct loops: always up to SHALLOW_ROWS, up to
 # DEEP_ROWS when the output plane has at least LARGE_PLANE cells. Measured on
@@ -95,5 +95,5 @@ def direct_backward(dy, cache):
         dw = G.grouped_backward(x, weight, dy, geo.groups, geo.pad_before, geo.dilation, dx)
     else:
         dw = D.depthwise_backward(x, weight, dy, geo.stride, geo.pad_before, geo.dilation, dx)
-    db = dy.sum(axis=(0, 2, 3)) if has_bias else None
+    db = bias_grad(dy) if has_bias else None
     return dx, dw, db

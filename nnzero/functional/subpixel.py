@@ -43,7 +43,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._columns import Geometry, chunk_size, columns_are_input, from_columns, to_columns
+from ._columns import (Geometry, bias_grad, chunk_size, columns_are_input, from_columns,
+                       to_columns)
 from ._scratch import samples, scratch
 from ._threads import batch_pieces
 
@@ -250,5 +251,5 @@ def subpixel_backward(dy, cache, workspace=None):
     dw_conv = sum(partial[1:], partial[0]) if partial else np.zeros_like(w_conv)
     dw = np.empty(int(np.prod(weight_shape)), dtype=x.dtype)
     dw[perm] = dw_conv.ravel()
-    db = dy.sum(axis=(0, 2, 3)) if has_bias else None
+    db = bias_grad(dy) if has_bias else None
     return dx, dw.reshape(weight_shape), db

@@ -29,6 +29,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..kernels import winograd as K
+from ._columns import bias_grad
 from ._scratch import samples, scratch
 from ._threads import piece_bounds, run_pieces
 
@@ -110,5 +111,5 @@ def conv2d_winograd_backward(dy, cache, workspace=None):
     parts = run_pieces(bounds, piece)
     du = sum(parts[1:], parts[0])
     dw = np.einsum("ik,ijoc,jl->ockl", K.G, du.reshape(4, 4, o, c), K.G).astype(dy.dtype)
-    db = dy.sum(axis=(0, 2, 3)) if has_bias else None
+    db = bias_grad(dy) if has_bias else None
     return dx, dw, db
