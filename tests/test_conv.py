@@ -150,13 +150,14 @@ def test_unbatched_input_and_empty_batch():
     gradcheck(t, x)
 
 
-@pytest.mark.parametrize("transposed", [False, True])
-def test_tiny_im2col_budget_gives_the_same_result(transposed):
+@pytest.mark.parametrize("transposed,groups", [(False, 1), (False, 2), (True, 2)])
+def test_tiny_im2col_budget_gives_the_same_result(transposed, groups):
+    # groups=1: the bias rides in the products (a ones row under the columns)
     rng = np.random.default_rng(0)
     if transposed:
-        layer = ConvTranspose2d(4, 6, 3, stride=2, padding=1, groups=2, dtype=F64, rng=1)
+        layer = ConvTranspose2d(4, 6, 3, stride=2, padding=1, groups=groups, dtype=F64, rng=1)
     else:
-        layer = Conv2d(4, 6, 3, stride=2, padding=1, groups=2, dtype=F64, rng=1)
+        layer = Conv2d(4, 6, 3, stride=2, padding=1, groups=groups, dtype=F64, rng=1)
     x = rng.standard_normal((5, 4, 7, 7))
     y = layer(x)
     dy = rng.standard_normal(y.shape)
@@ -173,6 +174,35 @@ def test_tiny_im2col_budget_gives_the_same_result(transposed):
     np.testing.assert_allclose(dx2, dx, rtol=1e-12)
     for p, g in zip(layer.parameters(), grads):
         np.testing.assert_allclose(p.grad, g, rtol=1e-12)
+
+
+def test_bias_rides_in_the_columns_as_a_row_of_ones():
+    """to_columns(ones_row=True): the same columns plus a row of ones, so that
+    [W | b] @ cols is the convolution with its bias and the weight gradient's
+    product carries the bias gradient (checked against the naive reference)."""
+    from nnzero.functional._columns import from_columns, to_columns
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 2, 6, 5))
+    geo = F.make_geometry((3, 2), (2, 1), (1, 0), (1, 2), 1)
+    out = geo.out_size(6, 5)
+    plain = to_columns(x, geo, out)
+    wide = to_columns(x, geo, out, out=np.full((3, 13, plain.shape[2]), np.nan), ones_row=True)
+    np.testing.assert_array_equal(wide[:, :12], plain)
+    np.testing.assert_array_equal(wide[:, 12], 1.0)
+    with pytest.raises(ValueError, match="pointwise convolution's columns are its input"):
+        to_columns(x, F.make_geometry((1, 1), 1, 0, 1, 1), (6, 5), ones_row=True)
+    w, b = rng.standard_normal((4, 2, 3, 2)), rng.standard_normal(4)
+    y, cache = F.conv2d_forward(x, w, b, (2, 1), (1, 0), (1, 2))
+    np.testing.assert_allclose(y, naive_conv2d(x, w, b, (2, 1), (1, 0), (1, 2), 1, out),
+                               rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    dx, dw, db = F.conv2d_backward(dy, cache)
+    np.testing.assert_allclose(db, dy.sum(axis=(0, 2, 3)), rtol=1e-12)
+    d = dy.reshape(3, 4, -1)
+    np.testing.assert_allclose(dw, np.einsum("nol,nkl->ok", d, plain).reshape(w.shape),
+                               rtol=1e-12)
+    dcols = np.einsum("ok,nol->nkl", w.reshape(4, -1), d)
+    np.testing.assert_allclose(dx, from_columns(dcols, x.shape, geo, out), rtol=1e-12)
 
 
 @pytest.mark.parametrize("make", [

@@ -76,6 +76,13 @@ def test_im2col_col2im_numba_equal_numpy_twins(n, c, h, w, k, s, p, d, out, dtyp
         xk = np.full_like(x, np.nan)
         kernel(np.ascontiguousarray(cols.transpose(1, 0, 2)), *args, xk, True)
         np.testing.assert_array_equal(xk, xa if kernel is I.col2im_numba else xb)
+    # blocks with a row past C*KH*KW (where convolution keeps its ones row):
+    # the same columns above it, the row itself untouched, by every kernel
+    for kernel in (I.im2col_numba, I.im2col_serial, I.im2col_numpy):
+        wide = np.full((n, a.shape[1] + 1, a.shape[2]), 3.25, dtype=dtype)
+        kernel(x, *args, wide)
+        np.testing.assert_array_equal(wide[:, :-1], a)
+        assert (wide[:, -1] == 3.25).all()
 
 
 @given(n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(1, 7), w=st.integers(1, 7),
@@ -139,6 +146,11 @@ def test_kernel_wrappers_refuse_inconsistent_shapes():
     with pytest.raises(ValueError, match="out must be C-contiguous"):
         I.im2col(x, (3, 3), (1, 1), (0, 0), (1, 1), (2, 2),
                  out=np.empty((1, 18, 8))[:, :, ::2])
+    with pytest.raises(ValueError, match="extra_rows=1 needs the sample-major layout"):
+        I.im2col(x, (3, 3), (1, 1), (0, 0), (1, 1), (2, 2), kmajor=True, extra_rows=1)
+    with pytest.raises(ValueError, match=r"cols must have shape \(1, 19, 4\)"):
+        I.im2col(x, (3, 3), (1, 1), (0, 0), (1, 1), (2, 2), out=np.empty((1, 18, 4)),
+                 extra_rows=1)
     x = np.arange(32.0).reshape(1, 2, 4, 4)
     km = I.im2col(x, (3, 3), (1, 1), (0, 0), (1, 1), (2, 2), kmajor=True)
     assert km.shape == (18, 1, 4)

@@ -95,13 +95,25 @@ def columns_are_input(geo, x_shape, out_size):
     return _is_pointwise(geo) and tuple(out_size) == tuple(x_shape[2:])
 
 
-def to_columns(x, geo, out_size, out=None, kmajor=False, serial=False):
-    """im2col of x for ``geo`` (x itself, as a view, for a pointwise convolution)."""
+def to_columns(x, geo, out_size, out=None, kmajor=False, serial=False, ones_row=False):
+    """im2col of x for ``geo`` (x itself, as a view, for a pointwise convolution).
+
+    ``ones_row``: each sample's block (sample-major, not pointwise) gets one
+    more row, all ones, after its C*KH*KW rows: ``[W | b] @ cols`` is then
+    the convolution with its bias added, and ``dy @ cols.T`` has the bias
+    gradient as its last column.
+    """
     if columns_are_input(geo, x.shape, out_size):
+        if ones_row:
+            raise ValueError("to_columns: a pointwise convolution's columns are its input; "
+                             "no ones row can be added")
         cols = x.reshape(x.shape[0], x.shape[1], -1)
         return np.ascontiguousarray(cols.transpose(1, 0, 2)) if kmajor else cols
-    return im2col(x, geo.kernel, geo.stride, geo.pad_before, geo.dilation, out_size, out,
-                  kmajor, serial)
+    cols = im2col(x, geo.kernel, geo.stride, geo.pad_before, geo.dilation, out_size, out,
+                  kmajor, serial, extra_rows=int(ones_row))
+    if ones_row:
+        cols[:, -1] = 1
+    return cols
 
 
 def from_columns(cols, shape, geo, out_size, kmajor=False, out=None, serial=False):

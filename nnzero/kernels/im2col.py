@@ -14,6 +14,11 @@ so that a convolution is ``W (O, K) @ cols[n] (K, L) -> (O, L)``: already
 NCHW, no transpose after the matmul. col2im is the adjoint: it scatters
 every column entry back and ADDS it (windows overlap when stride < kernel).
 
+In the (N, K, L) layout each sample's block may have rows past K
+(``im2col(..., extra_rows=1)``): the kernels index rows by (c, u, v) and never
+touch those; convolution puts a row of ones there, so that the bias rides in
+the products (see ``functional/conv.py``).
+
 ``kmajor=True`` selects the layout (K, N, L) instead: row k of every sample
 side by side, so the whole batch is one (K, N*L) matrix and one big matmul
 replaces N small ones (transposed convolution uses it: there the per-sample
@@ -244,12 +249,14 @@ def _cols_view(cols, n, c, kh, kw, oh, ow, kmajor):
     """cols as an (N, C, KH, KW, OH, OW) view, whichever layout it has."""
     if kmajor:
         return cols.reshape(c, kh, kw, n, oh, ow).transpose(3, 0, 1, 2, 4, 5)
-    return cols.reshape(n, c, kh, kw, oh, ow)
+    return cols.reshape(n, c, kh, kw, oh, ow)   # only splits axes: a view even of a slice
 
 
 def im2col_numpy(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols, kmajor=False):
     n, c = x.shape[:2]
     xp = padded_copy(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+    if not kmajor:   # rows past C*KH*KW (see ``im2col``'s extra_rows) are not written
+        cols = cols[:, :c * kh * kw]
     view = _cols_view(cols, n, c, kh, kw, oh, ow, kmajor)
     for u, v, window in offset_views(xp, kh, kw, sh, sw, dh, dw, oh, ow):
         view[:, :, u, v] = window
@@ -273,11 +280,15 @@ _im2col_1 = choose(im2col_serial, im2col_numpy)
 _col2im_1 = choose(col2im_serial, col2im_numpy)
 
 
-def _check(x_shape, cols, kernel_size, stride, padding, dilation, out_size, kmajor):
+def _check(x_shape, cols, kernel_size, stride, padding, dilation, out_size, kmajor,
+           extra_rows=0):
     n, c = x_shape[:2]
     kh, kw = kernel_size
     oh, ow = out_size
-    expected = (c * kh * kw, n, oh * ow) if kmajor else (n, c * kh * kw, oh * ow)
+    if extra_rows and (kmajor or extra_rows < 0):
+        raise ValueError(f"im2col: extra_rows={extra_rows} needs the sample-major layout")
+    expected = ((c * kh * kw, n, oh * ow) if kmajor
+                else (n, c * kh * kw + extra_rows, oh * ow))
     if cols.shape != expected:
         raise ValueError(f"im2col/col2im: cols must have shape {expected}, got {cols.shape}")
     if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0 or min(kh, kw, oh, ow) < 1:
@@ -287,10 +298,13 @@ def _check(x_shape, cols, kernel_size, stride, padding, dilation, out_size, kmaj
 
 
 def im2col(x, kernel_size, stride, padding, dilation, out_size, out=None, kmajor=False,
-           serial=False):
+           serial=False, extra_rows=0):
     """cols (N, C*KH*KW, OH*OW) of x (N, C, H, W), or (C*KH*KW, N, OH*OW) with
     ``kmajor``; every argument an (H, W) pair. ``out`` must be C-contiguous.
     ``serial``: run on the calling thread only (the caller parallelises).
+    ``extra_rows``: each sample's block has that many more rows, after the
+    C*KH*KW columns rows, left as they are (the caller fills them; sample-major
+    layout only).
 
     ``padding`` is the padding before the first row/column; ``out_size`` the
     window grid (OH, OW), which fixes how far past the image windows reach.
@@ -298,8 +312,9 @@ def im2col(x, kernel_size, stride, padding, dilation, out_size, out=None, kmajor
     n, c = x.shape[:2]
     rows, length = c * kernel_size[0] * kernel_size[1], out_size[0] * out_size[1]
     cols = out if out is not None else np.empty(
-        (rows, n, length) if kmajor else (n, rows, length), dtype=x.dtype)
-    _check(x.shape, cols, kernel_size, stride, padding, dilation, out_size, kmajor)
+        (rows, n, length) if kmajor else (n, rows + extra_rows, length), dtype=x.dtype)
+    _check(x.shape, cols, kernel_size, stride, padding, dilation, out_size, kmajor,
+           extra_rows)
     if not cols.flags.c_contiguous:
         raise ValueError("im2col: out must be C-contiguous")
     if cols.size:
