@@ -17,6 +17,15 @@ Differentiating the matmul form with dy_g[n] = dL/dy_g[n]:
     dx      = col2im(dcols)                         every patch entry added back where it came from
     db[o]   = sum_{n,i,j} dy[n, o, i, j]
 
+Without groups the bias is folded into the product: append a row of ones to
+each sample's columns and b as one more column of W. Then
+
+    [W | b] @ [cols; 1] = W @ cols + b 1^T          (the bias added to every position)
+    dy[n] @ [cols; 1]^T = [dy[n] @ cols^T | dy[n] 1] (its last column: db's share of n)
+
+so the two products compute what a bias pass over y and a sum over dy would
+(``_bias_in_columns``); dcols uses W alone.
+
 Transposed convolution is written in ``conv_transpose.py`` (the same two
 directions, swapped) and exported here too: ``conv_transpose2d_forward`` and
 ``conv_transpose2d_backward``. The window geometry and the calls into the
