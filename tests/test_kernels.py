@@ -146,6 +146,9 @@ def test_kernel_wrappers_refuse_inconsistent_shapes():
     with pytest.raises(ValueError, match="out must be C-contiguous"):
         I.im2col(x, (3, 3), (1, 1), (0, 0), (1, 1), (2, 2),
                  out=np.empty((1, 18, 8))[:, :, ::2])
+    with pytest.raises(ValueError, match="extra_rows must be >= 0, got -1"):
+        I.im2col(x, (3, 3), (1, 1), (0, 0), (1, 1), (2, 2), out=np.empty((1, 17, 4)),
+                 extra_rows=-1)
     with pytest.raises(ValueError, match="extra_rows=1 needs the sample-major layout"):
         I.im2col(x, (3, 3), (1, 1), (0, 0), (1, 1), (2, 2), kmajor=True, extra_rows=1)
     with pytest.raises(ValueError, match=r"cols must have shape \(1, 19, 4\)"):

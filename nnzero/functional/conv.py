@@ -143,10 +143,10 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
     if fold:                                               # (1, O, K+1): [W | b]
         w_g = np.concatenate([w_g, bias.reshape(1, o, 1).astype(x.dtype, copy=False)], axis=2)
     y = np.empty((n, g, o // g, length), dtype=x.dtype)
-    k_rows = c * geo.kernel[0] * geo.kernel[1] + fold
-    chunk = chunk_size(n, k_rows, length, x.itemsize)
-    buf = None if pointwise else scratch(workspace, "cols", (min(chunk, n), k_rows, length),
-                                         x.dtype)
+    k_rows = c * geo.kernel[0] * geo.kernel[1]
+    chunk = chunk_size(n, k_rows + fold, length, x.itemsize)
+    buf = None if pointwise else scratch(workspace, "cols",
+                                         (min(chunk, n), k_rows + fold, length), x.dtype)
     add_bias = None if bias is None or fold else bias.reshape(g, o // g, 1)
     for s in range(0, n, chunk):
         m = min(chunk, n - s)

@@ -285,7 +285,9 @@ def _check(x_shape, cols, kernel_size, stride, padding, dilation, out_size, kmaj
     n, c = x_shape[:2]
     kh, kw = kernel_size
     oh, ow = out_size
-    if extra_rows and (kmajor or extra_rows < 0):
+    if extra_rows < 0:
+        raise ValueError(f"im2col: extra_rows must be >= 0, got {extra_rows}")
+    if extra_rows and kmajor:
         raise ValueError(f"im2col: extra_rows={extra_rows} needs the sample-major layout")
     expected = ((c * kh * kw, n, oh * ow) if kmajor
                 else (n, c * kh * kw + extra_rows, oh * ow))
