@@ -131,6 +131,21 @@ def test_notes_example_cifar_sized_input():
     patch = x[:, :, 7:10, 11:14].astype(np.float64)
     want = np.einsum("ncuv,ocuv->no", patch, layer.weight.data) + layer.bias.data
     np.testing.assert_allclose(y[:, :, 7, 11], want, rtol=1e-5, atol=1e-5)
+    # the backward pass for dy = 1 by hand: dW[o, c, u, v] sums the 30x30 cells
+    # offset (u, v) reads, db the 4*30*30 positions, and dx[n, c, p, q] sums the
+    # weights of every (o, u, v) whose window reaches (p, q)
+    dx = layer.backward(np.ones_like(y))
+    x64, w64 = x.astype(np.float64), layer.weight.data.astype(np.float64)
+    dw = np.empty((3, 3, 3))
+    want_dx = np.zeros((3, 32, 32))
+    for u in range(3):
+        for v in range(3):
+            dw[:, u, v] = x64[:, :, u:u + 30, v:v + 30].sum(axis=(0, 2, 3))
+            want_dx[:, u:u + 30, v:v + 30] += w64[:, :, u, v].sum(axis=0)[:, None, None]
+    for o in range(6):
+        np.testing.assert_allclose(layer.weight.grad[o], dw, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(layer.bias.grad, np.full(6, 4 * 30 * 30.0), rtol=1e-6)
+    np.testing.assert_allclose(dx, np.broadcast_to(want_dx, x.shape), rtol=1e-5, atol=1e-5)
 
 
 def test_unbatched_input_and_empty_batch():
@@ -301,6 +316,12 @@ def test_output_size_errors():
     fixed = ConvTranspose2d(2, 2, 3, stride=2, padding=1, output_padding=1)
     fixed.load_state_dict(layer.state_dict())
     np.testing.assert_allclose(y, fixed(x), rtol=1e-6)
+    dy = np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)
+    np.testing.assert_allclose(layer.backward(dy), fixed.backward(dy), rtol=1e-6)
+    np.testing.assert_allclose(layer.weight.grad, fixed.weight.grad, rtol=1e-6)
+    np.testing.assert_allclose(layer.bias.grad, fixed.bias.grad, rtol=1e-6)
+    double = ConvTranspose2d(2, 2, 3, stride=2, padding=1, dtype=F64, rng=0)
+    gradcheck(double, (x.astype(F64), (10, 10)))   # forward(x, output_size)
 
 
 @given(cfg=conv_configs(transposed=True), data=st.data())

@@ -212,6 +212,12 @@ def test_mixed_channel_count_checked_and_parameter_shapes():
     half = (MaxPool2d(2)(x) + AvgPool2d(2)(x)) / 2
     np.testing.assert_allclose(layer(x), half, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(MixedPool2d(2, mode="learned")(x), half, rtol=1e-6, atol=1e-6)
+    # and the gradients at that start, parameters included (float64 copies)
+    x64 = x.astype(np.float64)
+    for double in (MixedPool2d(2, mode="gated", granularity="channel", num_channels=3,
+                               dtype=np.float64),
+                   MixedPool2d(2, mode="learned", dtype=np.float64)):
+        gradcheck(double, x64)
     assert [n for n, _ in layer.named_parameters()] == ["weight"]
     with pytest.raises(ValueError, match="expected 3 channels"):
         layer(np.zeros((1, 4, 4, 4), dtype=np.float32))
