@@ -82,6 +82,7 @@ def test_nested_calls_run_inline_and_blas_threads_are_restored(numba_threads):
 
 
 @two_threads
+@pytest.mark.parametrize("n", [5, 1])   # odd batch: pieces of different sizes; one sample: none
 @pytest.mark.parametrize("budget", [None, 1])
 @pytest.mark.parametrize("make", [
     lambda: Conv2d(4, 6, 3, stride=2, padding=1, groups=2, dtype=F64, rng=1),
@@ -92,10 +93,10 @@ def test_nested_calls_run_inline_and_blas_threads_are_restored(numba_threads):
     lambda: Conv2d(8, 12, 3, padding=1, groups=4, dtype=F64, rng=1),   # direct, grouped
     lambda: Conv2d(6, 6, 3, stride=2, padding=1, groups=6, dtype=F64, rng=1),   # depthwise
 ], ids=["conv", "conv1x1", "convT", "winograd", "grouped", "depthwise"])
-def test_one_or_two_threads_give_the_same_answer(numba_threads, budget, make):
+def test_one_or_two_threads_give_the_same_answer(numba_threads, n, budget, make):
     rng = np.random.default_rng(0)
     channels = make().in_channels
-    x = rng.standard_normal((5, channels, 16, 17))   # odd batch: the pieces differ in size
+    x = rng.standard_normal((n, channels, 16, 17))
     results = []
     for threads in (1, 2):
         numba_threads(threads)

@@ -63,9 +63,14 @@ def _run_marked(fn, lo, hi):
         _STATE.inside = False
 
 
+def inside_piece():
+    """Whether the calling thread is running a piece of ``run_pieces``."""
+    return getattr(_STATE, "inside", False)
+
+
 def piece_bounds(n):
     """``[0, ..., n]``: contiguous pieces of ``range(n)``, one per thread."""
-    t = 1 if getattr(_STATE, "inside", False) else max(1, min(numba.get_num_threads(), n))
+    t = 1 if inside_piece() else max(1, min(numba.get_num_threads(), n))
     return [n * i // t for i in range(t + 1)]
 
 
@@ -79,7 +84,7 @@ def run_pieces(bounds, fn):
     nested parallelism).
     """
     pieces = list(zip(bounds[:-1], bounds[1:]))
-    if len(pieces) == 1 or getattr(_STATE, "inside", False):
+    if len(pieces) == 1 or inside_piece():
         return [fn(lo, hi) for lo, hi in pieces]
     pool = _executor(len(pieces) - 1)
     with _blas_one_thread():

@@ -32,7 +32,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._jit import choose, njit, plane_chunks
+from ._jit import choose, njit, plane_chunks, serial_twin
 from .im2col import copy_inside, copy_into_padded, offset_views, padded_copy, padded_size
 
 
@@ -153,8 +153,12 @@ def depthwise_backward_numpy(x, w, dy, sh, sw, ph, pw, dh, dw, dx, dw_planes):
     dx[...] = dxp[:, :, ph:ph + h, pw:pw + wd]
 
 
+depthwise_forward_serial = serial_twin(depthwise_forward_numba)
+depthwise_backward_serial = serial_twin(depthwise_backward_numba)
 _forward = choose(depthwise_forward_numba, depthwise_forward_numpy)
 _backward = choose(depthwise_backward_numba, depthwise_backward_numpy)
+_forward_1 = choose(depthwise_forward_serial, depthwise_forward_numpy)
+_backward_1 = choose(depthwise_backward_serial, depthwise_backward_numpy)
 
 
 def _check(x, w, out, stride, padding, dilation):
@@ -178,29 +182,34 @@ def check_output(kernel, y, bias, channels):
         raise ValueError(f"{kernel}: bias must have shape ({channels},), got {bias.shape}")
 
 
-def depthwise_forward(x, w, bias, stride, padding, dilation, y):
+def depthwise_forward(x, w, bias, stride, padding, dilation, y, serial=False):
     """Fill y (N, C, OH, OW) with the depthwise convolution of x (N, C, H, W) by
     w (C, 1, KH, KW) plus bias (C,); every geometry argument an (H, W) pair,
-    ``padding`` the padding before the first row/column. Returns y."""
+    ``padding`` the padding before the first row/column. ``serial``: run on
+    the calling thread only (the caller splits the batch over the threads).
+    Returns y."""
     _check(x, w, y, stride, padding, dilation)
     check_output("depthwise", y, bias, x.shape[1])
     if y.size:
-        _forward(np.ascontiguousarray(x), np.ascontiguousarray(w), np.ascontiguousarray(bias),
-                 *stride, *padding, *dilation, y)
+        kernel = _forward_1 if serial else _forward
+        kernel(np.ascontiguousarray(x), np.ascontiguousarray(w), np.ascontiguousarray(bias),
+               *stride, *padding, *dilation, y)
     return y
 
 
-def depthwise_backward(x, w, dy, stride, padding, dilation, dx):
+def depthwise_backward(x, w, dy, stride, padding, dilation, dx, serial=False):
     """Fill dx (x's shape) with the input gradient and return the weight
-    gradient (C, 1, KH, KW) of ``depthwise_forward`` for upstream gradient dy."""
+    gradient (C, 1, KH, KW) of ``depthwise_forward`` for upstream gradient dy;
+    ``serial`` as there."""
     _check(x, w, dy, stride, padding, dilation)
     if dx.shape != x.shape or not dx.flags.c_contiguous:
         raise ValueError(f"depthwise: dx must be C-contiguous of shape {x.shape}, got {dx.shape}")
     n, c = x.shape[:2]
     dw_planes = np.zeros((n, c) + w.shape[2:], dtype=dx.dtype)
     if dx.size:
-        _backward(np.ascontiguousarray(x), np.ascontiguousarray(w), np.ascontiguousarray(dy),
-                  *stride, *padding, *dilation, dx, dw_planes)
+        kernel = _backward_1 if serial else _backward
+        kernel(np.ascontiguousarray(x), np.ascontiguousarray(w), np.ascontiguousarray(dy),
+               *stride, *padding, *dilation, dx, dw_planes)
     else:
         dx[...] = 0
     return dw_planes.sum(axis=0).reshape(w.shape)

@@ -44,7 +44,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._jit import choose, njit, plane_chunks
+from ._jit import choose, njit, plane_chunks, serial_twin
 from .depthwise import check_output
 from .im2col import copy_inside, copy_into_padded, offset_views, padded_copy, padded_size
 
@@ -249,8 +249,12 @@ def grouped_backward_numpy(x, w, dy, groups, ph, pw, dh, dw, dx, dw_units):
     dx[...] = dxp[:, :, ph:ph + h, pw:pw + wd]
 
 
+grouped_forward_serial = serial_twin(grouped_forward_numba)
+grouped_backward_serial = serial_twin(grouped_backward_numba)
 _forward = choose(grouped_forward_numba, grouped_forward_numpy)
 _backward = choose(grouped_backward_numba, grouped_backward_numpy)
+_forward_1 = choose(grouped_forward_serial, grouped_forward_numpy)
+_backward_1 = choose(grouped_backward_serial, grouped_backward_numpy)
 
 
 def _check(x, w, out, groups, padding, dilation):
@@ -267,22 +271,25 @@ def _check(x, w, out, groups, padding, dilation):
                          f"dilation={dilation}")
 
 
-def grouped_forward(x, w, bias, groups, padding, dilation, y):
+def grouped_forward(x, w, bias, groups, padding, dilation, y, serial=False):
     """Fill y (N, O, OH, OW) with the stride-1 grouped convolution of x
     (N, C, H, W) by w (O, C/groups, KH, KW) plus bias (O,); ``padding`` (the
     padding before the first row/column) and ``dilation`` are (H, W) pairs.
-    Returns y."""
+    ``serial``: run on the calling thread only (the caller splits the batch
+    over the threads). Returns y."""
     _check(x, w, y, groups, padding, dilation)
     check_output("grouped", y, bias, w.shape[0])
     if y.size:
-        _forward(np.ascontiguousarray(x), np.ascontiguousarray(w), np.ascontiguousarray(bias),
-                 groups, *padding, *dilation, y)
+        kernel = _forward_1 if serial else _forward
+        kernel(np.ascontiguousarray(x), np.ascontiguousarray(w), np.ascontiguousarray(bias),
+               groups, *padding, *dilation, y)
     return y
 
 
-def grouped_backward(x, w, dy, groups, padding, dilation, dx):
+def grouped_backward(x, w, dy, groups, padding, dilation, dx, serial=False):
     """Fill dx (x's shape) with the input gradient and return the weight
-    gradient (O, C/groups, KH, KW) of ``grouped_forward`` for upstream dy."""
+    gradient (O, C/groups, KH, KW) of ``grouped_forward`` for upstream dy;
+    ``serial`` as there."""
     _check(x, w, dy, groups, padding, dilation)
     if dx.shape != x.shape or not dx.flags.c_contiguous:
         raise ValueError(f"grouped: dx must be C-contiguous of shape {x.shape}, got {dx.shape}")
@@ -290,8 +297,9 @@ def grouped_backward(x, w, dy, groups, padding, dilation, dx):
     o, cg, kh, kw = w.shape
     dw_units = np.zeros((n, groups, o // groups, cg, kh, kw), dtype=dx.dtype)
     if dx.size and dy.size:
-        _backward(np.ascontiguousarray(x), np.ascontiguousarray(w), np.ascontiguousarray(dy),
-                  groups, *padding, *dilation, dx, dw_units)
+        kernel = _backward_1 if serial else _backward
+        kernel(np.ascontiguousarray(x), np.ascontiguousarray(w), np.ascontiguousarray(dy),
+               groups, *padding, *dilation, dx, dw_units)
     else:
         dx[...] = 0
     return dw_units.sum(axis=0).reshape(w.shape)
