@@ -22,7 +22,9 @@ slot of an (N, C, KH, KW) array and summed over N by the caller, so no two
 threads ever write the same place.
 
 ``*_numba`` runs over chunks of planes in parallel, with one padded scratch
-plane per chunk allocated before the loop (as in ``im2col.py``); ``*_numpy``
+plane per chunk allocated before the loop (as in ``im2col.py``), and
+``*_serial`` is its single-threaded compile (for a caller that splits the
+batch); ``*_numpy``
 is its twin, one strided view per kernel offset. The public wrappers check
 every shape, so a wrong call raises instead of reading or writing out of
 bounds.
