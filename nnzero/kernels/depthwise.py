@@ -24,10 +24,9 @@ threads ever write the same place.
 ``*_numba`` runs over chunks of planes in parallel, with one padded scratch
 plane per chunk allocated before the loop (as in ``im2col.py``), and
 ``*_serial`` is its single-threaded compile (for a caller that splits the
-batch); ``*_numpy``
-is its twin, one strided view per kernel offset. The public wrappers check
-every shape, so a wrong call raises instead of reading or writing out of
-bounds.
+batch); ``*_numpy`` is its twin, one strided view per kernel offset. The
+public wrappers check every shape, so a wrong call raises instead of reading
+or writing out of bounds.
 """
 from __future__ import annotations
 
