@@ -34,11 +34,10 @@ faster than one loop per offset).
 ``*_numba`` runs over chunks of units in parallel, one set of scratch planes
 per chunk allocated before the loop (as in ``im2col.py``), ``*_serial`` is
 the same source compiled for one thread (``functional/direct.py`` gives each
-thread its own samples); each unit writes
-its share of dw to its own slot of an (N, G, Og, Cg, KH, KW) array, summed
-over N by the caller, so no two threads write the same place. ``*_numpy``
-is the twin: one strided view of the padded input per kernel offset, one
-product per offset. The public wrappers check every shape, so a wrong call
+thread its own samples); each unit writes its share of dw to its own slot of
+an (N, G, Og, Cg, KH, KW) array, summed over N by the caller, so no two
+threads write the same place. ``*_numpy`` is the twin: one strided view of
+the padded input per kernel offset, one product per offset. The public wrappers check every shape, so a wrong call
 raises instead of reading or writing out of bounds.
 """
 from __future__ import annotations
