@@ -97,6 +97,12 @@ def test_direct_matches_the_im2col_path_in_float32(c, o, groups, stride, padding
     (64, 64, 8, (3, 3), 1, (16, 16), True),    # 8 channels, a large plane: 72 rows
     (64, 64, 8, (3, 3), 1, (8, 8), False),     # 8 channels, a small plane
     (128, 128, 8, (3, 3), 1, (32, 32), False),  # 16 channels: 144 rows
+    (8, 8, 4, (5, 5), 1, (8, 8), True),        # 2 channels of 5x5: 50 rows, but few channels
+    (32, 32, 8, (7, 7), 1, (8, 8), True),      # 4 channels of 7x7: 196 rows
+    (64, 64, 8, (5, 5), 1, (16, 16), True),    # 8 channels of 5x5, a large plane
+    (64, 64, 8, (5, 5), 1, (8, 8), False),     # 8 channels of 5x5, a small plane
+    (128, 128, 8, (5, 5), 1, (32, 32), False),  # 16 channels of 5x5
+    (96, 96, 8, (1, 3), 1, (8, 8), True),      # 12 channels of 1x3: 36 rows
     (64, 64, 16, (1, 1), 1, (16, 16), False),  # 1x1: the product reads x itself
     (64, 64, 1, (3, 3), 1, (32, 32), False),   # not grouped
 ])

@@ -38,14 +38,20 @@ from ..kernels import grouped as G
 from ._columns import Geometry, bias_grad
 from ._threads import batch_pieces, inside_piece
 
-# Largest Cg*KH*KW sent to the direct loops: always up to SHALLOW_ROWS, up to
-# DEEP_ROWS when the output plane has at least LARGE_PLANE cells. Measured on
-# 3x3 layers of 32 samples, forward and backward (direct against im2col):
-# 4 channels per group faster on 8x8 to 32x32 planes (5.9-13.5 against
-# 12.2-13.7 ms on 8x8), 8 channels faster from 16x16 up (13 against 16-23 ms;
-# 18 against 32 ms on 32x32) but slower on 8x8 (9.5 against 5.5-7.3 ms),
-# 16 channels no faster (21-31 against 16-25 ms). 1x1 kernels stay with
-# im2col, whose product then reads the input itself (2-4 against 5-15 ms).
+# Which stride-1 grouped convolutions the direct loops take: up to
+# SHALLOW_ROWS rows deep (Cg*KH*KW) or FEW_CHANNELS channels per group always,
+# up to DEEP_ROWS rows or SOME_CHANNELS channels when the output plane has at
+# least LARGE_PLANE cells. Measured on layers of 32 samples, forward and
+# backward (direct / im2col time, interleaved): 3x3 kernels, 4 channels per
+# group 0.28-0.52 on 8x8 to 32x32 planes; 8 channels 0.44-0.72 from 16x16 up
+# but 1.0-1.08 on 8x8; 16 channels 1.05-1.10 on 16x16, 0.78-0.92 on 32x32 and
+# 1.0 on 64x64 (not taken: little and uneven), 32 channels 1.1-1.6. Larger
+# kernels make im2col's columns larger too, so the channel count decides
+# rather than the depth: 5x5 and 7x7 kernels, 2-4 channels 0.31-0.76 on 8x8
+# to 32x32 planes (the first rule alone sent 5x5 with 2 channels on 8x8
+# through im2col: 2.8x slower), 8 channels 0.64-0.89 from 16x16 up and 1.16
+# on 8x8, 16 channels 1.16-1.19. 1x1 kernels stay with im2col, whose product
+# then reads the input itself (2-4 against 5-15 ms).
 # Strided layers other than depthwise ones stay with im2col: a strided
 # version of the grouped loops (the padded input split into SH*SW phase
 # planes, each read at stride 1) was measured and dropped. It was slower than
@@ -54,6 +60,8 @@ from ._threads import batch_pieces, inside_piece
 # 7-17 ms); only a depthwise channel multiplier gained (10-16 against 24-31).
 SHALLOW_ROWS = 36
 DEEP_ROWS = 72
+FEW_CHANNELS = 4
+SOME_CHANNELS = 8
 LARGE_PLANE = 256
 
 
@@ -79,8 +87,12 @@ def applicable(geo, in_channels, out_channels, out_size):
     taps = geo.kernel[0] * geo.kernel[1]
     if not _stride_one(geo) or taps == 1:
         return False
-    rows = in_channels // g * taps
-    return rows <= SHALLOW_ROWS or (rows <= DEEP_ROWS and out_size[0] * out_size[1] >= LARGE_PLANE)
+    per_group = in_channels // g
+    rows = per_group * taps
+    if rows <= SHALLOW_ROWS or per_group <= FEW_CHANNELS:
+        return True
+    large = out_size[0] * out_size[1] >= LARGE_PLANE
+    return large and (rows <= DEEP_ROWS or per_group <= SOME_CHANNELS)
 
 
 def direct_forward(x, weight, bias, geo, out_size):
