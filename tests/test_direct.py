@@ -19,7 +19,7 @@ from nnzero.layers import Conv2d
 @st.composite
 def direct_configs(draw):
     """Depthwise layers at any stride, or few channels per group at stride 1."""
-    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     groups = draw(st.integers(2, 3))
     if draw(st.booleans()):   # depthwise
@@ -31,7 +31,7 @@ def direct_configs(draw):
             padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
             stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     else:
-        cg, og = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+        cg, og = draw(st.integers(1, direct.FEW_CHANNELS)), draw(st.integers(1, 3))
         assume(kernel != (1, 1) and (cg, og) != (1, 1))
         stride = (1, 1)
         padding = draw(st.one_of(st.sampled_from(["same", "valid"]),
@@ -39,8 +39,8 @@ def direct_configs(draw):
     span = [d * (k - 1) + 1 for d, k in zip(dilation, kernel)]
     return dict(n=draw(st.integers(1, 2)), c=groups * cg, o=groups * og, groups=groups,
                 kernel=kernel, stride=stride, padding=padding, dilation=dilation,
-                bias=draw(st.booleans()), h=draw(st.integers(span[0], 7)),
-                w=draw(st.integers(span[1], 7)), seed=draw(seeds()))
+                bias=draw(st.booleans()), h=draw(st.integers(span[0], span[0] + 4)),
+                w=draw(st.integers(span[1], span[1] + 4)), seed=draw(seeds()))
 
 
 @given(cfg=direct_configs())
