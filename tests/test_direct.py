@@ -112,34 +112,41 @@ def test_direct_dispatch_rule(c, o, groups, kernel, stride, out, expected):
 
 
 @given(n=st.integers(0, 2), c=st.integers(1, 3), h=st.integers(1, 7), w=st.integers(1, 7),
-       k=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       k=st.one_of(st.just((3, 3)), st.tuples(st.integers(1, 3), st.integers(1, 3))),
        s=st.tuples(st.integers(1, 3), st.integers(1, 3)),
        p=st.tuples(st.integers(0, 3), st.integers(0, 3)),
        d=st.tuples(st.integers(1, 2), st.integers(1, 2)),
        out=st.tuples(st.integers(1, 6), st.integers(1, 6)),
        dtype=st.sampled_from([np.float32, np.float64]), seed=seeds())
 def test_depthwise_kernels_equal_numpy_twins(n, c, h, w, k, s, p, d, out, dtype, seed):
-    """Any window grid, even one reaching far past the image."""
+    """Any window grid, even one reaching far past the image; the fused 3x3
+    loops too."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
     wt = rng.standard_normal((c, 1) + k).astype(dtype)
     bias = rng.standard_normal(c).astype(dtype)
     dy = rng.standard_normal((n, c) + out).astype(dtype)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
-    ys = [np.full((n, c) + out, np.nan, dtype) for _ in range(2)]
-    dxs = [np.full(x.shape, np.nan, dtype) for _ in range(2)]
-    dws = [np.full((n, c) + k, np.nan, dtype) for _ in range(2)]
-    for i, (fwd, bwd) in enumerate(((D.depthwise_forward_numba, D.depthwise_backward_numba),
-                                    (D.depthwise_forward_numpy, D.depthwise_backward_numpy))):
+    kernels = [(D.depthwise_forward_numpy, D.depthwise_backward_numpy),
+               (D.depthwise_forward_numba, D.depthwise_backward_numba)]
+    if k == (3, 3):
+        kernels.append((D.depthwise3_forward_numba, D.depthwise3_backward_numba))
+    ys = [np.full((n, c) + out, np.nan, dtype) for _ in kernels]
+    dxs = [np.full(x.shape, np.nan, dtype) for _ in kernels]
+    dws = [np.full((n, c) + k, np.nan, dtype) for _ in kernels]
+    for i, (fwd, bwd) in enumerate(kernels):
         fwd(x, wt, bias, *s, *p, *d, ys[i])
         bwd(x, wt, dy, *s, *p, *d, dxs[i], dws[i])
-    for a, b in ((ys[0], ys[1]), (dxs[0], dxs[1]), (dws[0], dws[1])):
-        np.testing.assert_allclose(a, b, **tol)
+    for i in range(1, len(kernels)):
+        for a, b in ((ys[i], ys[0]), (dxs[i], dxs[0]), (dws[i], dws[0])):
+            np.testing.assert_allclose(a, b, **tol)
 
 
-def test_depthwise_kernels_reuse_their_scratch_across_planes():
+@pytest.mark.parametrize("max_width", [0, D.FUSED_MAX_WIDTH], ids=["rows", "fused3x3"])
+def test_depthwise_kernels_reuse_their_scratch_across_planes(max_width, monkeypatch):
     """More planes than scratch slices (64): what one plane leaves in its
-    padded plane or its sums must not reach the next."""
+    padded plane or its sums must not reach the next (both kernel families)."""
+    monkeypatch.setattr(D, "FUSED_MAX_WIDTH", max_width)
     rng = np.random.default_rng(5)
     x = rng.standard_normal((5, 30, 7, 6)) * 1e3
     wt = rng.standard_normal((30, 1, 3, 3))
@@ -159,6 +166,13 @@ def test_depthwise_kernels_reuse_their_scratch_across_planes():
         np.testing.assert_allclose(dx, dx_ref, rtol=1e-12, atol=1e-9)
         np.testing.assert_allclose(dw, dw_ref.sum(axis=0).reshape(wt.shape), rtol=1e-10,
                                    atol=1e-9)
+
+
+@pytest.mark.parametrize("kernel, width, expected", [
+    ((3, 3), 4, True), ((3, 3), D.FUSED_MAX_WIDTH, True), ((3, 3), D.FUSED_MAX_WIDTH + 1, False),
+    ((3, 3), 56, False), ((5, 5), 4, False), ((3, 1), 4, False)])
+def test_depthwise_fused_loops_take_narrow_3x3_layers(kernel, width, expected):
+    assert D.fused(kernel, width) == expected
 
 
 def test_depthwise_wrappers_reject_inconsistent_shapes():
