@@ -153,30 +153,40 @@ def depthwise_backward_numba(x, w, dy, sh, sw, ph, pw, dh, dw, dx, dw_planes):
 FUSED_MAX_WIDTH = 14
 
 
+@njit(inline="always")
+def _tap_rows(plane, oh, ow, sh, sw, dh, dw):
+    """The views of a padded 3x3-kernel plane that kernel rows u = 0, 1, 2 read
+    for output rows 0 ... OH-1: row i of view u is padded row i*SH + u*DH,
+    cut to the columns the output's windows reach."""
+    rows = (oh - 1) * sh + 1
+    cols = (ow - 1) * sw + 2 * dw + 1
+    return (plane[0:rows:sh, 0:cols], plane[dh:dh + rows:sh, 0:cols],
+            plane[2 * dh:2 * dh + rows:sh, 0:cols])
+
+
+@njit(inline="always")
+def _taps(w, ch):
+    """Channel ch's nine 3x3 weights as scalars, row by row."""
+    t = w[ch, 0]
+    return (t[0, 0], t[0, 1], t[0, 2], t[1, 0], t[1, 1], t[1, 2], t[2, 0], t[2, 1], t[2, 2])
+
+
 @njit(parallel=True)
 def depthwise3_forward_numba(x, w, bias, sh, sw, ph, pw, dh, dw, y):
     """``depthwise_forward_numba`` for 3x3 kernels, all taps of a cell at once."""
     n, c, h, wd = x.shape
     oh, ow = y.shape[2], y.shape[3]
     hp, wp = padded_size(h, wd, 3, 3, sh, sw, ph, pw, dh, dw, oh, ow)
-    rows = (oh - 1) * sh + 1
-    cols = (ow - 1) * sw + 2 * dw + 1
     chunks = plane_chunks(n * c)
     padded = np.zeros((chunks, hp, wp), dtype=x.dtype)   # borders stay 0
     for k in numba.prange(chunks):
         img = padded[k]
-        # the padded rows tap row u reads for output rows 0, 1, ...
-        r0 = img[0:rows:sh, 0:cols]
-        r1 = img[dh:dh + rows:sh, 0:cols]
-        r2 = img[2 * dh:2 * dh + rows:sh, 0:cols]
+        r0, r1, r2 = _tap_rows(img, oh, ow, sh, sw, dh, dw)
         for nc in range(k * (n * c) // chunks, (k + 1) * (n * c) // chunks):
             b = nc // c
             ch = nc - b * c
             copy_into_padded(x[b, ch], img, ph, pw)
-            t = w[ch, 0]
-            w00, w01, w02 = t[0, 0], t[0, 1], t[0, 2]
-            w10, w11, w12 = t[1, 0], t[1, 1], t[1, 2]
-            w20, w21, w22 = t[2, 0], t[2, 1], t[2, 2]
+            w00, w01, w02, w10, w11, w12, w20, w21, w22 = _taps(w, ch)
             bb = bias[ch]
             out = y[b, ch]
             for i in range(oh):
@@ -196,20 +206,14 @@ def depthwise3_backward_numba(x, w, dy, sh, sw, ph, pw, dh, dw, dx, dw_planes):
     n, c, h, wd = x.shape
     oh, ow = dy.shape[2], dy.shape[3]
     hp, wp = padded_size(h, wd, 3, 3, sh, sw, ph, pw, dh, dw, oh, ow)
-    rows = (oh - 1) * sh + 1
-    cols = (ow - 1) * sw + 2 * dw + 1
     chunks = plane_chunks(n * c)
     padded = np.zeros((chunks, hp, wp), dtype=x.dtype)   # borders stay 0
     acc = np.empty((chunks, hp, wp), dtype=dx.dtype)
     for k in numba.prange(chunks):
         img = padded[k]
         grad = acc[k]
-        r0 = img[0:rows:sh, 0:cols]
-        r1 = img[dh:dh + rows:sh, 0:cols]
-        r2 = img[2 * dh:2 * dh + rows:sh, 0:cols]
-        g0 = grad[0:rows:sh, 0:cols]
-        g1 = grad[dh:dh + rows:sh, 0:cols]
-        g2 = grad[2 * dh:2 * dh + rows:sh, 0:cols]
+        r0, r1, r2 = _tap_rows(img, oh, ow, sh, sw, dh, dw)
+        g0, g1, g2 = _tap_rows(grad, oh, ow, sh, sw, dh, dw)
         for nc in range(k * (n * c) // chunks, (k + 1) * (n * c) // chunks):
             b = nc // c
             ch = nc - b * c
@@ -217,10 +221,7 @@ def depthwise3_backward_numba(x, w, dy, sh, sw, ph, pw, dh, dw, dx, dw_planes):
             for r in range(hp):
                 for q in range(wp):
                     grad[r, q] = 0
-            t = w[ch, 0]
-            w00, w01, w02 = t[0, 0], t[0, 1], t[0, 2]
-            w10, w11, w12 = t[1, 0], t[1, 1], t[1, 2]
-            w20, w21, w22 = t[2, 0], t[2, 1], t[2, 2]
+            w00, w01, w02, w10, w11, w12, w20, w21, w22 = _taps(w, ch)
             s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = 0.0
             d = dy[b, ch]
             for i in range(oh):
