@@ -12,6 +12,7 @@ from nnzero.functional import conv as F
 from nnzero.functional import direct
 from nnzero.functional.direct import DirectCache
 from nnzero.kernels import depthwise as D
+from nnzero.kernels import depthwise3 as D3
 from nnzero.kernels import grouped as G
 from nnzero.layers import Conv2d
 
@@ -130,7 +131,7 @@ def test_depthwise_kernels_equal_numpy_twins(n, c, h, w, k, s, p, d, out, dtype,
     kernels = [(D.depthwise_forward_numpy, D.depthwise_backward_numpy),
                (D.depthwise_forward_numba, D.depthwise_backward_numba)]
     if k == (3, 3):
-        kernels.append((D.depthwise3_forward_numba, D.depthwise3_backward_numba))
+        kernels.append((D3.depthwise3_forward_numba, D3.depthwise3_backward_numba))
     ys = [np.full((n, c) + out, np.nan, dtype) for _ in kernels]
     dxs = [np.full(x.shape, np.nan, dtype) for _ in kernels]
     dws = [np.full((n, c) + k, np.nan, dtype) for _ in kernels]
@@ -142,11 +143,11 @@ def test_depthwise_kernels_equal_numpy_twins(n, c, h, w, k, s, p, d, out, dtype,
             np.testing.assert_allclose(a, b, **tol)
 
 
-@pytest.mark.parametrize("max_width", [0, D.FUSED_MAX_WIDTH], ids=["rows", "fused3x3"])
-def test_depthwise_kernels_reuse_their_scratch_across_planes(max_width, monkeypatch):
+@pytest.mark.parametrize("fused", [False, True], ids=["rows", "fused3x3"])
+def test_depthwise_kernels_reuse_their_scratch_across_planes(fused, monkeypatch):
     """More planes than scratch slices (64): what one plane leaves in its
     padded plane or its sums must not reach the next (both kernel families)."""
-    monkeypatch.setattr(D, "FUSED_MAX_WIDTH", max_width)
+    monkeypatch.setattr(D, "fused", lambda *args: fused)
     rng = np.random.default_rng(5)
     x = rng.standard_normal((5, 30, 7, 6)) * 1e3
     wt = rng.standard_normal((30, 1, 3, 3))
@@ -168,11 +169,13 @@ def test_depthwise_kernels_reuse_their_scratch_across_planes(max_width, monkeypa
                                    atol=1e-9)
 
 
-@pytest.mark.parametrize("kernel, width, expected", [
-    ((3, 3), 4, True), ((3, 3), D.FUSED_MAX_WIDTH, True), ((3, 3), D.FUSED_MAX_WIDTH + 1, False),
-    ((3, 3), 56, False), ((5, 5), 4, False), ((3, 1), 4, False)])
-def test_depthwise_fused_loops_take_narrow_3x3_layers(kernel, width, expected):
-    assert D.fused(kernel, width) == expected
+@pytest.mark.parametrize("kernel, width, stride, dilation, expected", [
+    ((3, 3), 4, 3, 1, True), ((3, 3), D3.FUSED_MAX_WIDTH, 1, 2, True),
+    ((3, 3), D3.FUSED_MAX_WIDTH + 1, 3, 1, False), ((3, 3), 56, 2, 1, True),
+    ((3, 3), 56, 2, 2, False), ((5, 5), 4, 2, 1, False), ((3, 1), 4, 2, 1, False)])
+def test_depthwise_fused_loops_take_3x3_layers_at_stride_2_or_narrow(kernel, width, stride,
+                                                                      dilation, expected):
+    assert D3.fused(kernel, width, stride, dilation) == expected
 
 
 def test_depthwise_wrappers_reject_inconsistent_shapes():

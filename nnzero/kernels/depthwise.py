@@ -25,11 +25,10 @@ threads ever write the same place.
 plane per chunk allocated before the loop (as in ``im2col.py``), and
 ``*_serial`` is its single-threaded compile (for a caller that splits the
 batch); ``*_numpy`` is its twin, one strided view per kernel offset.
-``depthwise3_*`` compute the same for 3x3 kernels with all nine taps of an
-output cell in one pass, for narrow output planes (``fused``, see
-FUSED_MAX_WIDTH); the same twin stands for them. The public wrappers pick
-the kernel and check every shape, so a wrong call raises instead of reading
-or writing out of bounds.
+For 3x3 kernels ``depthwise3.py`` has faster loops (all nine taps of an
+output cell in one pass) where ``depthwise3.fused`` says so; the same twin
+stands for them. The public wrappers pick the kernel and check every shape,
+so a wrong call raises instead of reading or writing out of bounds.
 """
 from __future__ import annotations
 
@@ -37,6 +36,8 @@ import numba
 import numpy as np
 
 from ._jit import choose, njit, plane_chunks, serial_twin
+from .depthwise3 import (depthwise3_backward_numba, depthwise3_backward_serial,
+                         depthwise3_forward_numba, depthwise3_forward_serial, fused)
 from .im2col import copy_inside, copy_into_padded, offset_views, padded_copy, padded_size
 
 
@@ -135,125 +136,6 @@ def depthwise_backward_numba(x, w, dy, sh, sw, ph, pw, dh, dw, dx, dw_planes):
             copy_inside(grad, ph, pw, dx[b, ch])
 
 
-# On narrow output planes the row loops above spend their time setting up:
-# an output row of 4 cells costs 9 row slices and 9 loops of 4 iterations.
-# For 3x3 kernels (nearly every depthwise layer) the kernels below make the
-# three row views of a plane once and take all nine taps of an output cell
-# in one pass, the weights held in scalars. Their loops are too irregular to
-# vectorise, so on wide planes the row loops win. Measured kernel against
-# kernel on one thread, 16 samples, stride 2, padding 1 (fused / row loops,
-# 5 interleaved rounds): forward 0.26-0.44 on 8x8 inputs (4x4 outputs),
-# 0.32-1.03 on 16x16, 0.43-0.52 on 14x14, 0.64-1.03 on 24x24, 0.39-1.08 on
-# 28x28 (14 wide), 0.37-1.09 on 30x30, then 1.1-1.6 on 32x32 (one round
-# 0.68; 16 wide is two whole vectors per row for the row loops) and 1.4-1.7
-# on 112x112; backward 0.48-0.56, 0.68-0.75, 0.44-0.74, 0.5-0.96, 0.82-0.92,
-# then 0.85-1.38 on 30x30 (15 wide), 0.68-1.42 on 32x32 and 0.97-1.43 on
-# 112x112. At stride 3 the fused loops took 0.3-0.8 of the time in most
-# rounds up to 12 wide. Hence FUSED_MAX_WIDTH.
-FUSED_MAX_WIDTH = 14
-
-
-@njit(inline="always")
-def _tap_rows(plane, oh, ow, sh, sw, dh, dw):
-    """The views of a padded 3x3-kernel plane that kernel rows u = 0, 1, 2 read
-    for output rows 0 ... OH-1: row i of view u is padded row i*SH + u*DH,
-    cut to the columns the output's windows reach."""
-    rows = (oh - 1) * sh + 1
-    cols = (ow - 1) * sw + 2 * dw + 1
-    return (plane[0:rows:sh, 0:cols], plane[dh:dh + rows:sh, 0:cols],
-            plane[2 * dh:2 * dh + rows:sh, 0:cols])
-
-
-@njit(inline="always")
-def _taps(w, ch):
-    """Channel ch's nine 3x3 weights as scalars, row by row."""
-    t = w[ch, 0]
-    return (t[0, 0], t[0, 1], t[0, 2], t[1, 0], t[1, 1], t[1, 2], t[2, 0], t[2, 1], t[2, 2])
-
-
-@njit(parallel=True)
-def depthwise3_forward_numba(x, w, bias, sh, sw, ph, pw, dh, dw, y):
-    """``depthwise_forward_numba`` for 3x3 kernels, all taps of a cell at once."""
-    n, c, h, wd = x.shape
-    oh, ow = y.shape[2], y.shape[3]
-    hp, wp = padded_size(h, wd, 3, 3, sh, sw, ph, pw, dh, dw, oh, ow)
-    chunks = plane_chunks(n * c)
-    padded = np.zeros((chunks, hp, wp), dtype=x.dtype)   # borders stay 0
-    for k in numba.prange(chunks):
-        img = padded[k]
-        r0, r1, r2 = _tap_rows(img, oh, ow, sh, sw, dh, dw)
-        for nc in range(k * (n * c) // chunks, (k + 1) * (n * c) // chunks):
-            b = nc // c
-            ch = nc - b * c
-            copy_into_padded(x[b, ch], img, ph, pw)
-            w00, w01, w02, w10, w11, w12, w20, w21, w22 = _taps(w, ch)
-            bb = bias[ch]
-            out = y[b, ch]
-            for i in range(oh):
-                for q in range(ow):
-                    j = q * sw
-                    j1, j2 = j + dw, j + 2 * dw
-                    out[i, q] = (bb + w00 * r0[i, j] + w01 * r0[i, j1] + w02 * r0[i, j2]
-                                 + w10 * r1[i, j] + w11 * r1[i, j1] + w12 * r1[i, j2]
-                                 + w20 * r2[i, j] + w21 * r2[i, j1] + w22 * r2[i, j2])
-
-
-@njit(parallel=True)
-def depthwise3_backward_numba(x, w, dy, sh, sw, ph, pw, dh, dw, dx, dw_planes):
-    """``depthwise_backward_numba`` for 3x3 kernels: per cell of dy, its nine
-    weight-gradient terms (summed in float64 scalars) and its nine additions
-    to the padded input gradient."""
-    n, c, h, wd = x.shape
-    oh, ow = dy.shape[2], dy.shape[3]
-    hp, wp = padded_size(h, wd, 3, 3, sh, sw, ph, pw, dh, dw, oh, ow)
-    chunks = plane_chunks(n * c)
-    padded = np.zeros((chunks, hp, wp), dtype=x.dtype)   # borders stay 0
-    acc = np.empty((chunks, hp, wp), dtype=dx.dtype)
-    for k in numba.prange(chunks):
-        img = padded[k]
-        grad = acc[k]
-        r0, r1, r2 = _tap_rows(img, oh, ow, sh, sw, dh, dw)
-        g0, g1, g2 = _tap_rows(grad, oh, ow, sh, sw, dh, dw)
-        for nc in range(k * (n * c) // chunks, (k + 1) * (n * c) // chunks):
-            b = nc // c
-            ch = nc - b * c
-            copy_into_padded(x[b, ch], img, ph, pw)
-            for r in range(hp):
-                for q in range(wp):
-                    grad[r, q] = 0
-            w00, w01, w02, w10, w11, w12, w20, w21, w22 = _taps(w, ch)
-            s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = 0.0
-            d = dy[b, ch]
-            for i in range(oh):
-                for q in range(ow):
-                    gq = d[i, q]
-                    j = q * sw
-                    j1, j2 = j + dw, j + 2 * dw
-                    s00 += gq * r0[i, j]
-                    s01 += gq * r0[i, j1]
-                    s02 += gq * r0[i, j2]
-                    s10 += gq * r1[i, j]
-                    s11 += gq * r1[i, j1]
-                    s12 += gq * r1[i, j2]
-                    s20 += gq * r2[i, j]
-                    s21 += gq * r2[i, j1]
-                    s22 += gq * r2[i, j2]
-                    g0[i, j] += w00 * gq
-                    g0[i, j1] += w01 * gq
-                    g0[i, j2] += w02 * gq
-                    g1[i, j] += w10 * gq
-                    g1[i, j1] += w11 * gq
-                    g1[i, j2] += w12 * gq
-                    g2[i, j] += w20 * gq
-                    g2[i, j1] += w21 * gq
-                    g2[i, j2] += w22 * gq
-            part = dw_planes[b, ch]
-            part[0, 0], part[0, 1], part[0, 2] = s00, s01, s02
-            part[1, 0], part[1, 1], part[1, 2] = s10, s11, s12
-            part[2, 0], part[2, 1], part[2, 2] = s20, s21, s22
-            copy_inside(grad, ph, pw, dx[b, ch])
-
-
 def depthwise_forward_numpy(x, w, bias, sh, sw, ph, pw, dh, dw, y):
     kh, kw = w.shape[2:]
     oh, ow = y.shape[2:]
@@ -278,8 +160,6 @@ def depthwise_backward_numpy(x, w, dy, sh, sw, ph, pw, dh, dw, dx, dw_planes):
 
 depthwise_forward_serial = serial_twin(depthwise_forward_numba)
 depthwise_backward_serial = serial_twin(depthwise_backward_numba)
-depthwise3_forward_serial = serial_twin(depthwise3_forward_numba)
-depthwise3_backward_serial = serial_twin(depthwise3_backward_numba)
 # the kernel for (fused 3x3 loops?, single-threaded?); one NumPy twin for all
 _FORWARD = {(False, False): choose(depthwise_forward_numba, depthwise_forward_numpy),
             (False, True): choose(depthwise_forward_serial, depthwise_forward_numpy),
@@ -289,11 +169,6 @@ _BACKWARD = {(False, False): choose(depthwise_backward_numba, depthwise_backward
              (False, True): choose(depthwise_backward_serial, depthwise_backward_numpy),
              (True, False): choose(depthwise3_backward_numba, depthwise_backward_numpy),
              (True, True): choose(depthwise3_backward_serial, depthwise_backward_numpy)}
-
-
-def fused(kernel_hw, out_width):
-    """Whether the fused 3x3 loops compute this layer (see FUSED_MAX_WIDTH)."""
-    return tuple(kernel_hw) == (3, 3) and out_width <= FUSED_MAX_WIDTH
 
 
 def _check(x, w, out, stride, padding, dilation):
@@ -326,7 +201,7 @@ def depthwise_forward(x, w, bias, stride, padding, dilation, y, serial=False):
     _check(x, w, y, stride, padding, dilation)
     check_output("depthwise", y, bias, x.shape[1])
     if y.size:
-        kernel = _FORWARD[fused(w.shape[2:], y.shape[3]), bool(serial)]
+        kernel = _FORWARD[fused(w.shape[2:], y.shape[3], stride[1], dilation[1]), bool(serial)]
         kernel(np.ascontiguousarray(x), np.ascontiguousarray(w), np.ascontiguousarray(bias),
                *stride, *padding, *dilation, y)
     return y
@@ -342,7 +217,8 @@ def depthwise_backward(x, w, dy, stride, padding, dilation, dx, serial=False):
     n, c = x.shape[:2]
     dw_planes = np.zeros((n, c) + w.shape[2:], dtype=dx.dtype)
     if dx.size:
-        kernel = _BACKWARD[fused(w.shape[2:], dy.shape[3]), bool(serial)]
+        kernel = _BACKWARD[fused(w.shape[2:], dy.shape[3], stride[1], dilation[1]),
+                           bool(serial)]
         kernel(np.ascontiguousarray(x), np.ascontiguousarray(w), np.ascontiguousarray(dy),
                *stride, *padding, *dilation, dx, dw_planes)
     else:
