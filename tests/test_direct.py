@@ -13,6 +13,7 @@ from nnzero.functional import direct
 from nnzero.functional.direct import DirectCache
 from nnzero.kernels import depthwise as D
 from nnzero.kernels import depthwise3 as D3
+from nnzero.kernels import depthwise5 as D5
 from nnzero.kernels import grouped as G
 from nnzero.layers import Conv2d
 
@@ -112,16 +113,8 @@ def test_direct_dispatch_rule(c, o, groups, kernel, stride, out, expected):
     assert direct.applicable(geo, c, o, out) == expected
 
 
-@given(n=st.integers(0, 2), c=st.integers(1, 3), h=st.integers(1, 7), w=st.integers(1, 7),
-       k=st.one_of(st.just((3, 3)), st.tuples(st.integers(1, 3), st.integers(1, 3))),
-       s=st.tuples(st.integers(1, 3), st.integers(1, 3)),
-       p=st.tuples(st.integers(0, 3), st.integers(0, 3)),
-       d=st.tuples(st.integers(1, 2), st.integers(1, 2)),
-       out=st.tuples(st.integers(1, 6), st.integers(1, 6)),
-       dtype=st.sampled_from([np.float32, np.float64]), seed=seeds())
-def test_depthwise_kernels_equal_numpy_twins(n, c, h, w, k, s, p, d, out, dtype, seed):
-    """Any window grid, even one reaching far past the image; the fused 3x3
-    loops too."""
+def _assert_kernels_agree(extra, n, c, h, w, k, s, p, d, out, dtype, seed):
+    """The row loops and the ``extra`` (forward, backward) kernels against the twin."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
     wt = rng.standard_normal((c, 1) + k).astype(dtype)
@@ -129,9 +122,7 @@ def test_depthwise_kernels_equal_numpy_twins(n, c, h, w, k, s, p, d, out, dtype,
     dy = rng.standard_normal((n, c) + out).astype(dtype)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
     kernels = [(D.depthwise_forward_numpy, D.depthwise_backward_numpy),
-               (D.depthwise_forward_numba, D.depthwise_backward_numba)]
-    if k == (3, 3):
-        kernels.append((D3.depthwise3_forward_numba, D3.depthwise3_backward_numba))
+               (D.depthwise_forward_numba, D.depthwise_backward_numba)] + extra
     ys = [np.full((n, c) + out, np.nan, dtype) for _ in kernels]
     dxs = [np.full(x.shape, np.nan, dtype) for _ in kernels]
     dws = [np.full((n, c) + k, np.nan, dtype) for _ in kernels]
@@ -143,18 +134,44 @@ def test_depthwise_kernels_equal_numpy_twins(n, c, h, w, k, s, p, d, out, dtype,
             np.testing.assert_allclose(a, b, **tol)
 
 
-@pytest.mark.parametrize("fused", [False, True], ids=["rows", "fused3x3"])
-def test_depthwise_kernels_reuse_their_scratch_across_planes(fused, monkeypatch):
+_GRID = dict(n=st.integers(0, 2), c=st.integers(1, 3), h=st.integers(1, 7), w=st.integers(1, 7),
+             p=st.tuples(st.integers(0, 3), st.integers(0, 3)),
+             out=st.tuples(st.integers(1, 6), st.integers(1, 6)),
+             dtype=st.sampled_from([np.float32, np.float64]), seed=seeds())
+
+
+@given(k=st.one_of(st.just((3, 3)), st.tuples(st.integers(1, 3), st.integers(1, 3))),
+       s=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       d=st.tuples(st.integers(1, 2), st.integers(1, 2)), **_GRID)
+def test_depthwise_kernels_equal_numpy_twins(k, s, d, **grid):
+    """Any window grid, even one reaching far past the image; the 3x3 loops
+    (generic and column-stride-2 forms) too."""
+    extra = [(D3.depthwise3_forward_numba, D3.depthwise3_backward_numba)] if k == (3, 3) else []
+    _assert_kernels_agree(extra, k=k, s=s, d=d, **grid)
+
+
+@given(kh=st.integers(1, 5), sh=st.integers(1, 3), dh=st.integers(1, 2), **_GRID)
+def test_depthwise5_kernels_equal_numpy_twins(kh, sh, dh, **grid):
+    """5-wide kernels at column stride 2: any height, row stride and dilation."""
+    extra = [(D5.depthwise5_forward_numba, D5.depthwise5_backward_numba)]
+    _assert_kernels_agree(extra, k=(kh, 5), s=(sh, 2), d=(dh, 1), **grid)
+
+
+@pytest.mark.parametrize("family, k, geometries", [
+    ("rows", 3, [((1, 1), (1, 2)), ((2, 2), (2, 1))]),
+    ("3x3", 3, [((1, 1), (1, 2)), ((2, 2), (2, 1))]),
+    ("5 wide", 5, [((1, 2), (2, 2)), ((2, 2), (1, 0))])])
+def test_depthwise_kernels_reuse_their_scratch_across_planes(family, k, geometries, monkeypatch):
     """More planes than scratch slices (64): what one plane leaves in its
-    padded plane or its sums must not reach the next (both kernel families)."""
-    monkeypatch.setattr(D, "fused", lambda *args: fused)
+    padded plane or its sums must not reach the next (every family of loops)."""
+    monkeypatch.setattr(D, "family", lambda *args: family)
     rng = np.random.default_rng(5)
     x = rng.standard_normal((5, 30, 7, 6)) * 1e3
-    wt = rng.standard_normal((30, 1, 3, 3))
+    wt = rng.standard_normal((30, 1, k, k))
     bias = rng.standard_normal(30)
-    for stride, pad in (((1, 1), (1, 2)), ((2, 2), (2, 1))):
-        oh = (7 + 2 * pad[0] - 3) // stride[0] + 1
-        ow = (6 + 2 * pad[1] - 3) // stride[1] + 1
+    for stride, pad in geometries:
+        oh = (7 + 2 * pad[0] - k) // stride[0] + 1
+        ow = (6 + 2 * pad[1] - k) // stride[1] + 1
         dy = rng.standard_normal((5, 30, oh, ow))
         y = D.depthwise_forward(x, wt, bias, stride, pad, (1, 1), np.empty((5, 30, oh, ow)))
         y_ref = np.empty_like(y)
@@ -162,7 +179,7 @@ def test_depthwise_kernels_reuse_their_scratch_across_planes(fused, monkeypatch)
         np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-9)
         dx = np.empty_like(x)
         dw = D.depthwise_backward(x, wt, dy, stride, pad, (1, 1), dx)
-        dx_ref, dw_ref = np.empty_like(x), np.empty((5, 30, 3, 3))
+        dx_ref, dw_ref = np.empty_like(x), np.empty((5, 30, k, k))
         D.depthwise_backward_numpy(x, wt, dy, *stride, *pad, 1, 1, dx_ref, dw_ref)
         np.testing.assert_allclose(dx, dx_ref, rtol=1e-12, atol=1e-9)
         np.testing.assert_allclose(dw, dw_ref.sum(axis=0).reshape(wt.shape), rtol=1e-10,
@@ -170,12 +187,13 @@ def test_depthwise_kernels_reuse_their_scratch_across_planes(fused, monkeypatch)
 
 
 @pytest.mark.parametrize("kernel, width, stride, dilation, expected", [
-    ((3, 3), 4, 3, 1, True), ((3, 3), D3.FUSED_MAX_WIDTH, 1, 2, True),
-    ((3, 3), D3.FUSED_MAX_WIDTH + 1, 3, 1, False), ((3, 3), 56, 2, 1, True),
-    ((3, 3), 56, 2, 2, False), ((5, 5), 4, 2, 1, False), ((3, 1), 4, 2, 1, False)])
-def test_depthwise_fused_loops_take_3x3_layers_at_stride_2_or_narrow(kernel, width, stride,
-                                                                      dilation, expected):
-    assert D3.fused(kernel, width, stride, dilation) == expected
+    ((3, 3), 4, 3, 1, "3x3"), ((3, 3), D3.FUSED_MAX_WIDTH, 1, 2, "3x3"),
+    ((3, 3), D3.FUSED_MAX_WIDTH + 1, 3, 1, "rows"), ((3, 3), 56, 2, 1, "3x3"),
+    ((3, 3), 56, 2, 2, "rows"), ((5, 5), 4, 2, 1, "5 wide"), ((3, 5), 56, 2, 1, "5 wide"),
+    ((5, 5), 4, 1, 1, "rows"), ((5, 5), 4, 2, 2, "rows"), ((3, 1), 4, 2, 1, "rows")])
+def test_depthwise_loops_chosen_by_kernel_stride_and_width(kernel, width, stride, dilation,
+                                                           expected):
+    assert D.family(kernel, width, stride, dilation) == expected
 
 
 def test_depthwise_wrappers_reject_inconsistent_shapes():

@@ -25,8 +25,8 @@ threads ever write the same place.
 plane per chunk allocated before the loop (as in ``im2col.py``), and
 ``*_serial`` is its single-threaded compile (for a caller that splits the
 batch); ``*_numpy`` is its twin, one strided view per kernel offset.
-For 3x3 kernels ``depthwise3.py`` has faster loops (all nine taps of an
-output cell in one pass) where ``depthwise3.fused`` says so; the same twin
+For 3x3 kernels ``depthwise3.py`` and for 5-wide kernels at column stride 2
+``depthwise5.py`` have faster loops (``family`` picks); the same twin
 stands for them. The public wrappers pick the kernel and check every shape,
 so a wrong call raises instead of reading or writing out of bounds.
 """
@@ -36,8 +36,8 @@ import numba
 import numpy as np
 
 from ._jit import choose, njit, plane_chunks, serial_twin
-from .depthwise3 import (depthwise3_backward_numba, depthwise3_backward_serial,
-                         depthwise3_forward_numba, depthwise3_forward_serial, fused)
+from . import depthwise3 as _d3
+from . import depthwise5 as _d5
 from .im2col import copy_inside, copy_into_padded, offset_views, padded_copy, padded_size
 
 
@@ -160,15 +160,30 @@ def depthwise_backward_numpy(x, w, dy, sh, sw, ph, pw, dh, dw, dx, dw_planes):
 
 depthwise_forward_serial = serial_twin(depthwise_forward_numba)
 depthwise_backward_serial = serial_twin(depthwise_backward_numba)
-# the kernel for (fused 3x3 loops?, single-threaded?); one NumPy twin for all
-_FORWARD = {(False, False): choose(depthwise_forward_numba, depthwise_forward_numpy),
-            (False, True): choose(depthwise_forward_serial, depthwise_forward_numpy),
-            (True, False): choose(depthwise3_forward_numba, depthwise_forward_numpy),
-            (True, True): choose(depthwise3_forward_serial, depthwise_forward_numpy)}
-_BACKWARD = {(False, False): choose(depthwise_backward_numba, depthwise_backward_numpy),
-             (False, True): choose(depthwise_backward_serial, depthwise_backward_numpy),
-             (True, False): choose(depthwise3_backward_numba, depthwise_backward_numpy),
-             (True, True): choose(depthwise3_backward_serial, depthwise_backward_numpy)}
+# (parallel, serial) compiles of each family of loops; one NumPy twin for all
+_FORWARD = {
+    "rows": (depthwise_forward_numba, depthwise_forward_serial),
+    "3x3": (_d3.depthwise3_forward_numba, _d3.depthwise3_forward_serial),
+    "5 wide": (_d5.depthwise5_forward_numba, _d5.depthwise5_forward_serial)}
+_BACKWARD = {
+    "rows": (depthwise_backward_numba, depthwise_backward_serial),
+    "3x3": (_d3.depthwise3_backward_numba, _d3.depthwise3_backward_serial),
+    "5 wide": (_d5.depthwise5_backward_numba, _d5.depthwise5_backward_serial)}
+
+
+def family(kernel_hw, out_width, stride_w, dilation_w):
+    """Which loops compute a depthwise layer: ``depthwise3.py``'s for 3x3
+    kernels where ``depthwise3.fused`` says so, ``depthwise5.py``'s for
+    5-wide kernels at column stride 2, the row loops above otherwise."""
+    if _d3.fused(kernel_hw, out_width, stride_w, dilation_w):
+        return "3x3"
+    if _d5.applies(kernel_hw, stride_w, dilation_w):
+        return "5 wide"
+    return "rows"
+
+
+def _pick(kernels, serial, numpy_twin, *geometry):
+    return choose(kernels[family(*geometry)][1 if serial else 0], numpy_twin)
 
 
 def _check(x, w, out, stride, padding, dilation):
@@ -201,7 +216,8 @@ def depthwise_forward(x, w, bias, stride, padding, dilation, y, serial=False):
     _check(x, w, y, stride, padding, dilation)
     check_output("depthwise", y, bias, x.shape[1])
     if y.size:
-        kernel = _FORWARD[fused(w.shape[2:], y.shape[3], stride[1], dilation[1]), bool(serial)]
+        kernel = _pick(_FORWARD, serial, depthwise_forward_numpy, w.shape[2:], y.shape[3],
+                       stride[1], dilation[1])
         kernel(np.ascontiguousarray(x), np.ascontiguousarray(w), np.ascontiguousarray(bias),
                *stride, *padding, *dilation, y)
     return y
@@ -217,8 +233,8 @@ def depthwise_backward(x, w, dy, stride, padding, dilation, dx, serial=False):
     n, c = x.shape[:2]
     dw_planes = np.zeros((n, c) + w.shape[2:], dtype=dx.dtype)
     if dx.size:
-        kernel = _BACKWARD[fused(w.shape[2:], dy.shape[3], stride[1], dilation[1]),
-                           bool(serial)]
+        kernel = _pick(_BACKWARD, serial, depthwise_backward_numpy, w.shape[2:], dy.shape[3],
+                       stride[1], dilation[1])
         kernel(np.ascontiguousarray(x), np.ascontiguousarray(w), np.ascontiguousarray(dy),
                *stride, *padding, *dilation, dx, dw_planes)
     else:
