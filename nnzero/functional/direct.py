@@ -12,9 +12,10 @@ The kernels here keep each sample's group in cache instead:
   input planes are padded once and each output plane summed from them in
   place, all kernel offsets of a plane pair in one pass for 3x3 kernels.
 * ``kernels/depthwise.py``, depthwise at any stride: each output row is
-  KH*KW scaled rows of its own padded input plane; for 3x3 kernels at column
-  stride 2 or on narrow planes ``kernels/depthwise3.py``, all nine taps of
-  an output cell in one pass.
+  KH*KW scaled rows of its own padded input plane; faster loops for 3x3
+  kernels at column stride 2 or on narrow planes (``kernels/depthwise3.py``)
+  and for 5-wide kernels at column stride 2 (``kernels/depthwise5.py``),
+  chosen by ``depthwise.family``.
 
 The formulas (and their derivatives) are the convolution's own, written out
 in ``conv.py``; each kernel module's docstring has the loop form it uses.
