@@ -3,6 +3,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from nnzero.functional.conv import set_conv_algorithm
+from nnzero.shapes import conv_output_size
 
 
 def away_from(x, kinks=(0.0,), margin=1e-2):
@@ -100,3 +101,36 @@ class conv_algorithm:
 
     def __exit__(self, *exc):
         set_conv_algorithm(self.old)
+
+
+@st.composite
+def conv_configs(draw, transposed=False):
+    """A small convolution: channels, kernel, stride, padding (incl. 'same' and
+    'valid' unless ``transposed``), dilation, groups, bias, input size, seed."""
+    groups = draw(st.integers(1, 2))
+    c = groups * draw(st.integers(1, 2))
+    o = groups * draw(st.integers(1, 2))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    if not transposed and draw(st.booleans()):
+        padding = draw(st.sampled_from(["same", "valid"]))
+        stride = (1, 1) if padding == "same" else (draw(st.integers(1, 3)),) * 2
+    else:
+        stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+        padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    span = (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
+    h = draw(st.integers(max(1, span[0] - 2) if not transposed else 1, 6))
+    w = draw(st.integers(max(1, span[1] - 2) if not transposed else 1, 6))
+    return dict(n=draw(st.integers(1, 2)), c=c, o=o, kernel=(kh, kw), stride=stride,
+                padding=padding, dilation=dilation, groups=groups, bias=draw(st.booleans()),
+                h=h, w=w, seed=draw(seeds()))
+
+
+def fits(cfg):
+    """Whether a drawn convolution's (dilated) kernel fits its padded input."""
+    try:
+        conv_output_size((cfg["h"], cfg["w"]), cfg["kernel"], cfg["stride"], cfg["padding"],
+                         cfg["dilation"])
+        return True
+    except ValueError:
+        return False

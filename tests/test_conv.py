@@ -5,48 +5,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import conv_algorithm, naive_conv2d, naive_conv_transpose2d, seeds
+from helpers import (conv_algorithm, conv_configs, fits, naive_conv2d, naive_conv_transpose2d,
+                     seeds)
 from nnzero import gradcheck
 from nnzero.functional import conv as F
 from nnzero.layers import Conv2d, ConvTranspose2d
-from nnzero.shapes import conv_output_size, conv_transpose_output_size
+from nnzero.shapes import conv_transpose_output_size
 
 F64 = np.float64
 
 
-@st.composite
-def conv_configs(draw, transposed=False):
-    groups = draw(st.integers(1, 2))
-    c = groups * draw(st.integers(1, 2))
-    o = groups * draw(st.integers(1, 2))
-    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    if not transposed and draw(st.booleans()):
-        padding = draw(st.sampled_from(["same", "valid"]))
-        stride = (1, 1) if padding == "same" else (draw(st.integers(1, 3)),) * 2
-    else:
-        stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-        padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
-    span = (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
-    h = draw(st.integers(max(1, span[0] - 2) if not transposed else 1, 6))
-    w = draw(st.integers(max(1, span[1] - 2) if not transposed else 1, 6))
-    return dict(n=draw(st.integers(1, 2)), c=c, o=o, kernel=(kh, kw), stride=stride,
-                padding=padding, dilation=dilation, groups=groups, bias=draw(st.booleans()),
-                h=h, w=w, seed=draw(seeds()))
-
-
-def _fits(cfg):
-    try:
-        conv_output_size((cfg["h"], cfg["w"]), cfg["kernel"], cfg["stride"], cfg["padding"],
-                         cfg["dilation"])
-        return True
-    except ValueError:
-        return False
-
-
 @given(cfg=conv_configs())
 def test_conv2d_gradients_and_values(cfg):
-    if not _fits(cfg):
+    if not fits(cfg):
         with pytest.raises(ValueError, match="Conv2d: the \\(dilated\\) kernel does not fit"):
             Conv2d(cfg["c"], cfg["o"], cfg["kernel"], cfg["stride"], cfg["padding"],
                    cfg["dilation"], cfg["groups"])(np.zeros((1, cfg["c"], cfg["h"], cfg["w"])))
@@ -104,7 +75,7 @@ def test_conv_transpose2d_gradients_output_padding_and_size(cfg, data):
 @given(cfg=conv_configs(transposed=True))
 def test_adjoint_property(cfg):
     """<conv2d(x), y> == <x, conv_transpose2d(y)> for the same weight, no bias."""
-    if not _fits(cfg):
+    if not fits(cfg):
         return
     rng = np.random.default_rng(cfg["seed"])
     g = cfg["groups"]
@@ -165,26 +136,29 @@ def test_unbatched_input_and_empty_batch():
     gradcheck(t, x)
 
 
-@pytest.mark.parametrize("transposed,groups", [(False, 1), (False, 2), (True, 2)])
-def test_tiny_im2col_budget_gives_the_same_result(transposed, groups):
-    # groups=1: the bias rides in the products (a ones row under the columns)
+@pytest.mark.parametrize("transposed,groups,algorithm", [
+    (False, 1, "auto"), (False, 1, "im2col"), (False, 2, "auto"), (True, 2, "auto")])
+def test_tiny_im2col_budget_gives_the_same_result(transposed, groups, algorithm):
+    # groups=1: batch-minor columns ('auto', a 4x4 output) or one product per
+    # sample with the bias riding in it as a ones row under the columns ('im2col')
     rng = np.random.default_rng(0)
     if transposed:
         layer = ConvTranspose2d(4, 6, 3, stride=2, padding=1, groups=groups, dtype=F64, rng=1)
     else:
         layer = Conv2d(4, 6, 3, stride=2, padding=1, groups=groups, dtype=F64, rng=1)
     x = rng.standard_normal((5, 4, 7, 7))
-    y = layer(x)
-    dy = rng.standard_normal(y.shape)
-    dx = layer.backward(dy)
-    grads = [p.grad.copy() for p in layer.parameters()]
-    layer.zero_grad()
-    old = F.set_im2col_budget(1)  # one sample per chunk
-    try:
-        y2 = layer(x)
-        dx2 = layer.backward(dy)
-    finally:
-        F.set_im2col_budget(old)
+    with conv_algorithm(algorithm):
+        y = layer(x)
+        dy = rng.standard_normal(y.shape)
+        dx = layer.backward(dy)
+        grads = [p.grad.copy() for p in layer.parameters()]
+        layer.zero_grad()
+        old = F.set_im2col_budget(1)  # one sample per chunk
+        try:
+            y2 = layer(x)
+            dx2 = layer.backward(dy)
+        finally:
+            F.set_im2col_budget(old)
     np.testing.assert_allclose(y2, y, rtol=1e-12)
     np.testing.assert_allclose(dx2, dx, rtol=1e-12)
     for p, g in zip(layer.parameters(), grads):
@@ -327,7 +301,7 @@ def test_output_size_errors():
 @given(cfg=conv_configs(transposed=True), data=st.data())
 def test_matches_pytorch_when_installed(cfg, data):
     torch = pytest.importorskip("torch")
-    if not _fits(cfg):
+    if not fits(cfg):
         return
     rng = np.random.default_rng(cfg["seed"])
     x = rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"]))

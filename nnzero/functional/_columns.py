@@ -43,6 +43,14 @@ def bias_grad(dy):
     return dy.sum(axis=0).sum(axis=(1, 2))
 
 
+def channels_first(x, g):
+    """(m, C, ...) -> (G, Cg, m*...): each group's channels over the whole chunk,
+    batch-minor (a copy). The layout of batch-minor columns and products."""
+    m, c = x.shape[:2]
+    return np.ascontiguousarray(x.reshape(m, g, c // g, -1).transpose(1, 2, 0, 3)).reshape(
+        g, c // g, -1)
+
+
 def chunk_size(n, k_rows, length, itemsize):
     """Samples per chunk so that a chunk's (k_rows, length) column matrices fit
     the budget (at least one sample)."""

@@ -26,6 +26,10 @@ each sample's columns and b as one more column of W. Then
 so the two products compute what a bias pass over y and a sum over dy would
 (``_bias_in_columns``); dcols uses W alone.
 
+On small output planes (up to 14x14) an ungrouped convolution takes the
+same products over a thread's whole share of the batch at once instead, with
+the columns laid out batch-minor: ``conv_batch_minor.py``.
+
 Transposed convolution is written in ``conv_transpose.py`` (the same two
 directions, swapped) and exported here too: ``conv_transpose2d_forward`` and
 ``conv_transpose2d_backward``. The window geometry and the calls into the
@@ -42,7 +46,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import direct, winograd
+from . import conv_batch_minor, direct, winograd
 from ._columns import (ALGORITHM, Geometry, bias_grad, chunk_size, columns_are_input,  # noqa: F401
                        from_columns, im2col_budget, make_geometry, set_im2col_budget,
                        to_columns)
@@ -61,11 +65,14 @@ def set_conv_algorithm(name):
     whose transformed tiles fit the im2col budget, grouped convolutions with few channels per group
     (depthwise ones at any stride, others at stride 1; see
     ``direct.applicable``) to the direct loops of ``direct.py``, and im2col
-    otherwise; transposed convolutions whose stride divides the kernel run
-    as a stride-1 convolution and a pixel shuffle (``subpixel.py``), the
-    others through col2im. 'winograd' forces Winograd wherever it applies
-    (the grouped ones still go direct); 'im2col' sends everything, both
-    directions, through im2col/col2im. Returns the previous choice.
+    otherwise: ungrouped ones with small output planes with batch-minor
+    columns and one product per thread (``conv_batch_minor.py``), the rest
+    with one product per sample; transposed convolutions whose stride divides
+    the kernel run as a stride-1 convolution and a pixel shuffle
+    (``subpixel.py``), the others through col2im. 'winograd' forces Winograd
+    wherever it applies (the grouped ones still go direct); 'im2col' sends
+    everything, both directions, through im2col/col2im, convolutions with one
+    product per sample. Returns the previous choice.
     """
     if name not in _ALGORITHMS:
         raise ValueError(f"set_conv_algorithm: expected one of {_ALGORITHMS}, got {name!r}")
@@ -136,6 +143,8 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
         return winograd.conv2d_winograd_forward(x, weight, bias, geo, workspace)
     if ALGORITHM[0] != "im2col" and direct.applicable(geo, c, o, (oh, ow)):
         return direct.direct_forward(x, weight, bias, geo, (oh, ow))
+    if ALGORITHM[0] != "im2col" and conv_batch_minor.applicable(geo, (oh, ow)):
+        return conv_batch_minor.forward(x, weight, bias, geo, (oh, ow), workspace)
     length = oh * ow
     pointwise = columns_are_input(geo, x.shape, (oh, ow))
     fold = _bias_in_columns(bias is not None, g, pointwise)
@@ -174,6 +183,8 @@ def conv2d_backward(dy, cache, workspace=None):
         return winograd.conv2d_winograd_backward(dy, cache, workspace)
     if isinstance(cache, direct.DirectCache):
         return direct.direct_backward(dy, cache)
+    if isinstance(cache, conv_batch_minor.BatchMinorCache):
+        return conv_batch_minor.backward(dy, cache, workspace)
     x, weight, has_bias, geo, out_size, kept = cache
     n, c, h, w = x.shape
     o = weight.shape[0]

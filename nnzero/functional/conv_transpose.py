@@ -38,8 +38,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import subpixel
-from ._columns import (ALGORITHM, Geometry, bias_grad, chunk_size, from_columns, make_geometry,
-                       pair, to_columns)
+from ._columns import (ALGORITHM, Geometry, bias_grad, channels_first, chunk_size, from_columns,
+                       make_geometry, pair, to_columns)
 from ._scratch import samples, scratch
 from ._threads import batch_pieces, piece_bounds, run_pieces
 
@@ -58,13 +58,6 @@ class ConvTransposeCache(NamedTuple):
     has_bias: bool
     geo: Geometry
     out_shape: tuple       # (N, O, OH, OW)
-
-
-def _channels_first(x, g):
-    """(m, C, H, W) -> (G, Cg, m*H*W): each group's channels over the whole chunk (a copy)."""
-    m, c = x.shape[:2]
-    return np.ascontiguousarray(x.reshape(m, g, c // g, -1).transpose(1, 2, 0, 3)).reshape(
-        g, c // g, -1)
 
 
 def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_padding=0,
@@ -99,7 +92,7 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
         for a in range(lo, hi, block):
             b = min(hi, a + block)
             # batch-minor columns (G*Og*KH*KW, b-a, HW): one matmul per group
-            xk = _channels_first(x[a:b], g)                   # (G, Cg, (b-a)*HW)
+            xk = channels_first(x[a:b], g)                   # (G, Cg, (b-a)*HW)
             cols = samples(buf, slot * block, slot * block + b - a, per).reshape(g, k_out, -1)
             for gi in range(g):
                 np.matmul(w_g[gi].T, xk[gi], out=cols[gi])
@@ -136,7 +129,7 @@ def conv_transpose2d_backward(dy, cache, workspace=None):
             cols = samples(buf, lo, hi, g * k_out * h * w).reshape(g * k_out, b - a, h * w)
             cols = to_columns(dy[a:b], geo, (h, w), cols, kmajor=True,
                               serial=True).reshape(g, k_out, -1)
-            xk = _channels_first(x[a:b], g)                   # (G, Cg, (b-a)*HW)
+            xk = channels_first(x[a:b], g)                   # (G, Cg, (b-a)*HW)
             dxk = np.empty_like(xk)
             dw_part = np.empty_like(w_g)
             for gi in range(g):

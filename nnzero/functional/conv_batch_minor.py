@@ -1,0 +1,169 @@
+"""Convolution on small output planes: batch-minor columns, one product per group.
+
+The same im2col convolution as ``conv.py`` (formulas there), with the column
+matrix laid out batch-minor, (C*KH*KW, m, L) for a thread's m samples
+(``kmajor`` in ``kernels/im2col.py``), so that each group's product runs once
+over all of them:
+
+    Y_g (Og, m*L)   = W_g (Og, K) @ [cols_g[0] ... cols_g[m-1]]          (K, m*L)
+    dW_g (Og, K)    = dY_g (Og, m*L) @ [cols_g[0] ... cols_g[m-1]]^T
+    dcols_g (K, m*L) = W_g^T @ dY_g;  dx = col2im(dcols)
+
+where Y and dY hold each sample's (Og, L) block side by side. ``conv.py``'s
+layout instead runs one product per sample, (Og, K) @ (K, L), whose result
+is already NCHW. On small planes (L = OH*OW of 16 or 64: the last stages of a
+ResNet on 32x32 images) those products are L columns wide, and each one
+streams the whole weight matrix through the cache again for L columns of
+work; the weight gradient's products write an (m, Og, K) stack that is then
+summed. Here the products are m*L wide, and the price is a reorder of y and
+dy (the small side: Og*L per sample against K*L for the columns), as
+transposed convolution already does (``conv_transpose.py``).
+
+``conv.py`` sends a convolution here when ``applicable`` says so (and the
+algorithm is not ``'im2col'``, which keeps one product per sample). The
+bias is added while y is reordered. Threads and the memory budget work as
+in ``conv.py``: the batch is split over the threads (``_threads.py``), each
+thread's columns a contiguous block of the buffer, and a batch whose columns
+would pass the budget runs in chunks, the backward pass rebuilding them.
+When the whole batch fit, the backward pass reuses the forward's columns and
+the forward's split of the batch, which the cache keeps.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ._columns import (Geometry, bias_grad, channels_first, chunk_size, columns_are_input,
+                       from_columns, to_columns)
+from ._scratch import samples, scratch
+from ._threads import piece_bounds, run_pieces
+
+# Which convolutions take the batch-minor layout: ungrouped ones with output
+# planes of at most MAX_LENGTH cells. Measured forward+backward against one
+# product per sample (interleaved, 5 rounds, 32 samples unless said): 3x3
+# kernels, L = 16: 256 -> 512 channels at stride 2 (128 samples) 0.46, 512 ->
+# 512 at stride 1 0.55; L = 49 (512 channels) 0.70; L = 64: 0.81 (256
+# channels, stride 1) and 0.90 (128 -> 256, stride 2); L = 100 and 144 (128
+# channels) 0.96-0.98; L = 196 0.93 (256 channels, and 128 -> 256 at stride
+# 2); L = 256 (conv_strided's shape) 1.00. 1x1 kernels: 512 -> 2048 at L = 16
+# 0.50, 128 -> 256 at L = 256 1.06. Grouped layers gained nothing (their
+# per-group products are small either way): 1.89 with 32 groups of 16
+# channels at L = 16, 1.08 with 8 channels at L = 64, 1.06 at L = 256.
+MAX_LENGTH = 196
+
+
+class BatchMinorCache(NamedTuple):
+    x: np.ndarray          # (N, C, H, W), contiguous
+    weight: np.ndarray
+    has_bias: bool
+    geo: Geometry
+    out_size: tuple
+    cols: object           # the flat column buffer when the whole batch fit the budget, else None
+    bounds: object         # the forward's split of the batch over the threads (with ``cols``)
+
+
+def applicable(geo, out_size):
+    """Whether a convolution should use these products (see MAX_LENGTH)."""
+    return geo.groups == 1 and out_size[0] * out_size[1] <= MAX_LENGTH
+
+
+def _columns(x, geo, out_size, block):
+    """(G, K, m*L) batch-minor columns of x's m samples, written into the flat
+    ``block`` (None for a pointwise convolution: then a reordered copy of x)."""
+    m, c = x.shape[:2]
+    length = out_size[0] * out_size[1]
+    rows = c * geo.kernel[0] * geo.kernel[1]
+    out = None if block is None else block.reshape(rows, m, length)
+    cols = to_columns(x, geo, out_size, out, kmajor=True, serial=True)
+    return cols.reshape(geo.groups, rows // geo.groups, m * length)
+
+
+def forward(x, weight, bias, geo, out_size, workspace=None):
+    """y (N, O, OH, OW) and the cache; x contiguous, inputs validated (see layers)."""
+    n, c = x.shape[:2]
+    o = weight.shape[0]
+    g = geo.groups
+    length = out_size[0] * out_size[1]
+    rows = c * geo.kernel[0] * geo.kernel[1]
+    pointwise = columns_are_input(geo, x.shape, out_size)
+    w_g = weight.reshape(g, o // g, -1)                    # (G, Og, K)
+    y = np.empty((n, o, length), dtype=x.dtype)
+    chunk = chunk_size(n, rows, length, x.itemsize)
+    per = rows * length
+    buf = None if pointwise else scratch(workspace, "cols", (min(chunk, n) * per,), x.dtype)
+    ybuf = scratch(workspace, "y_batch_minor", (min(chunk, n) * o * length,), x.dtype)
+    add = None if bias is None else bias.reshape(1, o, 1)
+    bounds = None
+    for s in range(0, n, chunk):
+        m = min(chunk, n - s)
+
+        def piece(lo, hi, s=s):   # samples s+lo ... s+hi-1, on one thread
+            block = None if buf is None else samples(buf, lo, hi, per)
+            cols = _columns(x[s + lo:s + hi], geo, out_size, block)
+            yk = samples(ybuf, lo, hi, o * length).reshape(g, o // g, -1)
+            for gi in range(g):
+                np.matmul(w_g[gi], cols[gi], out=yk[gi])
+            yk = yk.reshape(o, hi - lo, length).transpose(1, 0, 2)
+            if add is None:
+                y[s + lo:s + hi] = yk
+            else:
+                np.add(yk, add, out=y[s + lo:s + hi])
+
+        bounds = piece_bounds(m)
+        run_pieces(bounds, piece)
+    kept = buf if chunk >= n and not pointwise else None
+    cache = BatchMinorCache(x, weight, bias is not None, geo, tuple(out_size), kept,
+                            bounds if kept is not None else None)
+    return y.reshape((n, o) + tuple(out_size)), cache
+
+
+def backward(dy, cache, workspace=None):
+    """Return ``(dx, dweight, dbias)`` (``dbias`` None without bias)."""
+    x, weight, has_bias, geo, out_size, kept, kept_bounds = cache
+    n, c, h, w = x.shape
+    o = weight.shape[0]
+    g = geo.groups
+    length = out_size[0] * out_size[1]
+    rows = c * geo.kernel[0] * geo.kernel[1]
+    pointwise = columns_are_input(geo, x.shape, out_size)
+    w_g = weight.reshape(g, o // g, -1)
+    dy = np.ascontiguousarray(dy)
+    dy3 = dy.reshape(n, o, length)
+    dx = np.empty_like(x)
+    per = rows * length
+    chunk = max(n, 1) if kept is not None else chunk_size(n, rows, length, x.itemsize)
+    buf = kept
+    if kept is None and not pointwise:
+        buf = scratch(workspace, "cols", (min(chunk, n) * per,), x.dtype)
+    dbuf = None if pointwise else scratch(workspace, "dcols", (min(chunk, n) * per,), x.dtype)
+    partial_dw = []
+    for s in range(0, n, chunk):
+        m = min(chunk, n - s)
+
+        def piece(lo, hi, s=s):   # samples s+lo ... s+hi-1, on one thread
+            a, b = s + lo, s + hi
+            if kept is not None:
+                cols = samples(kept, lo, hi, per).reshape(g, rows // g, -1)
+            else:
+                cols = _columns(x[a:b], geo, out_size,
+                                None if buf is None else samples(buf, lo, hi, per))
+            dyk = channels_first(dy3[a:b], g)                 # (G, Og, (b-a)*L)
+            if dbuf is None:
+                dcols = np.empty((rows, b - a, length), dtype=x.dtype)
+            else:
+                dcols = samples(dbuf, lo, hi, per).reshape(rows, b - a, length)
+            dcols_g = dcols.reshape(g, rows // g, -1)
+            dw_part = np.empty_like(w_g)
+            for gi in range(g):
+                np.matmul(dyk[gi], cols[gi].T, out=dw_part[gi])
+                np.matmul(w_g[gi].T, dyk[gi], out=dcols_g[gi])
+            from_columns(dcols, (b - a, c, h, w), geo, out_size, kmajor=True, out=dx[a:b],
+                         serial=True)
+            return dw_part
+
+        bounds = kept_bounds if kept is not None else piece_bounds(m)
+        partial_dw += run_pieces(bounds, piece)
+    dw = sum(partial_dw[1:], partial_dw[0]) if partial_dw else np.zeros_like(w_g)
+    db = bias_grad(dy) if has_bias else None
+    return dx, dw.reshape(weight.shape), db

@@ -1,0 +1,102 @@
+"""Convolution with batch-minor columns (functional/conv_batch_minor.py): the same
+answers as one product per sample, for every option, and when it is chosen."""
+import numba
+import numpy as np
+import pytest
+from hypothesis import given
+
+from helpers import conv_algorithm, conv_configs, fits, naive_conv2d
+from nnzero import gradcheck
+from nnzero.functional import conv as F
+from nnzero.functional import conv_batch_minor as B
+from nnzero.layers import Conv2d
+
+F64 = np.float64
+
+
+def _layer(cfg, rng):
+    return Conv2d(cfg["c"], cfg["o"], cfg["kernel"], cfg["stride"], cfg["padding"],
+                  cfg["dilation"], cfg["groups"], bias=cfg["bias"], dtype=F64, rng=rng)
+
+
+@given(cfg=conv_configs())
+def test_both_layouts_agree_and_the_per_sample_one_is_gradient_checked(cfg):
+    """Every drawn option (groups too, which ``applicable`` never sends here)
+    through the batch-minor functions equals one product per sample; the
+    per-sample layout ('im2col') gets its own gradient check, since on these
+    small planes 'auto' takes the batch-minor one (checked in test_conv.py)."""
+    if not fits(cfg):
+        return
+    rng = np.random.default_rng(cfg["seed"])
+    layer = _layer(cfg, rng)
+    x = rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"]))
+    with conv_algorithm("im2col"):
+        gradcheck(layer, x)
+        y, cache = F.conv2d_forward(x, layer.weight.data, None if layer.bias is None else
+                                    layer.bias.data, cfg["stride"], cfg["padding"],
+                                    cfg["dilation"], cfg["groups"])
+    assert isinstance(cache, F.ConvCache)
+    dy = rng.standard_normal(y.shape)
+    grads = F.conv2d_backward(dy, cache)
+    geo = F.make_geometry(cfg["kernel"], cfg["stride"], cfg["padding"], cfg["dilation"],
+                          cfg["groups"])
+    y2, cache2 = B.forward(x, layer.weight.data, None if layer.bias is None else
+                           layer.bias.data, geo, y.shape[2:])
+    np.testing.assert_allclose(y2, y, rtol=1e-10, atol=1e-12)
+    for got, want in zip(B.backward(dy, cache2), grads):
+        if want is None:
+            assert got is None
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_chosen_for_ungrouped_small_planes_only():
+    rng = np.random.default_rng(0)
+    side = int(np.sqrt(B.MAX_LENGTH))
+    assert side * side == B.MAX_LENGTH                         # 14x14
+    cases = [  # (layer, input side, batch-minor?)
+        (Conv2d(4, 6, 3, padding=1, dtype=F64, rng=0), side, True),
+        (Conv2d(4, 6, 3, padding=1, dtype=F64, rng=0), side + 1, False),
+        (Conv2d(4, 6, 3, stride=2, padding=1, dtype=F64, rng=0), 2 * side, True),
+        (Conv2d(4, 6, 1, dtype=F64, rng=0), 4, True),             # pointwise: x is the columns
+        (Conv2d(4, 6, 3, stride=2, padding=1, groups=2, dtype=F64, rng=0), 8, False),
+    ]
+    for layer, size, expected in cases:
+        for n in (3, 2):   # a smaller batch after a larger one: the workspace is reshaped
+            x = rng.standard_normal((n, 4, size, size))
+            y = layer(x)
+            assert isinstance(layer._ctx.cache, B.BatchMinorCache) == expected
+            ref = naive_conv2d(x, layer.weight.data, layer.bias.data, layer.stride,
+                               layer.padding, layer.dilation, layer.groups, y.shape[2:])
+            np.testing.assert_allclose(y, ref, rtol=1e-10, atol=1e-12)
+        with conv_algorithm("im2col"):
+            layer(x)
+            assert not isinstance(layer._ctx.cache, B.BatchMinorCache)
+
+
+@pytest.mark.parametrize("pointwise", [False, True])
+def test_backward_keeps_the_forward_split_of_the_batch(pointwise):
+    """The backward pass reads each thread's columns where the forward wrote them,
+    even when the thread count changed in between."""
+    rng = np.random.default_rng(1)
+    layer = Conv2d(3, 5, 1 if pointwise else 3, padding=0 if pointwise else 1, dtype=F64,
+                   rng=2)
+    x = rng.standard_normal((5, 3, 6, 6))
+    threads = numba.get_num_threads()
+    if threads < 2:
+        pytest.skip("needs two threads to split the batch")
+    y = layer(x)
+    dy = rng.standard_normal(y.shape)
+    dx = layer.backward(dy)
+    grads = [p.grad.copy() for p in layer.parameters()]
+    layer.zero_grad()
+    layer(x)
+    assert isinstance(layer._ctx.cache, B.BatchMinorCache)
+    numba.set_num_threads(1)
+    try:
+        dx1 = layer.backward(dy)
+    finally:
+        numba.set_num_threads(threads)
+    np.testing.assert_allclose(dx1, dx, rtol=1e-12)
+    for p, g in zip(layer.parameters(), grads):
+        np.testing.assert_allclose(p.grad, g, rtol=1e-12)
