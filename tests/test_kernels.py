@@ -193,6 +193,39 @@ def test_im2col_col2im_reuse_their_scratch_across_planes(stride, pad, dilation):
 
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_batch_minor_kernels_with_partial_sample_blocks(stride):
+    """The batch-minor kernels take one channel of a block of samples at a time
+    (``windows.sample_block``): on 38x38 planes two samples per block, so three
+    samples make a full block and a partial one, and 70 channels make more
+    units than scratch slices. Outputs sit inside sentinel-filled buffers."""
+    from nnzero.kernels.windows import padded_size, sample_block
+    n, c, h, k, pad = 3, 70, 38, 3, 1
+    oh = (h + 2 * pad - k) // stride + 1
+    args = (k, k, stride, stride, pad, pad, 1, 1, oh, oh)
+    hp, wp = padded_size.py_func(h, h, *args)
+    assert sample_block.py_func(n, hp, wp) == 2
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((n, c, h, h)) * 1e3
+    shape = (c * k * k, n, oh * oh)
+    cols = rng.standard_normal(shape) * 1e3
+    expected = np.empty(shape)
+    I.im2col_numpy(x, *args, expected, True)
+    x_expected = np.empty(x.shape)
+    I.col2im_numpy(cols, *args, x_expected, True)
+    guard = 64
+    for im2col, col2im in ((I.im2col_numba, I.col2im_numba), (I.im2col_serial, I.col2im_serial)):
+        buf = np.full(expected.size + 2 * guard, np.nan)
+        im2col(x, *args, buf[guard:-guard].reshape(shape), True)
+        np.testing.assert_array_equal(buf[guard:-guard].reshape(shape), expected)
+        assert np.isnan(buf[:guard]).all() and np.isnan(buf[-guard:]).all()
+        buf = np.full(x.size + 2 * guard, np.nan)
+        col2im(cols, *args, buf[guard:-guard].reshape(x.shape), True)
+        np.testing.assert_allclose(buf[guard:-guard].reshape(x.shape), x_expected, rtol=1e-12,
+                                   atol=1e-9)
+        assert np.isnan(buf[:guard]).all() and np.isnan(buf[-guard:]).all()
+
+
 @given(n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(1, 8), w=st.integers(1, 8),
        pad=st.tuples(st.integers(0, 2), st.integers(0, 2)),
        dtype=st.sampled_from([np.float32, np.float64]), seed=seeds())

@@ -43,7 +43,7 @@ import numba
 import numpy as np
 
 from ._jit import njit, plane_chunks, serial_twin
-from .im2col import copy_inside, copy_into_padded, padded_size
+from .windows import copy_inside, copy_into_padded, padded_size
 
 FUSED_MAX_WIDTH = 14
 

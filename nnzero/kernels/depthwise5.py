@@ -29,7 +29,7 @@ import numba
 import numpy as np
 
 from ._jit import njit, plane_chunks, serial_twin
-from .im2col import copy_inside, copy_into_padded, padded_size
+from .windows import copy_inside, copy_into_padded, padded_size
 
 
 def applies(kernel_hw, stride_w, dilation_w):

@@ -47,7 +47,8 @@ import numpy as np
 
 from ._jit import choose, njit, plane_chunks, serial_twin
 from .depthwise import check_output
-from .im2col import copy_inside, copy_into_padded, offset_views, padded_copy, padded_size
+from .im2col import offset_views, padded_copy
+from .windows import copy_inside, copy_into_padded, padded_size
 
 
 @njit(inline="always")

@@ -22,10 +22,14 @@ the products (see ``functional/conv.py``).
 ``kmajor=True`` selects the layout (K, N, L) instead: row k of every sample
 side by side, so the whole batch is one (K, N*L) matrix and one big matmul
 replaces N small ones (transposed convolution uses it: there the per-sample
-products are small and the reordering it costs falls on the smaller side).
+products are small and the reordering it costs falls on the smaller side;
+so do convolutions with small output planes). There the kernels take one
+channel of a block of samples at a time, so that each kernel offset writes
+(or reads) a long stretch of its row (see ``windows.py``).
 
 Each kernel comes as ``*_numba`` (compiled, parallel over chunks of the N*C
-planes, so no two threads ever write the same plane), ``*_serial`` (the same source
+planes, or of the (channel, sample block) units, so no two threads ever write
+the same plane), ``*_serial`` (the same source
 compiled for one thread, for callers that split the batch themselves) and
 ``*_numpy`` (a loop over the KH*KW kernel offsets, each a strided block copy,
 as Chainer does it); the public ``im2col``/``col2im`` pick one (see
@@ -38,95 +42,8 @@ import numba
 import numpy as np
 
 from ._jit import choose, njit, plane_chunks, serial_twin
-
-
-@njit(inline="always")
-def _valid_range(n_out, stride, offset, size):
-    """Positions j in [0, n_out) with 0 <= j*stride + offset < size, as [lo, hi),
-    with 0 <= lo <= hi <= n_out (callers loop over [0, lo) and [hi, n_out) too)."""
-    lo = -(offset // stride)  # ceil(-offset / stride)
-    if lo < 0:
-        lo = 0
-    if lo > n_out:
-        lo = n_out
-    hi = (size - 1 - offset) // stride + 1
-    if hi > n_out:
-        hi = n_out
-    if hi < lo:
-        hi = lo
-    return lo, hi
-
-
-@njit(inline="always")
-def padded_size(h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
-    """Rows and columns of a zero-padded plane holding the image at (PH, PW)
-    and every window of the OH x OW grid."""
-    return (max(ph + h, (oh - 1) * sh + (kh - 1) * dh + 1),
-            max(pw + w, (ow - 1) * sw + (kw - 1) * dw + 1))
-
-
-@njit(inline="always")
-def copy_into_padded(plane, img, ph, pw):
-    """img[ph:ph+H, pw:pw+W] = plane, row by row (img's border is left as it is)."""
-    h, w = plane.shape
-    for r in range(h):
-        inside = img[ph + r, pw:pw + w]
-        src = plane[r]
-        for q in range(w):
-            inside[q] = src[q]
-
-
-@njit(inline="always")
-def copy_inside(img, ph, pw, plane):
-    """plane = img[ph:ph+H, pw:pw+W], row by row: the reverse of ``copy_into_padded``."""
-    h, w = plane.shape
-    for r in range(h):
-        inside = img[ph + r, pw:pw + w]
-        out = plane[r]
-        for q in range(w):
-            out[q] = inside[q]
-
-
-# The copies below run over views indexed from 0 by the loop counters only
-# (dst[i, q] = src[i, q], or src[i, 2*q] for stride 2, its own loop so the step
-# is a constant): numba must test every possibly-negative index for Python's
-# wraparound, and that test kept the old form (out[base + j] = src[j * sw + off])
-# from vectorising. One 2-D view per kernel offset, not one slice per window
-# row: a slice costs a few dozen instructions to make, as much as copying a
-# 16-wide row (one thread, interleaved, 7 rounds: im2col 1.15-1.5x faster on
-# conv_strided, conv_stem, convT_up's and a dilated layer's shapes, 2x at
-# stride 3; col2im 1.2-1.4x at stride 1, the same at stride 2).
-#
-# im2col first copies each plane into a zero-padded one, so every window row
-# is one whole copy with no bounds to work out (measured on one thread,
-# interleaved against clipping each row to the image: 1.25-1.9x faster at
-# stride 1, 1.4x at stride 2, equal at stride 3). col2im does the same at
-# stride 1 (adds into a padded plane, copies its inside out: 1.1-1.35x faster)
-# but keeps the clipped rows for wider strides, where the padded form measured
-# 1.3x slower: there the columns hold a quarter as much per plane, and zeroing
-# the padded plane and copying its inside out cost as much as the additions.
-
-
-@njit(inline="always")
-def _gather_window(img, r0, c0, sh, sw, out):
-    """out (OH, OW) = the cells of padded ``img`` one kernel offset reads, rows
-    r0, r0+SH, ... and columns c0, c0+SW, ...: one 2-D view and loop per offset."""
-    oh, ow = out.shape
-    if sw == 1:
-        src = img[r0:r0 + (oh - 1) * sh + 1:sh, c0:c0 + ow]
-        for i in range(oh):
-            for q in range(ow):
-                out[i, q] = src[i, q]
-    elif sw == 2:
-        src = img[r0:r0 + (oh - 1) * sh + 1:sh, c0:c0 + 2 * ow - 1]
-        for i in range(oh):
-            for q in range(ow):
-                out[i, q] = src[i, 2 * q]
-    else:
-        src = img[r0:r0 + (oh - 1) * sh + 1:sh, c0:c0 + (ow - 1) * sw + 1:sw]
-        for i in range(oh):
-            for q in range(ow):
-                out[i, q] = src[i, q]
+from .windows import (add_block, copy_inside, copy_into_padded, gather_block, gather_window,
+                      padded_size, sample_block, valid_range)
 
 
 # As in winograd.py, the scratch planes are allocated before the parallel loop,
@@ -135,6 +52,24 @@ def _gather_window(img, r0, c0, sh, sw, out):
 def im2col_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols, kmajor=False):
     n, c, h, w = x.shape
     hp, wp = padded_size(h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+    if kmajor:   # one channel of a block of samples at a time (see windows.py)
+        sb = sample_block(n, hp, wp)
+        blocks = (n + sb - 1) // sb
+        chunks = plane_chunks(c * blocks)
+        padded = np.zeros((chunks, sb, hp, wp), dtype=x.dtype)
+        for k in numba.prange(chunks):
+            for unit in range(k * (c * blocks) // chunks, (k + 1) * (c * blocks) // chunks):
+                ch = unit // blocks
+                b0 = (unit - ch * blocks) * sb
+                b1 = min(n, b0 + sb)
+                img = padded[k, :b1 - b0]
+                for j in range(b1 - b0):
+                    copy_into_padded(x[b0 + j, ch], img[j], ph, pw)
+                for u in range(kh):
+                    for v in range(kw):
+                        out = cols[(ch * kh + u) * kw + v, b0:b1].reshape(b1 - b0, oh, ow)
+                        gather_block(img, u * dh, v * dw, sh, sw, out)
+        return
     chunks = plane_chunks(n * c)
     padded = np.zeros((chunks, hp, wp), dtype=x.dtype)  # borders stay 0, insides rewritten
     for k in numba.prange(chunks):
@@ -146,14 +81,33 @@ def im2col_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols, kmajor=False):
             for u in range(kh):
                 for v in range(kw):
                     row = (ch * kh + u) * kw + v
-                    out = (cols[row, b] if kmajor else cols[b, row]).reshape(oh, ow)
-                    _gather_window(img, u * dh, v * dw, sh, sw, out)
+                    out = cols[b, row].reshape(oh, ow)
+                    gather_window(img, u * dh, v * dw, sh, sw, out)
 
 
 @njit(parallel=True)
 def col2im_numba(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, x, kmajor=False):
     n, c, h, w = x.shape
     hp, wp = padded_size(h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+    if kmajor:   # one channel of a block of samples at a time, summed in padded planes
+        sb = sample_block(n, hp, wp)
+        blocks = (n + sb - 1) // sb
+        chunks = plane_chunks(c * blocks)
+        padded = np.empty((chunks, sb, hp, wp), dtype=x.dtype)
+        for k in numba.prange(chunks):
+            for unit in range(k * (c * blocks) // chunks, (k + 1) * (c * blocks) // chunks):
+                ch = unit // blocks
+                b0 = (unit - ch * blocks) * sb
+                b1 = min(n, b0 + sb)
+                img = padded[k, :b1 - b0]
+                img[:, :, :] = 0
+                for u in range(kh):
+                    for v in range(kw):
+                        col = cols[(ch * kh + u) * kw + v, b0:b1].reshape(b1 - b0, oh, ow)
+                        add_block(col, u * dh, v * dw, sh, sw, img)
+                for j in range(b1 - b0):
+                    copy_inside(img[j], ph, pw, x[b0 + j, ch])
+        return
     chunks = plane_chunks(n * c)
     padded = np.empty((chunks, hp, wp) if sw == 1 else (0, 0, 0), dtype=x.dtype)
     for k in numba.prange(chunks):
@@ -162,14 +116,14 @@ def col2im_numba(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, x, kmajor=False):
             ch = nc - b * c
             if sw == 1:
                 _col2im_plane_padded(cols, b, ch, kh, kw, sh, ph, pw, dh, dw, oh, ow,
-                                     padded[k], x[b, ch], kmajor)
+                                     padded[k], x[b, ch])
             else:
                 _col2im_plane_clipped(cols, b, ch, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow,
-                                      x[b, ch], kmajor)
+                                      x[b, ch])
 
 
 @njit(inline="always")
-def _col2im_plane_padded(cols, b, ch, kh, kw, sh, ph, pw, dh, dw, oh, ow, img, plane, kmajor):
+def _col2im_plane_padded(cols, b, ch, kh, kw, sh, ph, pw, dh, dw, oh, ow, img, plane):
     """One plane of col2im at column stride 1, summed in the zero-padded ``img``."""
     hp, wp = img.shape
     flat = img.reshape(hp * wp)
@@ -178,7 +132,7 @@ def _col2im_plane_padded(cols, b, ch, kh, kw, sh, ph, pw, dh, dw, oh, ow, img, p
     for u in range(kh):
         for v in range(kw):
             row = (ch * kh + u) * kw + v
-            col = (cols[row, b] if kmajor else cols[b, row]).reshape(oh, ow)
+            col = cols[b, row].reshape(oh, ow)
             dst = img[u * dh:u * dh + (oh - 1) * sh + 1:sh, v * dw:v * dw + ow]
             for i in range(oh):
                 for q in range(ow):
@@ -187,21 +141,21 @@ def _col2im_plane_padded(cols, b, ch, kh, kw, sh, ph, pw, dh, dw, oh, ow, img, p
 
 
 @njit(inline="always")
-def _col2im_plane_clipped(cols, b, ch, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, plane, kmajor):
+def _col2im_plane_clipped(cols, b, ch, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, plane):
     """One plane of col2im, each window row clipped to the image."""
     h, w = plane.shape
     plane[:, :] = 0
     for u in range(kh):
-        i_lo, i_hi = _valid_range(oh, sh, u * dh - ph, h)
+        i_lo, i_hi = valid_range(oh, sh, u * dh - ph, h)
         rows = i_hi - i_lo
         if rows <= 0:
             continue
         r0 = i_lo * sh - ph + u * dh       # the first row written
         for v in range(kw):
             row = (ch * kh + u) * kw + v
-            col = (cols[row, b] if kmajor else cols[b, row]).reshape(oh, ow)
+            col = cols[b, row].reshape(oh, ow)
             off_w = v * dw - pw
-            j_lo, j_hi = _valid_range(ow, sw, off_w, w)
+            j_lo, j_hi = valid_range(ow, sw, off_w, w)
             m = j_hi - j_lo
             if m <= 0:
                 continue

@@ -1,0 +1,160 @@
+"""Padded planes and window views: the inline loops every kernel module shares.
+
+Notation as in ``im2col.py``. A kernel copies an image plane into a
+zero-padded scratch plane (``padded_size``, ``copy_into_padded``) so that
+every window row is one whole copy with no bounds to work out, reads the
+cells each kernel offset sees as one 2-D view (``gather_window``; or, for a
+block of planes side by side, ``gather_block``/``add_block``), and copies a
+summed padded plane's inside back out (``copy_inside``).
+"""
+from __future__ import annotations
+
+from ._jit import njit
+
+
+@njit(inline="always")
+def valid_range(n_out, stride, offset, size):
+    """Positions j in [0, n_out) with 0 <= j*stride + offset < size, as [lo, hi),
+    with 0 <= lo <= hi <= n_out (callers loop over [0, lo) and [hi, n_out) too)."""
+    lo = -(offset // stride)  # ceil(-offset / stride)
+    if lo < 0:
+        lo = 0
+    if lo > n_out:
+        lo = n_out
+    hi = (size - 1 - offset) // stride + 1
+    if hi > n_out:
+        hi = n_out
+    if hi < lo:
+        hi = lo
+    return lo, hi
+
+
+@njit(inline="always")
+def padded_size(h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    """Rows and columns of a zero-padded plane holding the image at (PH, PW)
+    and every window of the OH x OW grid."""
+    return (max(ph + h, (oh - 1) * sh + (kh - 1) * dh + 1),
+            max(pw + w, (ow - 1) * sw + (kw - 1) * dw + 1))
+
+
+@njit(inline="always")
+def copy_into_padded(plane, img, ph, pw):
+    """img[ph:ph+H, pw:pw+W] = plane, row by row (img's border is left as it is)."""
+    h, w = plane.shape
+    for r in range(h):
+        inside = img[ph + r, pw:pw + w]
+        src = plane[r]
+        for q in range(w):
+            inside[q] = src[q]
+
+
+@njit(inline="always")
+def copy_inside(img, ph, pw, plane):
+    """plane = img[ph:ph+H, pw:pw+W], row by row: the reverse of ``copy_into_padded``."""
+    h, w = plane.shape
+    for r in range(h):
+        inside = img[ph + r, pw:pw + w]
+        out = plane[r]
+        for q in range(w):
+            out[q] = inside[q]
+
+
+# The copies below run over views indexed from 0 by the loop counters only
+# (dst[i, q] = src[i, q], or src[i, 2*q] for stride 2, its own loop so the step
+# is a constant): numba must test every possibly-negative index for Python's
+# wraparound, and that test kept the old form (out[base + j] = src[j * sw + off])
+# from vectorising. One 2-D view per kernel offset, not one slice per window
+# row: a slice costs a few dozen instructions to make, as much as copying a
+# 16-wide row (one thread, interleaved, 7 rounds: im2col 1.15-1.5x faster on
+# conv_strided, conv_stem, convT_up's and a dilated layer's shapes, 2x at
+# stride 3; col2im 1.2-1.4x at stride 1, the same at stride 2).
+#
+# im2col first copies each plane into a zero-padded one, so every window row
+# is one whole copy with no bounds to work out (measured on one thread,
+# interleaved against clipping each row to the image: 1.25-1.9x faster at
+# stride 1, 1.4x at stride 2, equal at stride 3). col2im does the same at
+# stride 1 (adds into a padded plane, copies its inside out: 1.1-1.35x faster)
+# but keeps the clipped rows for wider strides, where the padded form measured
+# 1.3x slower: there the columns hold a quarter as much per plane, and zeroing
+# the padded plane and copying its inside out cost as much as the additions.
+
+
+@njit(inline="always")
+def gather_window(img, r0, c0, sh, sw, out):
+    """out (OH, OW) = the cells of padded ``img`` one kernel offset reads, rows
+    r0, r0+SH, ... and columns c0, c0+SW, ...: one 2-D view and loop per offset."""
+    oh, ow = out.shape
+    if sw == 1:
+        src = img[r0:r0 + (oh - 1) * sh + 1:sh, c0:c0 + ow]
+        for i in range(oh):
+            for q in range(ow):
+                out[i, q] = src[i, q]
+    elif sw == 2:
+        src = img[r0:r0 + (oh - 1) * sh + 1:sh, c0:c0 + 2 * ow - 1]
+        for i in range(oh):
+            for q in range(ow):
+                out[i, q] = src[i, 2 * q]
+    else:
+        src = img[r0:r0 + (oh - 1) * sh + 1:sh, c0:c0 + (ow - 1) * sw + 1:sw]
+        for i in range(oh):
+            for q in range(ow):
+                out[i, q] = src[i, q]
+
+
+# The batch-minor layout (kmajor) holds row k of every sample side by side, so
+# a plane's KH*KW rows lie N*L values apart. Visited sample by sample, its
+# small planes wrote each cache line of the columns on its own, far from the
+# last (im2col 12.4 ms against 5 for 16 samples of 512 4x4 planes, one
+# thread). The kernels there take one channel of SB samples at a time instead,
+# padded side by side in SAMPLE_BLOCK values of scratch, so that each kernel
+# offset is one loop writing (or reading) SB*L consecutive values of its row.
+# Measured on one thread against the plane-by-plane loops in channel order,
+# 16 samples, 3x3 kernels, 7 rounds: im2col 0.24-0.31 on 512 4x4 planes,
+# 0.37-0.48 on 8x8 at stride 2, 0.4-0.72 at stride 1, 0.55-0.95 on 16x16 at
+# stride 2, 0.69-0.81 on 14x14, 0.82-1.01 on 64 16x16 planes, 0.85-0.88 on
+# 112x112 at stride 2 (one sample per block there); col2im (always through
+# padded planes here) 0.26-0.49, 0.29-0.31, 0.48-0.67, 0.5-0.69, 0.64-0.66,
+# 0.47-0.62 and 0.76-0.87.
+SAMPLE_BLOCK = 4096
+
+
+@njit(inline="always")
+def sample_block(n, hp, wp):
+    """Samples per block of the batch-minor kernels: SB*HP*WP <= SAMPLE_BLOCK, SB >= 1."""
+    return max(1, min(n, SAMPLE_BLOCK // (hp * wp)))
+
+
+@njit(inline="always")
+def gather_block(img, r0, c0, sh, sw, out):
+    """``gather_window`` for a block of padded planes: out (SB, OH, OW)."""
+    m, oh, ow = out.shape
+    if sw == 2:
+        src = img[:, r0:r0 + (oh - 1) * sh + 1:sh, c0:c0 + 2 * ow - 1]
+        for j in range(m):
+            for i in range(oh):
+                for q in range(ow):
+                    out[j, i, q] = src[j, i, 2 * q]
+    else:
+        src = img[:, r0:r0 + (oh - 1) * sh + 1:sh, c0:c0 + (ow - 1) * sw + 1:sw]
+        for j in range(m):
+            for i in range(oh):
+                for q in range(ow):
+                    out[j, i, q] = src[j, i, q]
+
+
+@njit(inline="always")
+def add_block(col, r0, c0, sh, sw, img):
+    """The reverse of ``gather_block``: padded planes += the cells col (SB, OH, OW) came from."""
+    m, oh, ow = col.shape
+    if sw == 2:
+        dst = img[:, r0:r0 + (oh - 1) * sh + 1:sh, c0:c0 + 2 * ow - 1]
+        for j in range(m):
+            for i in range(oh):
+                for q in range(ow):
+                    dst[j, i, 2 * q] += col[j, i, q]
+    else:
+        dst = img[:, r0:r0 + (oh - 1) * sh + 1:sh, c0:c0 + (ow - 1) * sw + 1:sw]
+        for j in range(m):
+            for i in range(oh):
+                for q in range(ow):
+                    dst[j, i, q] += col[j, i, q]
