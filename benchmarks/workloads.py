@@ -79,6 +79,7 @@ CONV = {  # name: (N, C, H, O, k, stride, padding, groups)
     "conv_grouped": (32, 64, 32, 64, 3, 1, 1, 8),
     "conv_depthwise": (32, 128, 16, 128, 3, 1, 1, 128),
     "conv_dw_strided": (32, 256, 16, 256, 3, 2, 1, 256),   # a MobileNet downsampling layer
+    "conv_small": (32, 512, 4, 512, 3, 1, 1, 1),   # a ResNet's last stage on 32x32 images
 }
 
 

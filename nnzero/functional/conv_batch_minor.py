@@ -41,14 +41,17 @@ from ._threads import piece_bounds, run_pieces
 
 # Which convolutions take the batch-minor layout: ungrouped ones with output
 # planes of at most MAX_LENGTH cells. Measured forward+backward against one
-# product per sample (interleaved, 5 rounds, 32 samples unless said): 3x3
-# kernels, L = 16: 256 -> 512 channels at stride 2 (128 samples) 0.46, 512 ->
-# 512 at stride 1 0.55; L = 49 (512 channels) 0.70; L = 64: 0.81 (256
-# channels, stride 1) and 0.90 (128 -> 256, stride 2); L = 100 and 144 (128
-# channels) 0.96-0.98; L = 196 0.93 (256 channels, and 128 -> 256 at stride
-# 2); L = 256 (conv_strided's shape) 1.00. 1x1 kernels: 512 -> 2048 at L = 16
-# 0.50, 128 -> 256 at L = 256 1.06. Grouped layers gained nothing (their
-# per-group products are small either way): 1.89 with 32 groups of 16
+# product per sample (interleaved, 5 rounds, 32 samples unless said), with the
+# batch-minor kernels of ``kernels/im2col.py`` as they are now: 3x3 kernels,
+# L = 16: 256 -> 512 channels at stride 2 (128 samples) 0.41, 512 -> 512 at
+# stride 1 0.40; L = 49 (512 channels) 0.61; L = 64: 0.75 (256 channels,
+# stride 1) and 0.85 (128 -> 256, stride 2); L = 100 and 144 (128 channels)
+# 0.90 and 1.02; L = 196 0.85 (256 channels) and 0.90 (128 -> 256 at stride
+# 2); L = 256 (conv_strided's shape) 0.96 and 1.05 in two runs; L = 400 (32 ->
+# 64 at stride 2) 0.99-1.04; 3 -> 32 channels at L = 1024 1.47. 1x1 kernels:
+# 512 -> 2048 at L = 16 0.45, 256 -> 512 at L = 64 0.93, 128 -> 256 at L =
+# 256 1.20. Grouped layers gained nothing (their per-group products are small
+# either way; measured with the earlier kernels): 1.89 with 32 groups of 16
 # channels at L = 16, 1.08 with 8 channels at L = 64, 1.06 at L = 256.
 MAX_LENGTH = 196
 
