@@ -128,7 +128,13 @@ def sample_block(n, hp, wp):
 def gather_block(img, r0, c0, sh, sw, out):
     """``gather_window`` for a block of padded planes: out (SB, OH, OW)."""
     m, oh, ow = out.shape
-    if sw == 2:
+    if sw == 1:
+        src = img[:, r0:r0 + (oh - 1) * sh + 1:sh, c0:c0 + ow]
+        for j in range(m):
+            for i in range(oh):
+                for q in range(ow):
+                    out[j, i, q] = src[j, i, q]
+    elif sw == 2:
         src = img[:, r0:r0 + (oh - 1) * sh + 1:sh, c0:c0 + 2 * ow - 1]
         for j in range(m):
             for i in range(oh):
@@ -146,7 +152,13 @@ def gather_block(img, r0, c0, sh, sw, out):
 def add_block(col, r0, c0, sh, sw, img):
     """The reverse of ``gather_block``: padded planes += the cells col (SB, OH, OW) came from."""
     m, oh, ow = col.shape
-    if sw == 2:
+    if sw == 1:
+        dst = img[:, r0:r0 + (oh - 1) * sh + 1:sh, c0:c0 + ow]
+        for j in range(m):
+            for i in range(oh):
+                for q in range(ow):
+                    dst[j, i, q] += col[j, i, q]
+    elif sw == 2:
         dst = img[:, r0:r0 + (oh - 1) * sh + 1:sh, c0:c0 + 2 * ow - 1]
         for j in range(m):
             for i in range(oh):
