@@ -21,8 +21,9 @@ def _layer(cfg, rng):
 
 @given(cfg=conv_configs())
 def test_both_layouts_agree_and_the_per_sample_one_is_gradient_checked(cfg):
-    """Every drawn option (groups too, which ``applicable`` never sends here)
-    through the batch-minor functions equals one product per sample; the
+    """Every drawn option through the batch-minor functions (called directly, so
+    that grouped layers the direct loops would take are covered too) equals
+    one product per sample; the
     per-sample layout ('im2col') gets its own gradient check, since on these
     small planes 'auto' takes the batch-minor one (checked in test_conv.py)."""
     if not fits(cfg):
@@ -50,7 +51,7 @@ def test_both_layouts_agree_and_the_per_sample_one_is_gradient_checked(cfg):
             np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
 
-def test_chosen_for_ungrouped_small_planes_only():
+def test_chosen_for_small_planes_unless_the_direct_loops_take_them():
     rng = np.random.default_rng(0)
     side = int(np.sqrt(B.MAX_LENGTH))
     assert side * side == B.MAX_LENGTH                         # 14x14
@@ -59,7 +60,9 @@ def test_chosen_for_ungrouped_small_planes_only():
         (Conv2d(4, 6, 3, padding=1, dtype=F64, rng=0), side + 1, False),
         (Conv2d(4, 6, 3, stride=2, padding=1, dtype=F64, rng=0), 2 * side, True),
         (Conv2d(4, 6, 1, dtype=F64, rng=0), 4, True),             # pointwise: x is the columns
-        (Conv2d(4, 6, 3, stride=2, padding=1, groups=2, dtype=F64, rng=0), 8, False),
+        (Conv2d(4, 6, 3, stride=2, padding=1, groups=2, dtype=F64, rng=0), 8, True),
+        (Conv2d(4, 6, 3, stride=2, padding=1, groups=2, dtype=F64, rng=0), 2 * side + 1, False),
+        (Conv2d(4, 6, 3, padding=1, groups=2, dtype=F64, rng=0), 8, False),   # direct loops
     ]
     for layer, size, expected in cases:
         for n in (3, 2):   # a smaller batch after a larger one: the workspace is reshaped

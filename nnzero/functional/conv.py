@@ -26,9 +26,9 @@ each sample's columns and b as one more column of W. Then
 so the two products compute what a bias pass over y and a sum over dy would
 (``_bias_in_columns``); dcols uses W alone.
 
-On small output planes (up to 14x14) an ungrouped convolution takes the
-same products over a thread's whole share of the batch at once instead, with
-the columns laid out batch-minor: ``conv_batch_minor.py``.
+On small output planes (up to 14x14) a convolution takes the same products
+over a thread's whole share of the batch at once instead, with the columns
+laid out batch-minor: ``conv_batch_minor.py``.
 
 Transposed convolution is written in ``conv_transpose.py`` (the same two
 directions, swapped) and exported here too: ``conv_transpose2d_forward`` and
@@ -65,9 +65,9 @@ def set_conv_algorithm(name):
     whose transformed tiles fit the im2col budget, grouped convolutions with few channels per group
     (depthwise ones at any stride, others at stride 1; see
     ``direct.applicable``) to the direct loops of ``direct.py``, and im2col
-    otherwise: ungrouped ones with small output planes with batch-minor
-    columns and one product per thread (``conv_batch_minor.py``), the rest
-    with one product per sample; transposed convolutions whose stride divides
+    otherwise: those with small output planes with batch-minor columns and
+    one product per group and thread (``conv_batch_minor.py``), the rest with
+    one product per sample; transposed convolutions whose stride divides
     the kernel run as a stride-1 convolution and a pixel shuffle
     (``subpixel.py``), the others through col2im. 'winograd' forces Winograd
     wherever it applies (the grouped ones still go direct); 'im2col' sends
@@ -143,7 +143,7 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
         return winograd.conv2d_winograd_forward(x, weight, bias, geo, workspace)
     if ALGORITHM[0] != "im2col" and direct.applicable(geo, c, o, (oh, ow)):
         return direct.direct_forward(x, weight, bias, geo, (oh, ow))
-    if ALGORITHM[0] != "im2col" and conv_batch_minor.applicable(geo, (oh, ow)):
+    if ALGORITHM[0] != "im2col" and conv_batch_minor.applicable((oh, ow)):
         return conv_batch_minor.forward(x, weight, bias, geo, (oh, ow), workspace)
     length = oh * ow
     pointwise = columns_are_input(geo, x.shape, (oh, ow))

@@ -39,8 +39,9 @@ from ._columns import (Geometry, bias_grad, channels_first, chunk_size, columns_
 from ._scratch import samples, scratch
 from ._threads import piece_bounds, run_pieces
 
-# Which convolutions take the batch-minor layout: ungrouped ones with output
-# planes of at most MAX_LENGTH cells. Measured forward+backward against one
+# Which convolutions take the batch-minor layout: those with output planes of
+# at most MAX_LENGTH cells (grouped ones too, unless the direct loops of
+# ``direct.py`` take them first). Measured forward+backward against one
 # product per sample (interleaved, 5 rounds, 32 samples unless said), with the
 # batch-minor kernels of ``kernels/im2col.py`` as they are now: 3x3 kernels,
 # L = 16: 256 -> 512 channels at stride 2 (128 samples) 0.41, 512 -> 512 at
@@ -50,9 +51,13 @@ from ._threads import piece_bounds, run_pieces
 # 2); L = 256 (conv_strided's shape) 0.96 and 1.05 in two runs; L = 400 (32 ->
 # 64 at stride 2) 0.99-1.04; 3 -> 32 channels at L = 1024 1.47. 1x1 kernels:
 # 512 -> 2048 at L = 16 0.45, 256 -> 512 at L = 64 0.93, 128 -> 256 at L =
-# 256 1.20. Grouped layers gained nothing (their per-group products are small
-# either way; measured with the earlier kernels): 1.89 with 32 groups of 16
-# channels at L = 16, 1.08 with 8 channels at L = 64, 1.06 at L = 256.
+# 256 1.20. Grouped, 3x3 at stride 2: 4 channels per group 0.63 at L = 16
+# and 0.95 at L = 64, 8 channels 0.80 at L = 64 and 0.93 at L = 196, 16
+# channels 0.62-0.65 at L = 16 and 0.85 at L = 49, 8 channels at L = 256
+# 0.98; a channel multiplier (128 -> 256 in 128 groups) 0.68 at L = 64; at
+# stride 1, 16 and 32 channels per group at L = 16 0.73-0.75. (With the
+# kernels visiting sample by sample, before the block loops, grouped layers
+# had measured 1.06-1.89.)
 MAX_LENGTH = 196
 
 
@@ -66,9 +71,9 @@ class BatchMinorCache(NamedTuple):
     bounds: object         # the forward's split of the batch over the threads (with ``cols``)
 
 
-def applicable(geo, out_size):
+def applicable(out_size):
     """Whether a convolution should use these products (see MAX_LENGTH)."""
-    return geo.groups == 1 and out_size[0] * out_size[1] <= MAX_LENGTH
+    return out_size[0] * out_size[1] <= MAX_LENGTH
 
 
 def _columns(x, geo, out_size, block):
