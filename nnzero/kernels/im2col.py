@@ -42,8 +42,8 @@ import numba
 import numpy as np
 
 from ._jit import choose, njit, plane_chunks, serial_twin
-from .windows import (add_block, copy_inside, copy_into_padded, gather_block, gather_window,
-                      padded_size, sample_block, valid_range)
+from .windows import (add_block, block_unit, copy_inside, copy_into_padded, gather_block,
+                      gather_window, padded_size, sample_block, valid_range)
 
 
 # As in winograd.py, the scratch planes are allocated before the parallel loop,
@@ -59,9 +59,7 @@ def im2col_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols, kmajor=False):
         padded = np.zeros((chunks, sb, hp, wp), dtype=x.dtype)
         for k in numba.prange(chunks):
             for unit in range(k * (c * blocks) // chunks, (k + 1) * (c * blocks) // chunks):
-                ch = unit // blocks
-                b0 = (unit - ch * blocks) * sb
-                b1 = min(n, b0 + sb)
+                ch, b0, b1 = block_unit(unit, blocks, sb, n)
                 img = padded[k, :b1 - b0]
                 for j in range(b1 - b0):
                     copy_into_padded(x[b0 + j, ch], img[j], ph, pw)
@@ -96,9 +94,7 @@ def col2im_numba(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, x, kmajor=False):
         padded = np.empty((chunks, sb, hp, wp), dtype=x.dtype)
         for k in numba.prange(chunks):
             for unit in range(k * (c * blocks) // chunks, (k + 1) * (c * blocks) // chunks):
-                ch = unit // blocks
-                b0 = (unit - ch * blocks) * sb
-                b1 = min(n, b0 + sb)
+                ch, b0, b1 = block_unit(unit, blocks, sb, n)
                 img = padded[k, :b1 - b0]
                 img[:, :, :] = 0
                 for u in range(kh):

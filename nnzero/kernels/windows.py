@@ -125,6 +125,15 @@ def sample_block(n, hp, wp):
 
 
 @njit(inline="always")
+def block_unit(unit, blocks, sb, n):
+    """(channel, first sample, end sample) of a unit of the batch-minor kernels:
+    units run channel by channel, each channel's samples in ``blocks`` blocks of SB."""
+    ch = unit // blocks
+    b0 = (unit - ch * blocks) * sb
+    return ch, b0, min(n, b0 + sb)
+
+
+@njit(inline="always")
 def gather_block(img, r0, c0, sh, sw, out):
     """``gather_window`` for a block of padded planes: out (SB, OH, OW)."""
     m, oh, ow = out.shape
