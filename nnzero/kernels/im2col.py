@@ -43,7 +43,7 @@ import numpy as np
 
 from ._jit import choose, njit, plane_chunks, serial_twin
 from .windows import (add_block, block_unit, copy_inside, copy_into_padded, gather_block,
-                      gather_window, padded_size, sample_block, valid_range)
+                      gather_window, padded_size, sample_block)
 
 
 # As in winograd.py, the scratch planes are allocated before the parallel loop,
@@ -137,12 +137,29 @@ def _col2im_plane_padded(cols, b, ch, kh, kw, sh, ph, pw, dh, dw, oh, ow, img, p
 
 
 @njit(inline="always")
+def _valid_range(n_out, stride, offset, size):
+    """Positions j in [0, n_out) with 0 <= j*stride + offset < size, as [lo, hi),
+    with 0 <= lo <= hi <= n_out (callers loop over [0, lo) and [hi, n_out) too)."""
+    lo = -(offset // stride)  # ceil(-offset / stride)
+    if lo < 0:
+        lo = 0
+    if lo > n_out:
+        lo = n_out
+    hi = (size - 1 - offset) // stride + 1
+    if hi > n_out:
+        hi = n_out
+    if hi < lo:
+        hi = lo
+    return lo, hi
+
+
+@njit(inline="always")
 def _col2im_plane_clipped(cols, b, ch, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, plane):
     """One plane of col2im, each window row clipped to the image."""
     h, w = plane.shape
     plane[:, :] = 0
     for u in range(kh):
-        i_lo, i_hi = valid_range(oh, sh, u * dh - ph, h)
+        i_lo, i_hi = _valid_range(oh, sh, u * dh - ph, h)
         rows = i_hi - i_lo
         if rows <= 0:
             continue
@@ -151,7 +168,7 @@ def _col2im_plane_clipped(cols, b, ch, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, p
             row = (ch * kh + u) * kw + v
             col = cols[b, row].reshape(oh, ow)
             off_w = v * dw - pw
-            j_lo, j_hi = valid_range(ow, sw, off_w, w)
+            j_lo, j_hi = _valid_range(ow, sw, off_w, w)
             m = j_hi - j_lo
             if m <= 0:
                 continue

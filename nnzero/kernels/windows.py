@@ -13,23 +13,6 @@ from ._jit import njit
 
 
 @njit(inline="always")
-def valid_range(n_out, stride, offset, size):
-    """Positions j in [0, n_out) with 0 <= j*stride + offset < size, as [lo, hi),
-    with 0 <= lo <= hi <= n_out (callers loop over [0, lo) and [hi, n_out) too)."""
-    lo = -(offset // stride)  # ceil(-offset / stride)
-    if lo < 0:
-        lo = 0
-    if lo > n_out:
-        lo = n_out
-    hi = (size - 1 - offset) // stride + 1
-    if hi > n_out:
-        hi = n_out
-    if hi < lo:
-        hi = lo
-    return lo, hi
-
-
-@njit(inline="always")
 def padded_size(h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     """Rows and columns of a zero-padded plane holding the image at (PH, PW)
     and every window of the OH x OW grid."""
