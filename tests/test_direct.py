@@ -11,11 +11,23 @@ from nnzero import gradcheck
 from nnzero.functional import conv as F
 from nnzero.functional import direct
 from nnzero.functional.direct import DirectCache
+from nnzero.kernels import _pool
 from nnzero.kernels import depthwise as D
 from nnzero.kernels import depthwise3 as D3
 from nnzero.kernels import depthwise5 as D5
 from nnzero.kernels import grouped as G
 from nnzero.layers import Conv2d
+
+
+@pytest.fixture(autouse=True, scope="module")
+def split_every_kernel_call():
+    """Small test arrays would run on one thread (``_pool.MIN_SPLIT_WORK``):
+    make every ``*_numba`` call here split its units over the threads, so the
+    split is what the twins are checked against."""
+    old = _pool.MIN_SPLIT_WORK
+    _pool.MIN_SPLIT_WORK = 0
+    yield
+    _pool.MIN_SPLIT_WORK = old
 
 
 @st.composite
@@ -162,8 +174,8 @@ def test_depthwise5_kernels_equal_numpy_twins(kh, sh, dh, **grid):
     ("3x3", 3, [((1, 1), (1, 2)), ((2, 2), (2, 1))]),
     ("5 wide", 5, [((1, 2), (2, 2)), ((2, 2), (1, 0))])])
 def test_depthwise_kernels_reuse_their_scratch_across_planes(family, k, geometries, monkeypatch):
-    """More planes than scratch slices (64): what one plane leaves in its
-    padded plane or its sums must not reach the next (every family of loops)."""
+    """Each call's scratch serves many planes in turn: what one plane leaves in
+    its padded plane or its sums must not reach the next (every family of loops)."""
     monkeypatch.setattr(D, "family", lambda *args: family)
     rng = np.random.default_rng(5)
     x = rng.standard_normal((5, 30, 7, 6)) * 1e3
@@ -261,8 +273,8 @@ def test_grouped_wrappers_handle_empty_inputs():
 
 
 def test_grouped_kernels_reuse_their_scratch_across_units():
-    """More (sample, group) units than scratch slices (64): what one unit
-    leaves in its padded planes or its gradient lines must not reach the next."""
+    """Each call's scratch serves many (sample, group) units in turn: what one
+    unit leaves in its padded planes or its gradient lines must not reach the next."""
     rng = np.random.default_rng(5)
     n, groups, cg, og = 5, 15, 2, 3
     x = rng.standard_normal((n, groups * cg, 7, 6)) * 1e3

@@ -7,12 +7,24 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from helpers import draw_pool_window, seeds
+from nnzero.kernels import _pool
 from nnzero.kernels import elementwise as K
 from nnzero.kernels import im2col as I
 from nnzero.kernels import pooling as Pk
 from nnzero.kernels import winograd as Wk
 from nnzero.functional import pooling as P
 from nnzero.shapes import pool_output_size
+
+
+@pytest.fixture(autouse=True, scope="module")
+def split_every_kernel_call():
+    """Small test arrays would run on one thread (``_pool.MIN_SPLIT_WORK``):
+    make every ``*_numba`` call here split its units over the threads, so the
+    split is what the twins are checked against."""
+    old = _pool.MIN_SPLIT_WORK
+    _pool.MIN_SPLIT_WORK = 0
+    yield
+    _pool.MIN_SPLIT_WORK = old
 
 
 @given(n=st.integers(0, 300), dtype=st.sampled_from([np.float32, np.float64]), seed=seeds())
@@ -48,19 +60,19 @@ def test_im2col_col2im_numba_equal_numpy_twins(n, c, h, w, k, s, p, d, out, dtyp
     args = (*k, *s, *p, *d, *out)
     a = np.full((n, c * k[0] * k[1], out[0] * out[1]), np.nan, dtype=dtype)
     b = a.copy()
-    I.im2col_numba(x, *args, a)
-    I.im2col_numpy(x, *args, b)
+    I.im2col_numba(x, *args, a, False)
+    I.im2col_numpy(x, *args, b, False)
     np.testing.assert_array_equal(a, b)
     serial = np.full_like(a, np.nan)
-    I.im2col_serial(x, *args, serial)   # the one-thread compile of the same source
+    I.im2col_serial(x, *args, serial, False)   # the same loops, on this thread
     np.testing.assert_array_equal(serial, a)
     cols = rng.standard_normal(a.shape).astype(dtype)
     xa = np.full_like(x, np.nan)
     xb = np.full_like(x, np.nan)
-    I.col2im_numba(cols, *args, xa)
-    I.col2im_numpy(cols, *args, xb)
+    I.col2im_numba(cols, *args, xa, False)
+    I.col2im_numpy(cols, *args, xb, False)
     serial = np.full_like(x, np.nan)
-    I.col2im_serial(cols, *args, serial)
+    I.col2im_serial(cols, *args, serial, False)
     np.testing.assert_array_equal(serial, xa)
     np.testing.assert_allclose(xa, xb, rtol=1e-5 if dtype == np.float32 else 1e-12,
                                atol=1e-5 if dtype == np.float32 else 1e-12)
@@ -80,7 +92,7 @@ def test_im2col_col2im_numba_equal_numpy_twins(n, c, h, w, k, s, p, d, out, dtyp
     # the same columns above it, the row itself untouched, by every kernel
     for kernel in (I.im2col_numba, I.im2col_serial, I.im2col_numpy):
         wide = np.full((n, a.shape[1] + 1, a.shape[2]), 3.25, dtype=dtype)
-        kernel(x, *args, wide)
+        kernel(x, *args, wide, False)
         np.testing.assert_array_equal(wide[:, :-1], a)
         assert (wide[:, -1] == 3.25).all()
 
@@ -109,7 +121,7 @@ def test_im2col_col2im_never_write_outside_their_output(n, c, h, w, k, s, p, d, 
         dst = buf[guard:guard + size].reshape(shape)
         if src is None:
             src = rng.standard_normal((n, c * k[0] * k[1], out[0] * out[1]))
-        kernel(src, *args, dst)
+        kernel(src, *args, dst, False)
         assert np.all(buf[:guard] == 7.5) and np.all(buf[guard + size:] == 7.5)
     # the batch-minor layout too
     shape = (c * k[0] * k[1], n, out[0] * out[1])
@@ -165,9 +177,9 @@ def test_kernel_wrappers_refuse_inconsistent_shapes():
 @pytest.mark.parametrize("stride,pad,dilation", [(1, 0, 1), (1, 2, 1), (1, 1, 2), (2, 1, 1),
                                                  (3, 2, 1)])
 def test_im2col_col2im_reuse_their_scratch_across_planes(stride, pad, dilation):
-    """More planes than scratch slices (64): each padded plane serves several
-    image planes in turn, so nothing one leaves behind may reach the next
-    (large values make a stale entry obvious)."""
+    """Each thread's padded scratch plane serves many image planes in turn, so
+    nothing one leaves behind may reach the next (large values make a stale
+    entry obvious)."""
     n, c, h, w, k = 5, 30, 7, 6, 3
     oh = (h + 2 * pad - dilation * (k - 1) - 1) // stride + 1
     ow = (w + 2 * pad - dilation * (k - 1) - 1) // stride + 1
@@ -197,8 +209,8 @@ def test_im2col_col2im_reuse_their_scratch_across_planes(stride, pad, dilation):
 def test_batch_minor_kernels_with_partial_sample_blocks(stride):
     """The batch-minor kernels take one channel of a block of samples at a time
     (``windows.sample_block``): on 38x38 planes two samples per block, so three
-    samples make a full block and a partial one, and 70 channels make more
-    units than scratch slices. Outputs sit inside sentinel-filled buffers."""
+    samples make a full block and a partial one, and each thread's scratch
+    serves many of the 140 units. Outputs sit inside sentinel-filled buffers."""
     from nnzero.kernels.windows import padded_size, sample_block
     n, c, h, k, pad = 3, 70, 38, 3, 1
     oh = (h + 2 * pad - k) // stride + 1

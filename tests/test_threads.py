@@ -148,3 +148,46 @@ def test_linear_gives_the_same_answer_on_one_or_two_threads(numba_threads, rows)
     np.testing.assert_allclose(results[0][1], np.sin(results[0][0]) @ w, rtol=1e-12)
     for a, c in zip(*results):
         np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-12)
+
+
+@two_threads
+@pytest.mark.parametrize("units", [0, 1, 2, 7])
+def test_a_split_kernel_covers_its_units_once(numba_threads, monkeypatch, units):
+    """``_pool.split_kernel``: the units in contiguous pieces, one per thread,
+    none twice; all in one call on the calling thread when serial, inside a
+    piece, or when the arrays are small (``MIN_SPLIT_WORK``)."""
+    from nnzero.kernels import _pool
+    numba_threads(2)
+    calls = []
+    lock = threading.Lock()
+
+    def kernel_range(a, lo, hi):
+        with lock:
+            calls.append((lo, hi, threading.get_ident()))
+        a[lo:hi] += 1
+
+    run, run_serial = _pool.split_kernel(kernel_range, lambda a: a.shape[0])
+    assert (run.__name__, run_serial.__name__) == ("kernel_numba", "kernel_serial")
+    monkeypatch.setattr(_pool, "MIN_SPLIT_WORK", 0)
+    a = np.zeros(units)
+    run(a)
+    np.testing.assert_array_equal(a, 1)
+    pieces = min(2, units)
+    assert sorted(c[:2] for c in calls) == [(units * i // pieces, units * (i + 1) // pieces)
+                                            for i in range(pieces)]
+    assert len({c[2] for c in calls}) == pieces
+
+    def one_call_here(call):
+        calls.clear()
+        here = threading.get_ident()
+        call()
+        assert calls == ([(0, units, here)] if units else [])
+
+    one_call_here(lambda: run_serial(a))
+    monkeypatch.setattr(_pool, "MIN_SPLIT_WORK", units + 1)
+    one_call_here(lambda: run(a))
+    monkeypatch.setattr(_pool, "MIN_SPLIT_WORK", 0)
+    calls.clear()
+    _pool.run_split([0, 1, 2], lambda lo, hi: run(a))   # two pieces, each calling the kernel
+    assert sorted(c[:2] for c in calls) == ([(0, units)] * 2 if units else [])
+    np.testing.assert_array_equal(a, 5)

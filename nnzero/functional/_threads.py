@@ -16,87 +16,54 @@ woken by a product they spin on for a while, and the convolution after a
 multithreaded Linear measured 1.5x slower for it (cnn_step: 1.6-2.0x
 PyTorch's time before, 1.24x after).
 
-The thread count is numba's (``NUMBA_NUM_THREADS`` or
-``numba.set_num_threads``), the one every nnzero kernel uses. BLAS is
+The threads are ``kernels/_pool.py``'s, the ones every nnzero kernel uses;
+their count is numba's (``NUMBA_NUM_THREADS`` or
+``numba.set_num_threads``). BLAS is
 limited to one thread only while the pieces run (threadpoolctl), and put
 back afterwards.
 """
 from __future__ import annotations
 
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
-import numba
+from ..kernels._pool import inside_piece, run_split, split_bounds
 
-_STATE = threading.local()
-_POOL = {"pool": None, "size": 0, "pid": None, "blas": None}
+_BLAS = {"controller": None}
 _LOCK = threading.Lock()
 
 
 def _blas_one_thread():
     """A context manager limiting BLAS to one thread (threadpoolctl, made once)."""
     with _LOCK:
-        if _POOL["blas"] is None:
+        if _BLAS["controller"] is None:
             from threadpoolctl import ThreadpoolController
 
-            _POOL["blas"] = ThreadpoolController()
-    return _POOL["blas"].limit(limits=1, user_api="blas")
+            _BLAS["controller"] = ThreadpoolController()
+    return _BLAS["controller"].limit(limits=1, user_api="blas")
 
 
-def _executor(size):
-    with _LOCK:
-        # a forked child inherits the pool object but not its threads: start anew
-        if _POOL["size"] < size or _POOL["pid"] != os.getpid():
-            if _POOL["pool"] is not None and _POOL["pid"] == os.getpid():
-                _POOL["pool"].shutdown(wait=False)
-            _POOL["pool"] = ThreadPoolExecutor(size, thread_name_prefix="nnzero")
-            _POOL["size"], _POOL["pid"] = size, os.getpid()
-        return _POOL["pool"]
-
-
-def _run_marked(fn, lo, hi):
-    _STATE.inside = True
-    try:
-        return fn(lo, hi)
-    finally:
-        _STATE.inside = False
-
-
-def inside_piece():
-    """Whether the calling thread is running a piece of ``run_pieces``."""
-    return getattr(_STATE, "inside", False)
+__all__ = ["inside_piece", "piece_bounds", "run_pieces", "batch_pieces"]
 
 
 def piece_bounds(n):
     """``[0, ..., n]``: contiguous pieces of ``range(n)``, one per thread."""
-    t = 1 if inside_piece() else max(1, min(numba.get_num_threads(), n))
-    return [n * i // t for i in range(t + 1)]
+    return split_bounds(n)
 
 
 def run_pieces(bounds, fn):
     """``[fn(lo, hi) for each piece]`` of ``bounds`` (see ``piece_bounds``), run
-    at once, one per thread; the calling thread takes the first piece.
+    at once, one per thread (``kernels/_pool.py``), BLAS limited to one thread
+    meanwhile; the calling thread takes the first piece.
 
     ``fn`` must write only its own samples' rows of shared outputs and return
     what has to be summed over the batch (its share of a weight gradient).
     Called from inside a piece, the pieces run one after another, inline (no
     nested parallelism).
     """
-    pieces = list(zip(bounds[:-1], bounds[1:]))
-    if len(pieces) == 1 or inside_piece():
-        return [fn(lo, hi) for lo, hi in pieces]
-    pool = _executor(len(pieces) - 1)
+    if len(bounds) <= 2 or inside_piece():
+        return run_split(bounds, fn)
     with _blas_one_thread():
-        futures = [pool.submit(_run_marked, fn, lo, hi) for lo, hi in pieces[1:]]
-        try:
-            first = _run_marked(fn, *pieces[0])
-        finally:  # never return (or raise) while a piece still writes into the outputs
-            rest = [f.exception() for f in futures]
-        for err in rest:
-            if err is not None:
-                raise err
-        return [first] + [f.result() for f in futures]
+        return run_split(bounds, fn)
 
 
 def batch_pieces(n, fn):

@@ -23,12 +23,13 @@ in ``conv.py``; each kernel module's docstring has the loop form it uses.
 ``set_conv_algorithm('im2col')``.
 
 Threads: the batch is split over them as for every other convolution
-(``_threads.py``), each piece running the single-threaded compile of the
-kernel on its own samples. The kernels' own parallel loops (numba's prange,
-over chunks of planes) measured no faster than one thread on the depthwise
+(``_threads.py``), each piece running the kernel on its own samples on its
+own thread. Splitting each kernel's planes over the threads instead (then
+numba's prange loops) measured no faster than one thread on the depthwise
 benchmark layer (7.1 against 7.1 ms, forward and backward) where the split
-took 3.9-4.2 ms, and 18.7-25 against 17-18.7 ms for 8 groups of 8 channels.
-They are kept for a batch of one sample, which has nothing to split.
+batch took 3.9-4.2 ms, and 18.7-25 against 17-18.7 ms for 8 groups of 8
+channels. A batch of one sample, which has nothing to split, splits its
+planes (``kernels/_pool.py``).
 """
 from __future__ import annotations
 
@@ -137,7 +138,7 @@ def direct_backward(dy, cache):
 
 def _over_batch(n, part):
     """``part(lo, hi, serial)`` over the batch, split over the threads; a single
-    sample runs the kernel's own parallel loop over its planes instead."""
+    sample splits the kernel's planes over the threads instead."""
     if n == 1 and not inside_piece():
         return [part(0, 1, False)]
     return batch_pieces(n, lambda lo, hi: part(lo, hi, True))

@@ -40,37 +40,6 @@ def njit(*args, parallel=False, **kwargs):
                       **kwargs)
 
 
-MAX_PLANE_CHUNKS = 64
-
-
-@njit(inline="always")
-def plane_chunks(planes):
-    """How many chunks a kernel splits its N*C planes into: one scratch slice
-    each, allocated before the parallel loop (see winograd.py). At most 64, so
-    the scratch stays small and in cache, and enough to balance the threads."""
-    return max(1, min(planes, MAX_PLANE_CHUNKS))
-
-
 def choose(numba_impl, numpy_impl):
     """The implementation in force: the compiled one unless ``NNZERO_JIT=0``."""
     return numba_impl if JIT_ENABLED else numpy_impl
-
-
-def serial_twin(kernel):
-    """A single-threaded compile of a parallel kernel, from the same source.
-
-    For callers that already run one kernel per thread (the convolutions split
-    the batch over their own threads, see ``functional/_threads.py``): a
-    parallel kernel there would oversubscribe the cores, and numba's workqueue
-    layer does not accept launches from two threads at once. The copy gets
-    its own name so numba's disk cache keeps the two compiles apart.
-    """
-    import types
-
-    f = kernel.py_func
-    copy = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial",
-                              f.__defaults__, f.__closure__)
-    copy.__qualname__ = f.__qualname__ + "_serial"
-    copy.__module__ = f.__module__
-    copy.__doc__ = f.__doc__
-    return njit(copy)

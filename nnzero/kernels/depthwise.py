@@ -21,10 +21,11 @@ dx is the inside of dxp. Each (n, c) plane's share of dw is written to its own
 slot of an (N, C, KH, KW) array and summed over N by the caller, so no two
 threads ever write the same place.
 
-``*_numba`` runs over chunks of planes in parallel, with one padded scratch
-plane per chunk allocated before the loop (as in ``im2col.py``), and
-``*_serial`` is its single-threaded compile (for a caller that splits the
-batch); ``*_numpy`` is its twin, one strided view per kernel offset.
+Each kernel is a compiled loop over a range of planes with one padded
+scratch plane per call (``*_range``); ``*_numba`` splits the planes over the
+threads and ``*_serial`` runs them all on the calling thread, for a caller
+that splits the batch (``_pool.split_kernel``); ``*_numpy`` is the twin, one
+strided view per kernel offset.
 For 3x3 kernels ``depthwise3.py`` and for 5-wide kernels at column stride 2
 ``depthwise5.py`` have faster loops (``family`` picks); the same twin
 stands for them. The public wrappers pick the kernel and check every shape,
@@ -32,109 +33,101 @@ so a wrong call raises instead of reading or writing out of bounds.
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-from ._jit import choose, njit, plane_chunks, serial_twin
+from ._jit import choose, njit
+from ._pool import split_kernel
 from . import depthwise3 as _d3
 from . import depthwise5 as _d5
 from .im2col import offset_views, padded_copy
 from .windows import copy_inside, copy_into_padded, padded_size
 
 
-@njit(parallel=True)
-def depthwise_forward_numba(x, w, bias, sh, sw, ph, pw, dh, dw, y):
+@njit
+def _depthwise_forward_range(x, w, bias, sh, sw, ph, pw, dh, dw, y, lo, hi):
     n, c, h, wd = x.shape
     kh, kw = w.shape[2], w.shape[3]
     oh, ow = y.shape[2], y.shape[3]
     hp, wp = padded_size(h, wd, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
-    chunks = plane_chunks(n * c)
-    padded = np.zeros((chunks, hp, wp), dtype=x.dtype)   # borders stay 0
-    for k in numba.prange(chunks):
-        img = padded[k]
-        for nc in range(k * (n * c) // chunks, (k + 1) * (n * c) // chunks):
-            b = nc // c
-            ch = nc - b * c
-            copy_into_padded(x[b, ch], img, ph, pw)
-            for i in range(oh):
-                dst = y[b, ch, i]
-                for q in range(ow):
-                    dst[q] = bias[ch]
-                for u in range(kh):
-                    src_row = img[i * sh + u * dh]
-                    for v in range(kw):
-                        wt = w[ch, 0, u, v]
-                        if sw == 1:
-                            src = src_row[v * dw:v * dw + ow]
-                            for q in range(ow):
-                                dst[q] += wt * src[q]
-                        elif sw == 2:
-                            src = src_row[v * dw:v * dw + 2 * ow - 1]
-                            for q in range(ow):
-                                dst[q] += wt * src[2 * q]
-                        else:
-                            src = src_row[v * dw:v * dw + (ow - 1) * sw + 1]
-                            for q in range(ow):
-                                dst[q] += wt * src[q * sw]
+    img = np.zeros((hp, wp), dtype=x.dtype)   # borders stay 0
+    for nc in range(lo, hi):
+        b = nc // c
+        ch = nc - b * c
+        copy_into_padded(x[b, ch], img, ph, pw)
+        for i in range(oh):
+            dst = y[b, ch, i]
+            for q in range(ow):
+                dst[q] = bias[ch]
+            for u in range(kh):
+                src_row = img[i * sh + u * dh]
+                for v in range(kw):
+                    wt = w[ch, 0, u, v]
+                    if sw == 1:
+                        src = src_row[v * dw:v * dw + ow]
+                        for q in range(ow):
+                            dst[q] += wt * src[q]
+                    elif sw == 2:
+                        src = src_row[v * dw:v * dw + 2 * ow - 1]
+                        for q in range(ow):
+                            dst[q] += wt * src[2 * q]
+                    else:
+                        src = src_row[v * dw:v * dw + (ow - 1) * sw + 1]
+                        for q in range(ow):
+                            dst[q] += wt * src[q * sw]
 
 
-@njit(parallel=True)
-def depthwise_backward_numba(x, w, dy, sh, sw, ph, pw, dh, dw, dx, dw_planes):
+@njit
+def _depthwise_backward_range(x, w, dy, sh, sw, ph, pw, dh, dw, dx, dw_planes, lo, hi):
     n, c, h, wd = x.shape
     kh, kw = w.shape[2], w.shape[3]
     oh, ow = dy.shape[2], dy.shape[3]
     hp, wp = padded_size(h, wd, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
-    chunks = plane_chunks(n * c)
-    padded = np.zeros((chunks, hp, wp), dtype=x.dtype)   # borders stay 0
-    acc = np.empty((chunks, hp, wp), dtype=dx.dtype)
+    img = np.zeros((hp, wp), dtype=x.dtype)   # borders stay 0
+    grad = np.empty((hp, wp), dtype=dx.dtype)
     # dw products summed per column first (vectorises), across the row at the end
-    wsum = np.empty((chunks, kh * kw, ow), dtype=dx.dtype)
-    for k in numba.prange(chunks):
-        img = padded[k]
-        grad = acc[k]
-        grad_flat = grad.reshape(hp * wp)
-        sums = wsum[k]
-        for nc in range(k * (n * c) // chunks, (k + 1) * (n * c) // chunks):
-            b = nc // c
-            ch = nc - b * c
-            copy_into_padded(x[b, ch], img, ph, pw)
-            for q in range(hp * wp):
-                grad_flat[q] = 0
-            for t in range(kh * kw):
-                srow = sums[t]
-                for q in range(ow):
-                    srow[q] = 0
-            for i in range(oh):
-                g = dy[b, ch, i]
-                for u in range(kh):
-                    src_row = img[i * sh + u * dh]
-                    dst_row = grad[i * sh + u * dh]
-                    for v in range(kw):
-                        wt = w[ch, 0, u, v]
-                        srow = sums[u * kw + v]
-                        if sw == 1:
-                            src = src_row[v * dw:v * dw + ow]
-                            dst = dst_row[v * dw:v * dw + ow]
-                            for q in range(ow):
-                                srow[q] += g[q] * src[q]
-                                dst[q] += wt * g[q]
-                        elif sw == 2:
-                            src = src_row[v * dw:v * dw + 2 * ow - 1]
-                            dst = dst_row[v * dw:v * dw + 2 * ow - 1]
-                            for q in range(ow):
-                                srow[q] += g[q] * src[2 * q]
-                                dst[2 * q] += wt * g[q]
-                        else:
-                            src = src_row[v * dw:v * dw + (ow - 1) * sw + 1]
-                            dst = dst_row[v * dw:v * dw + (ow - 1) * sw + 1]
-                            for q in range(ow):
-                                srow[q] += g[q] * src[q * sw]
-                                dst[q * sw] += wt * g[q]
-            part = dw_planes[b, ch]
+    sums = np.empty((kh * kw, ow), dtype=dx.dtype)
+    grad_flat = grad.reshape(hp * wp)
+    for nc in range(lo, hi):
+        b = nc // c
+        ch = nc - b * c
+        copy_into_padded(x[b, ch], img, ph, pw)
+        for q in range(hp * wp):
+            grad_flat[q] = 0
+        for t in range(kh * kw):
+            srow = sums[t]
+            for q in range(ow):
+                srow[q] = 0
+        for i in range(oh):
+            g = dy[b, ch, i]
             for u in range(kh):
+                src_row = img[i * sh + u * dh]
+                dst_row = grad[i * sh + u * dh]
                 for v in range(kw):
-                    part[u, v] = sums[u * kw + v].sum()
-            copy_inside(grad, ph, pw, dx[b, ch])
+                    wt = w[ch, 0, u, v]
+                    srow = sums[u * kw + v]
+                    if sw == 1:
+                        src = src_row[v * dw:v * dw + ow]
+                        dst = dst_row[v * dw:v * dw + ow]
+                        for q in range(ow):
+                            srow[q] += g[q] * src[q]
+                            dst[q] += wt * g[q]
+                    elif sw == 2:
+                        src = src_row[v * dw:v * dw + 2 * ow - 1]
+                        dst = dst_row[v * dw:v * dw + 2 * ow - 1]
+                        for q in range(ow):
+                            srow[q] += g[q] * src[2 * q]
+                            dst[2 * q] += wt * g[q]
+                    else:
+                        src = src_row[v * dw:v * dw + (ow - 1) * sw + 1]
+                        dst = dst_row[v * dw:v * dw + (ow - 1) * sw + 1]
+                        for q in range(ow):
+                            srow[q] += g[q] * src[q * sw]
+                            dst[q * sw] += wt * g[q]
+        part = dw_planes[b, ch]
+        for u in range(kh):
+            for v in range(kw):
+                part[u, v] = sums[u * kw + v].sum()
+        copy_inside(grad, ph, pw, dx[b, ch])
 
 
 def depthwise_forward_numpy(x, w, bias, sh, sw, ph, pw, dh, dw, y):
@@ -159,8 +152,11 @@ def depthwise_backward_numpy(x, w, dy, sh, sw, ph, pw, dh, dw, dx, dw_planes):
     dx[...] = dxp[:, :, ph:ph + h, pw:pw + wd]
 
 
-depthwise_forward_serial = serial_twin(depthwise_forward_numba)
-depthwise_backward_serial = serial_twin(depthwise_backward_numba)
+# the entry points: the (n, c) planes split over the threads, or all on this one
+depthwise_forward_numba, depthwise_forward_serial = split_kernel(
+    _depthwise_forward_range, lambda x, *rest: x.shape[0] * x.shape[1])
+depthwise_backward_numba, depthwise_backward_serial = split_kernel(
+    _depthwise_backward_range, lambda x, *rest: x.shape[0] * x.shape[1])
 # (parallel, serial) compiles of each family of loops; one NumPy twin for all
 _FORWARD = {
     "rows": (depthwise_forward_numba, depthwise_forward_serial),

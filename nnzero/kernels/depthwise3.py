@@ -39,10 +39,10 @@ to FUSED_MAX_WIDTH output columns.
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-from ._jit import njit, plane_chunks, serial_twin
+from ._jit import njit
+from ._pool import split_kernel
 from .windows import copy_inside, copy_into_padded, padded_size
 
 FUSED_MAX_WIDTH = 14
@@ -72,40 +72,37 @@ def _taps(w, ch):
     return (t[0, 0], t[0, 1], t[0, 2], t[1, 0], t[1, 1], t[1, 2], t[2, 0], t[2, 1], t[2, 2])
 
 
-@njit(parallel=True)
-def depthwise3_forward_numba(x, w, bias, sh, sw, ph, pw, dh, dw, y):
+@njit
+def _depthwise3_forward_range(x, w, bias, sh, sw, ph, pw, dh, dw, y, lo, hi):
     """``depthwise.depthwise_forward_numba`` for 3x3 kernels."""
     n, c, h, wd = x.shape
     oh, ow = y.shape[2], y.shape[3]
     hp, wp = padded_size(h, wd, 3, 3, sh, sw, ph, pw, dh, dw, oh, ow)
-    chunks = plane_chunks(n * c)
-    padded = np.zeros((chunks, hp, wp), dtype=x.dtype)   # borders stay 0
-    for k in numba.prange(chunks):
-        img = padded[k]
-        r0, r1, r2 = _tap_rows(img, oh, ow, sh, sw, dh, dw)
-        for nc in range(k * (n * c) // chunks, (k + 1) * (n * c) // chunks):
-            b = nc // c
-            ch = nc - b * c
-            copy_into_padded(x[b, ch], img, ph, pw)
-            w00, w01, w02, w10, w11, w12, w20, w21, w22 = _taps(w, ch)
-            bb = bias[ch]
-            out = y[b, ch]
-            if sw == 2 and dw == 1:   # constant offsets: the loop vectorises
-                for i in range(oh):
-                    a0, a1, a2 = r0[i], r1[i], r2[i]
-                    o = out[i]
-                    for q in range(ow):
-                        o[q] = (bb + w00 * a0[2 * q] + w01 * a0[2 * q + 1] + w02 * a0[2 * q + 2]
-                                + w10 * a1[2 * q] + w11 * a1[2 * q + 1] + w12 * a1[2 * q + 2]
-                                + w20 * a2[2 * q] + w21 * a2[2 * q + 1] + w22 * a2[2 * q + 2])
-                continue
+    img = np.zeros((hp, wp), dtype=x.dtype)   # borders stay 0
+    r0, r1, r2 = _tap_rows(img, oh, ow, sh, sw, dh, dw)
+    for nc in range(lo, hi):
+        b = nc // c
+        ch = nc - b * c
+        copy_into_padded(x[b, ch], img, ph, pw)
+        w00, w01, w02, w10, w11, w12, w20, w21, w22 = _taps(w, ch)
+        bb = bias[ch]
+        out = y[b, ch]
+        if sw == 2 and dw == 1:   # constant offsets: the loop vectorises
             for i in range(oh):
+                a0, a1, a2 = r0[i], r1[i], r2[i]
+                o = out[i]
                 for q in range(ow):
-                    j = q * sw
-                    j1, j2 = j + dw, j + 2 * dw
-                    out[i, q] = (bb + w00 * r0[i, j] + w01 * r0[i, j1] + w02 * r0[i, j2]
-                                 + w10 * r1[i, j] + w11 * r1[i, j1] + w12 * r1[i, j2]
-                                 + w20 * r2[i, j] + w21 * r2[i, j1] + w22 * r2[i, j2])
+                    o[q] = (bb + w00 * a0[2 * q] + w01 * a0[2 * q + 1] + w02 * a0[2 * q + 2]
+                            + w10 * a1[2 * q] + w11 * a1[2 * q + 1] + w12 * a1[2 * q + 2]
+                            + w20 * a2[2 * q] + w21 * a2[2 * q + 1] + w22 * a2[2 * q + 2])
+            continue
+        for i in range(oh):
+            for q in range(ow):
+                j = q * sw
+                j1, j2 = j + dw, j + 2 * dw
+                out[i, q] = (bb + w00 * r0[i, j] + w01 * r0[i, j1] + w02 * r0[i, j2]
+                             + w10 * r1[i, j] + w11 * r1[i, j1] + w12 * r1[i, j2]
+                             + w20 * r2[i, j] + w21 * r2[i, j1] + w22 * r2[i, j2])
 
 
 # Not inlined, so that the reassociation flag stays with this function.
@@ -147,72 +144,70 @@ def _gather_stride2(gz, grow, a, b, c):
     grow[2 * m] += c * cur[m - 1]
 
 
-@njit(parallel=True)
-def depthwise3_backward_numba(x, w, dy, sh, sw, ph, pw, dh, dw, dx, dw_planes):
+@njit
+def _depthwise3_backward_range(x, w, dy, sh, sw, ph, pw, dh, dw, dx, dw_planes, lo, hi):
     """``depthwise.depthwise_backward_numba`` for 3x3 kernels."""
     n, c, h, wd = x.shape
     oh, ow = dy.shape[2], dy.shape[3]
     hp, wp = padded_size(h, wd, 3, 3, sh, sw, ph, pw, dh, dw, oh, ow)
-    chunks = plane_chunks(n * c)
-    padded = np.zeros((chunks, hp, wp), dtype=x.dtype)   # borders stay 0
-    acc = np.empty((chunks, hp, wp), dtype=dx.dtype)
-    shifted = np.zeros((chunks, ow + 1), dtype=dy.dtype)  # [0, dy row]; [0] stays 0
-    for k in numba.prange(chunks):
-        img = padded[k]
-        grad = acc[k]
-        gz = shifted[k]
-        r0, r1, r2 = _tap_rows(img, oh, ow, sh, sw, dh, dw)
-        g0, g1, g2 = _tap_rows(grad, oh, ow, sh, sw, dh, dw)
-        for nc in range(k * (n * c) // chunks, (k + 1) * (n * c) // chunks):
-            b = nc // c
-            ch = nc - b * c
-            copy_into_padded(x[b, ch], img, ph, pw)
-            for r in range(hp):
-                for q in range(wp):
-                    grad[r, q] = 0
-            w00, w01, w02, w10, w11, w12, w20, w21, w22 = _taps(w, ch)
-            d = dy[b, ch]
-            part = dw_planes[b, ch]
-            if sw == 2 and dw == 1:
-                for i in range(oh):
-                    gi = d[i]
-                    for q in range(ow):
-                        gz[q + 1] = gi[q]
-                    _gather_stride2(gz, g0[i], w00, w01, w02)
-                    _gather_stride2(gz, g1[i], w10, w11, w12)
-                    _gather_stride2(gz, g2[i], w20, w21, w22)
-                _dots_stride2(d, r0, r1, r2, part)
-                copy_inside(grad, ph, pw, dx[b, ch])
-                continue
-            s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = 0.0
+    img = np.zeros((hp, wp), dtype=x.dtype)   # borders stay 0
+    grad = np.empty((hp, wp), dtype=dx.dtype)
+    gz = np.zeros(ow + 1, dtype=dy.dtype)  # [0, dy row]; [0] stays 0
+    r0, r1, r2 = _tap_rows(img, oh, ow, sh, sw, dh, dw)
+    g0, g1, g2 = _tap_rows(grad, oh, ow, sh, sw, dh, dw)
+    for nc in range(lo, hi):
+        b = nc // c
+        ch = nc - b * c
+        copy_into_padded(x[b, ch], img, ph, pw)
+        for r in range(hp):
+            for q in range(wp):
+                grad[r, q] = 0
+        w00, w01, w02, w10, w11, w12, w20, w21, w22 = _taps(w, ch)
+        d = dy[b, ch]
+        part = dw_planes[b, ch]
+        if sw == 2 and dw == 1:
             for i in range(oh):
+                gi = d[i]
                 for q in range(ow):
-                    gq = d[i, q]
-                    j = q * sw
-                    j1, j2 = j + dw, j + 2 * dw
-                    s00 += gq * r0[i, j]
-                    s01 += gq * r0[i, j1]
-                    s02 += gq * r0[i, j2]
-                    s10 += gq * r1[i, j]
-                    s11 += gq * r1[i, j1]
-                    s12 += gq * r1[i, j2]
-                    s20 += gq * r2[i, j]
-                    s21 += gq * r2[i, j1]
-                    s22 += gq * r2[i, j2]
-                    g0[i, j] += w00 * gq
-                    g0[i, j1] += w01 * gq
-                    g0[i, j2] += w02 * gq
-                    g1[i, j] += w10 * gq
-                    g1[i, j1] += w11 * gq
-                    g1[i, j2] += w12 * gq
-                    g2[i, j] += w20 * gq
-                    g2[i, j1] += w21 * gq
-                    g2[i, j2] += w22 * gq
-            part[0, 0], part[0, 1], part[0, 2] = s00, s01, s02
-            part[1, 0], part[1, 1], part[1, 2] = s10, s11, s12
-            part[2, 0], part[2, 1], part[2, 2] = s20, s21, s22
+                    gz[q + 1] = gi[q]
+                _gather_stride2(gz, g0[i], w00, w01, w02)
+                _gather_stride2(gz, g1[i], w10, w11, w12)
+                _gather_stride2(gz, g2[i], w20, w21, w22)
+            _dots_stride2(d, r0, r1, r2, part)
             copy_inside(grad, ph, pw, dx[b, ch])
+            continue
+        s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = 0.0
+        for i in range(oh):
+            for q in range(ow):
+                gq = d[i, q]
+                j = q * sw
+                j1, j2 = j + dw, j + 2 * dw
+                s00 += gq * r0[i, j]
+                s01 += gq * r0[i, j1]
+                s02 += gq * r0[i, j2]
+                s10 += gq * r1[i, j]
+                s11 += gq * r1[i, j1]
+                s12 += gq * r1[i, j2]
+                s20 += gq * r2[i, j]
+                s21 += gq * r2[i, j1]
+                s22 += gq * r2[i, j2]
+                g0[i, j] += w00 * gq
+                g0[i, j1] += w01 * gq
+                g0[i, j2] += w02 * gq
+                g1[i, j] += w10 * gq
+                g1[i, j1] += w11 * gq
+                g1[i, j2] += w12 * gq
+                g2[i, j] += w20 * gq
+                g2[i, j1] += w21 * gq
+                g2[i, j2] += w22 * gq
+        part[0, 0], part[0, 1], part[0, 2] = s00, s01, s02
+        part[1, 0], part[1, 1], part[1, 2] = s10, s11, s12
+        part[2, 0], part[2, 1], part[2, 2] = s20, s21, s22
+        copy_inside(grad, ph, pw, dx[b, ch])
 
 
-depthwise3_forward_serial = serial_twin(depthwise3_forward_numba)
-depthwise3_backward_serial = serial_twin(depthwise3_backward_numba)
+# the entry points: the (n, c) planes split over the threads, or all on this one
+depthwise3_forward_numba, depthwise3_forward_serial = split_kernel(
+    _depthwise3_forward_range, lambda x, *rest: x.shape[0] * x.shape[1])
+depthwise3_backward_numba, depthwise3_backward_serial = split_kernel(
+    _depthwise3_backward_range, lambda x, *rest: x.shape[0] * x.shape[1])

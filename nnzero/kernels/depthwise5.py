@@ -25,10 +25,10 @@ on 28x28, 0.56-0.81 on 32x32, 0.45-0.59 on 112x112; backward 0.44-0.46,
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-from ._jit import njit, plane_chunks, serial_twin
+from ._jit import njit
+from ._pool import split_kernel
 from .windows import copy_inside, copy_into_padded, padded_size
 
 
@@ -46,31 +46,28 @@ def _add_row(o, a, w0, w1, w2, w3, w4):
                  + w3 * a[2 * q + 3] + w4 * a[2 * q + 4])
 
 
-@njit(parallel=True)
-def depthwise5_forward_numba(x, w, bias, sh, sw, ph, pw, dh, dw, y):
+@njit
+def _depthwise5_forward_range(x, w, bias, sh, sw, ph, pw, dh, dw, y, lo, hi):
     """``depthwise.depthwise_forward_numba`` for 5-wide kernels at column stride 2."""
     n, c, h, wd = x.shape
     kh = w.shape[2]
     oh, ow = y.shape[2], y.shape[3]
     hp, wp = padded_size(h, wd, kh, 5, sh, 2, ph, pw, dh, 1, oh, ow)
     cols = 2 * ow + 3                  # the columns the windows of a row reach
-    chunks = plane_chunks(n * c)
-    padded = np.zeros((chunks, hp, wp), dtype=x.dtype)   # borders stay 0
-    for k in numba.prange(chunks):
-        img = padded[k]
-        for nc in range(k * (n * c) // chunks, (k + 1) * (n * c) // chunks):
-            b = nc // c
-            ch = nc - b * c
-            copy_into_padded(x[b, ch], img, ph, pw)
-            out = y[b, ch]
-            bb = bias[ch]
-            for i in range(oh):
-                o = out[i]
-                for q in range(ow):
-                    o[q] = bb
-                for u in range(kh):
-                    t = w[ch, 0, u]
-                    _add_row(o, img[i * sh + u * dh, 0:cols], t[0], t[1], t[2], t[3], t[4])
+    img = np.zeros((hp, wp), dtype=x.dtype)   # borders stay 0
+    for nc in range(lo, hi):
+        b = nc // c
+        ch = nc - b * c
+        copy_into_padded(x[b, ch], img, ph, pw)
+        out = y[b, ch]
+        bb = bias[ch]
+        for i in range(oh):
+            o = out[i]
+            for q in range(ow):
+                o[q] = bb
+            for u in range(kh):
+                t = w[ch, 0, u]
+                _add_row(o, img[i * sh + u * dh, 0:cols], t[0], t[1], t[2], t[3], t[4])
 
 
 # Not inlined, so that the reassociation flag stays with this function.
@@ -109,40 +106,38 @@ def _gather_row(gz, grow, w0, w1, w2, w3, w4):
     grow[2 * ow + 2] += w4 * gz[ow + 1]
 
 
-@njit(parallel=True)
-def depthwise5_backward_numba(x, w, dy, sh, sw, ph, pw, dh, dw, dx, dw_planes):
+@njit
+def _depthwise5_backward_range(x, w, dy, sh, sw, ph, pw, dh, dw, dx, dw_planes, lo, hi):
     """``depthwise.depthwise_backward_numba`` for 5-wide kernels at column stride 2."""
     n, c, h, wd = x.shape
     kh = w.shape[2]
     oh, ow = dy.shape[2], dy.shape[3]
     hp, wp = padded_size(h, wd, kh, 5, sh, 2, ph, pw, dh, 1, oh, ow)
     cols = 2 * ow + 3
-    chunks = plane_chunks(n * c)
-    padded = np.zeros((chunks, hp, wp), dtype=x.dtype)   # borders stay 0
-    acc = np.empty((chunks, hp, wp), dtype=dx.dtype)
-    shifted = np.zeros((chunks, ow + 2), dtype=dy.dtype)  # [0, 0, dy row]
-    for k in numba.prange(chunks):
-        img = padded[k]
-        grad = acc[k]
-        gz = shifted[k]
-        for nc in range(k * (n * c) // chunks, (k + 1) * (n * c) // chunks):
-            b = nc // c
-            ch = nc - b * c
-            copy_into_padded(x[b, ch], img, ph, pw)
-            for r in range(hp):
-                for q in range(wp):
-                    grad[r, q] = 0
-            d = dy[b, ch]
-            for i in range(oh):
-                gi = d[i]
-                for q in range(ow):
-                    gz[q + 2] = gi[q]
-                for u in range(kh):
-                    t = w[ch, 0, u]
-                    _gather_row(gz, grad[i * sh + u * dh, 0:cols], t[0], t[1], t[2], t[3], t[4])
-            _plane_dots(d, img, sh, dh, dw_planes[b, ch])
-            copy_inside(grad, ph, pw, dx[b, ch])
+    img = np.zeros((hp, wp), dtype=x.dtype)   # borders stay 0
+    grad = np.empty((hp, wp), dtype=dx.dtype)
+    gz = np.zeros(ow + 2, dtype=dy.dtype)  # [0, 0, dy row]
+    for nc in range(lo, hi):
+        b = nc // c
+        ch = nc - b * c
+        copy_into_padded(x[b, ch], img, ph, pw)
+        for r in range(hp):
+            for q in range(wp):
+                grad[r, q] = 0
+        d = dy[b, ch]
+        for i in range(oh):
+            gi = d[i]
+            for q in range(ow):
+                gz[q + 2] = gi[q]
+            for u in range(kh):
+                t = w[ch, 0, u]
+                _gather_row(gz, grad[i * sh + u * dh, 0:cols], t[0], t[1], t[2], t[3], t[4])
+        _plane_dots(d, img, sh, dh, dw_planes[b, ch])
+        copy_inside(grad, ph, pw, dx[b, ch])
 
 
-depthwise5_forward_serial = serial_twin(depthwise5_forward_numba)
-depthwise5_backward_serial = serial_twin(depthwise5_backward_numba)
+# the entry points: the (n, c) planes split over the threads, or all on this one
+depthwise5_forward_numba, depthwise5_forward_serial = split_kernel(
+    _depthwise5_forward_range, lambda x, *rest: x.shape[0] * x.shape[1])
+depthwise5_backward_numba, depthwise5_backward_serial = split_kernel(
+    _depthwise5_backward_range, lambda x, *rest: x.shape[0] * x.shape[1])

@@ -31,10 +31,11 @@ added in one loop (``_taps3x3``): each pass over a line then loads it and
 stores it once for nine products instead of once per product (measured 1.4x
 faster than one loop per offset).
 
-``*_numba`` runs over chunks of units in parallel, one set of scratch planes
-per chunk allocated before the loop (as in ``im2col.py``), ``*_serial`` is
-the same source compiled for one thread (``functional/direct.py`` gives each
-thread its own samples); each unit writes its share of dw to its own slot of
+Each kernel is a compiled loop over a range of (sample, group) units with
+one set of scratch planes per call (``*_range``); ``*_numba`` splits the
+units over the threads, ``*_serial`` runs them all on the calling thread
+(``functional/direct.py`` gives each thread its own samples; see
+``_pool.split_kernel``). Each unit writes its share of dw to its own slot of
 an (N, G, Og, Cg, KH, KW) array, summed over N by the caller, so no two
 threads write the same place. ``*_numpy`` is the twin: one strided view of
 the padded input per kernel offset, one product per offset. The public wrappers check every shape, so a wrong call
@@ -42,10 +43,10 @@ raises instead of reading or writing out of bounds.
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-from ._jit import choose, njit, plane_chunks, serial_twin
+from ._jit import choose, njit
+from ._pool import split_kernel
 from .depthwise import check_output
 from .im2col import offset_views, padded_copy
 from .windows import copy_inside, copy_into_padded, padded_size
@@ -140,13 +141,11 @@ def _tap_dots(e, src, rstep, cstep, part):
 
 @njit(inline="always")
 def _layout(x, w, groups, ph, pw, dh, dw, oh, ow):
-    """Og, the padded plane (HP, WP), the flat length of an output line, and
-    the (sample, group) units split into chunks (one scratch slice each)."""
+    """Og, the padded plane (HP, WP) and the flat length of an output line."""
     h, wd = x.shape[2], x.shape[3]
     kh, kw = w.shape[2], w.shape[3]
     hp, wp = padded_size(h, wd, kh, kw, 1, 1, ph, pw, dh, dw, oh, ow)
-    units = x.shape[0] * groups
-    return w.shape[0] // groups, hp, wp, (oh - 1) * wp + ow, units, plane_chunks(units)
+    return w.shape[0] // groups, hp, wp, (oh - 1) * wp + ow
 
 
 @njit(inline="always")
@@ -161,65 +160,59 @@ def _load_unit(x, unit, groups, ph, pw, img):
     return b, g
 
 
-@njit(parallel=True)
-def grouped_forward_numba(x, w, bias, groups, ph, pw, dh, dw, y):
+@njit
+def _grouped_forward_range(x, w, bias, groups, ph, pw, dh, dw, y, lo, hi):
     cg = w.shape[1]
     oh, ow = y.shape[2], y.shape[3]
-    og, hp, wp, span, units, chunks = _layout(x, w, groups, ph, pw, dh, dw, oh, ow)
-    padded = np.zeros((chunks, cg, hp, wp), dtype=x.dtype)   # borders stay 0
-    lines = np.empty((chunks, oh * wp), dtype=y.dtype)
-    for k in numba.prange(chunks):
-        img = padded[k]
-        line = lines[k, :span]
-        for unit in range(k * units // chunks, (k + 1) * units // chunks):
-            b, g = _load_unit(x, unit, groups, ph, pw, img)
-            for oi in range(og):
-                oc = g * og + oi
-                for q in range(span):
-                    line[q] = bias[oc]
-                for ci in range(cg):
-                    _taps(img[ci].reshape(hp * wp), 0, 1, w[oc, ci], dh * wp, dw, line)
-                for i in range(oh):
-                    row = line[i * wp:i * wp + ow]
-                    dst = y[b, oc, i]
-                    for q in range(ow):
-                        dst[q] = row[q]
+    og, hp, wp, span = _layout(x, w, groups, ph, pw, dh, dw, oh, ow)
+    img = np.zeros((cg, hp, wp), dtype=x.dtype)   # borders stay 0
+    line = np.empty(span, dtype=y.dtype)
+    for unit in range(lo, hi):
+        b, g = _load_unit(x, unit, groups, ph, pw, img)
+        for oi in range(og):
+            oc = g * og + oi
+            for q in range(span):
+                line[q] = bias[oc]
+            for ci in range(cg):
+                _taps(img[ci].reshape(hp * wp), 0, 1, w[oc, ci], dh * wp, dw, line)
+            for i in range(oh):
+                row = line[i * wp:i * wp + ow]
+                dst = y[b, oc, i]
+                for q in range(ow):
+                    dst[q] = row[q]
 
 
-@njit(parallel=True)
-def grouped_backward_numba(x, w, dy, groups, ph, pw, dh, dw, dx, dw_units):
+@njit
+def _grouped_backward_range(x, w, dy, groups, ph, pw, dh, dw, dx, dw_units, lo, hi):
     h = x.shape[2]
     cg, kh, kw = w.shape[1], w.shape[2], w.shape[3]
     oh, ow = dy.shape[2], dy.shape[3]
-    og, hp, wp, span, units, chunks = _layout(x, w, groups, ph, pw, dh, dw, oh, ow)
+    og, hp, wp, span = _layout(x, w, groups, ph, pw, dh, dw, oh, ow)
     lead = (kh - 1) * dh * wp + (kw - 1) * dw
-    padded = np.zeros((chunks, cg, hp, wp), dtype=x.dtype)        # borders stay 0
-    dyl = np.zeros((chunks, og, lead + hp * wp), dtype=dx.dtype)  # only dy's cells are written
-    acc = np.empty((chunks, hp * wp), dtype=dx.dtype)
-    lo, hi = ph * wp, (ph + h) * wp          # the padded rows that hold the image
-    for k in numba.prange(chunks):
-        img = padded[k]
-        grad = acc[k]
-        for unit in range(k * units // chunks, (k + 1) * units // chunks):
-            b, g = _load_unit(x, unit, groups, ph, pw, img)
-            for oi in range(og):
-                e = dyl[k, oi]
-                src = dy[b, g * og + oi]
-                for i in range(oh):
-                    row = e[lead + i * wp:lead + i * wp + ow]
-                    for q in range(ow):
-                        row[q] = src[i, q]
-                e_span = e[lead:lead + span]
-                for ci in range(cg):
-                    _tap_dots(e_span, img[ci].reshape(hp * wp), dh * wp, dw,
-                              dw_units[b, g, oi, ci])
+    img = np.zeros((cg, hp, wp), dtype=x.dtype)        # borders stay 0
+    dyl = np.zeros((og, lead + hp * wp), dtype=dx.dtype)  # only dy's cells are written
+    grad = np.empty(hp * wp, dtype=dx.dtype)
+    r_lo, r_hi = ph * wp, (ph + h) * wp          # the padded rows that hold the image
+    for unit in range(lo, hi):
+        b, g = _load_unit(x, unit, groups, ph, pw, img)
+        for oi in range(og):
+            e = dyl[oi]
+            src = dy[b, g * og + oi]
+            for i in range(oh):
+                row = e[lead + i * wp:lead + i * wp + ow]
+                for q in range(ow):
+                    row[q] = src[i, q]
+            e_span = e[lead:lead + span]
             for ci in range(cg):
-                for q in range(lo, hi):
-                    grad[q] = 0
-                for oi in range(og):
-                    _taps(dyl[k, oi], lead + lo, -1, w[g * og + oi, ci], dh * wp, dw,
-                          grad[lo:hi])
-                copy_inside(grad.reshape(hp, wp), ph, pw, dx[b, g * cg + ci])
+                _tap_dots(e_span, img[ci].reshape(hp * wp), dh * wp, dw,
+                          dw_units[b, g, oi, ci])
+        for ci in range(cg):
+            for q in range(r_lo, r_hi):
+                grad[q] = 0
+            for oi in range(og):
+                _taps(dyl[oi], lead + r_lo, -1, w[g * og + oi, ci], dh * wp, dw,
+                      grad[r_lo:r_hi])
+            copy_inside(grad.reshape(hp, wp), ph, pw, dx[b, g * cg + ci])
 
 
 def grouped_forward_numpy(x, w, bias, groups, ph, pw, dh, dw, y):
@@ -251,8 +244,11 @@ def grouped_backward_numpy(x, w, dy, groups, ph, pw, dh, dw, dx, dw_units):
     dx[...] = dxp[:, :, ph:ph + h, pw:pw + wd]
 
 
-grouped_forward_serial = serial_twin(grouped_forward_numba)
-grouped_backward_serial = serial_twin(grouped_backward_numba)
+# the entry points: the (sample, group) units split over the threads, or all on this one
+grouped_forward_numba, grouped_forward_serial = split_kernel(
+    _grouped_forward_range, lambda x, w, bias, groups, *rest: x.shape[0] * groups)
+grouped_backward_numba, grouped_backward_serial = split_kernel(
+    _grouped_backward_range, lambda x, w, dy, groups, *rest: x.shape[0] * groups)
 _forward = choose(grouped_forward_numba, grouped_forward_numpy)
 _backward = choose(grouped_backward_numba, grouped_backward_numpy)
 _forward_1 = choose(grouped_forward_serial, grouped_forward_numpy)

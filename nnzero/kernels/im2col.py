@@ -27,95 +27,102 @@ so do convolutions with small output planes). There the kernels take one
 channel of a block of samples at a time, so that each kernel offset writes
 (or reads) a long stretch of its row (see ``windows.py``).
 
-Each kernel comes as ``*_numba`` (compiled, parallel over chunks of the N*C
-planes, or of the (channel, sample block) units, so no two threads ever write
-the same plane), ``*_serial`` (the same source
-compiled for one thread, for callers that split the batch themselves) and
-``*_numpy`` (a loop over the KH*KW kernel offsets, each a strided block copy,
-as Chainer does it); the public ``im2col``/``col2im`` pick one (see
-``_jit.py``) and check shapes, so a wrong call raises instead of reading or
-writing out of bounds.
+Each kernel comes as ``*_numba`` (a compiled loop over a range of units,
+the N*C planes or the (channel, sample block) units, the units split over
+the threads by ``_pool.split_kernel``, so no two threads ever write the same
+plane), ``*_serial`` (all units on the calling thread, for callers that split
+the batch themselves) and ``*_numpy`` (a loop over the KH*KW kernel offsets,
+each a strided block copy, as Chainer does it); the public ``im2col``/``col2im``
+pick one (see ``_jit.py``) and check shapes, so a wrong call raises instead of
+reading or writing out of bounds.
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-from ._jit import choose, njit, plane_chunks, serial_twin
+from ._jit import choose, njit
+from ._pool import split_kernel
 from .windows import (add_block, block_unit, copy_inside, copy_into_padded, gather_block,
                       gather_window, padded_size, sample_block)
 
 
-# As in winograd.py, the scratch planes are allocated before the parallel loop,
-# one per chunk of planes, never inside a prange body.
-@njit(parallel=True)
-def im2col_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols, kmajor=False):
+# Each kernel is a compiled loop over a range of units, the (n, c) planes or,
+# batch-minor, the (channel, sample block) units, with its own scratch; the
+# units are split over the threads by ``_pool.split_kernel``.
+@njit
+def _im2col_range(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols, kmajor, lo, hi):
     n, c, h, w = x.shape
     hp, wp = padded_size(h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
     if kmajor:   # one channel of a block of samples at a time (see windows.py)
         sb = sample_block(n, hp, wp)
         blocks = (n + sb - 1) // sb
-        chunks = plane_chunks(c * blocks)
-        padded = np.zeros((chunks, sb, hp, wp), dtype=x.dtype)
-        for k in numba.prange(chunks):
-            for unit in range(k * (c * blocks) // chunks, (k + 1) * (c * blocks) // chunks):
-                ch, b0, b1 = block_unit(unit, blocks, sb, n)
-                img = padded[k, :b1 - b0]
-                for j in range(b1 - b0):
-                    copy_into_padded(x[b0 + j, ch], img[j], ph, pw)
-                for u in range(kh):
-                    for v in range(kw):
-                        out = cols[(ch * kh + u) * kw + v, b0:b1].reshape(b1 - b0, oh, ow)
-                        gather_block(img, u * dh, v * dw, sh, sw, out)
-        return
-    chunks = plane_chunks(n * c)
-    padded = np.zeros((chunks, hp, wp), dtype=x.dtype)  # borders stay 0, insides rewritten
-    for k in numba.prange(chunks):
-        img = padded[k]
-        for nc in range(k * (n * c) // chunks, (k + 1) * (n * c) // chunks):
-            b = nc // c
-            ch = nc - b * c
-            copy_into_padded(x[b, ch], img, ph, pw)
+        padded = np.zeros((sb, hp, wp), dtype=x.dtype)
+        for unit in range(lo, hi):
+            ch, b0, b1 = block_unit(unit, blocks, sb, n)
+            img = padded[:b1 - b0]
+            for j in range(b1 - b0):
+                copy_into_padded(x[b0 + j, ch], img[j], ph, pw)
             for u in range(kh):
                 for v in range(kw):
-                    row = (ch * kh + u) * kw + v
-                    out = cols[b, row].reshape(oh, ow)
-                    gather_window(img, u * dh, v * dw, sh, sw, out)
+                    out = cols[(ch * kh + u) * kw + v, b0:b1].reshape(b1 - b0, oh, ow)
+                    gather_block(img, u * dh, v * dw, sh, sw, out)
+        return
+    img = np.zeros((hp, wp), dtype=x.dtype)  # borders stay 0, insides rewritten
+    for nc in range(lo, hi):
+        b = nc // c
+        ch = nc - b * c
+        copy_into_padded(x[b, ch], img, ph, pw)
+        for u in range(kh):
+            for v in range(kw):
+                out = cols[b, (ch * kh + u) * kw + v].reshape(oh, ow)
+                gather_window(img, u * dh, v * dw, sh, sw, out)
 
 
-@njit(parallel=True)
-def col2im_numba(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, x, kmajor=False):
+@njit
+def _col2im_range(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, x, kmajor, lo, hi):
     n, c, h, w = x.shape
     hp, wp = padded_size(h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
     if kmajor:   # one channel of a block of samples at a time, summed in padded planes
         sb = sample_block(n, hp, wp)
         blocks = (n + sb - 1) // sb
-        chunks = plane_chunks(c * blocks)
-        padded = np.empty((chunks, sb, hp, wp), dtype=x.dtype)
-        for k in numba.prange(chunks):
-            for unit in range(k * (c * blocks) // chunks, (k + 1) * (c * blocks) // chunks):
-                ch, b0, b1 = block_unit(unit, blocks, sb, n)
-                img = padded[k, :b1 - b0]
-                img[:, :, :] = 0
-                for u in range(kh):
-                    for v in range(kw):
-                        col = cols[(ch * kh + u) * kw + v, b0:b1].reshape(b1 - b0, oh, ow)
-                        add_block(col, u * dh, v * dw, sh, sw, img)
-                for j in range(b1 - b0):
-                    copy_inside(img[j], ph, pw, x[b0 + j, ch])
+        padded = np.empty((sb, hp, wp), dtype=x.dtype)
+        for unit in range(lo, hi):
+            ch, b0, b1 = block_unit(unit, blocks, sb, n)
+            img = padded[:b1 - b0]
+            img[:, :, :] = 0
+            for u in range(kh):
+                for v in range(kw):
+                    col = cols[(ch * kh + u) * kw + v, b0:b1].reshape(b1 - b0, oh, ow)
+                    add_block(col, u * dh, v * dw, sh, sw, img)
+            for j in range(b1 - b0):
+                copy_inside(img[j], ph, pw, x[b0 + j, ch])
         return
-    chunks = plane_chunks(n * c)
-    padded = np.empty((chunks, hp, wp) if sw == 1 else (0, 0, 0), dtype=x.dtype)
-    for k in numba.prange(chunks):
-        for nc in range(k * (n * c) // chunks, (k + 1) * (n * c) // chunks):
-            b = nc // c
-            ch = nc - b * c
-            if sw == 1:
-                _col2im_plane_padded(cols, b, ch, kh, kw, sh, ph, pw, dh, dw, oh, ow,
-                                     padded[k], x[b, ch])
-            else:
-                _col2im_plane_clipped(cols, b, ch, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow,
-                                      x[b, ch])
+    img = np.empty((hp, wp) if sw == 1 else (0, 0), dtype=x.dtype)
+    for nc in range(lo, hi):
+        b = nc // c
+        ch = nc - b * c
+        if sw == 1:
+            _col2im_plane_padded(cols, b, ch, kh, kw, sh, ph, pw, dh, dw, oh, ow, img, x[b, ch])
+        else:
+            _col2im_plane_clipped(cols, b, ch, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow,
+                                  x[b, ch])
+
+
+def _units(n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, kmajor):
+    """How many units the kernels split over the threads (see ``_im2col_range``)."""
+    if not kmajor:
+        return n * c
+    hp, wp = padded_size.py_func(h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+    sb = sample_block.py_func(n, hp, wp)
+    return c * ((n + sb - 1) // sb)
+
+
+im2col_numba, im2col_serial = split_kernel(
+    _im2col_range, lambda x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols, kmajor:
+    _units(*x.shape, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, kmajor))
+col2im_numba, col2im_serial = split_kernel(
+    _col2im_range, lambda cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, x, kmajor:
+    _units(*x.shape, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, kmajor))
 
 
 @njit(inline="always")
@@ -219,7 +226,7 @@ def _cols_view(cols, n, c, kh, kw, oh, ow, kmajor):
     return cols.reshape(n, c, kh, kw, oh, ow)   # only splits axes: a view even of a slice
 
 
-def im2col_numpy(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols, kmajor=False):
+def im2col_numpy(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols, kmajor):
     n, c = x.shape[:2]
     xp = padded_copy(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
     if not kmajor:   # rows past C*KH*KW (see ``im2col``'s extra_rows) are not written
@@ -229,7 +236,7 @@ def im2col_numpy(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols, kmajor=False):
         view[:, :, u, v] = window
 
 
-def col2im_numpy(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, x, kmajor=False):
+def col2im_numpy(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, x, kmajor):
     n, c, h, w = x.shape
     xp = zero_padded(x.shape, x.dtype, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
     view = _cols_view(cols, n, c, kh, kw, oh, ow, kmajor)
@@ -240,9 +247,7 @@ def col2im_numpy(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, x, kmajor=False):
 
 _im2col = choose(im2col_numba, im2col_numpy)
 _col2im = choose(col2im_numba, col2im_numpy)
-# one-thread compiles, for callers that run one kernel per thread themselves
-im2col_serial = serial_twin(im2col_numba)
-col2im_serial = serial_twin(col2im_numba)
+# on the calling thread, for callers that run one kernel per thread themselves
 _im2col_1 = choose(im2col_serial, im2col_numpy)
 _col2im_1 = choose(col2im_serial, col2im_numpy)
 
