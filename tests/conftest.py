@@ -4,7 +4,10 @@ Select with HYPOTHESIS_PROFILE=thorough for a longer local run.
 """
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+from nnzero.kernels import _pool
 
 settings.register_profile(
     "ci", max_examples=25, deadline=None, derandomize=True, print_blob=True,
@@ -13,3 +16,14 @@ settings.register_profile(
     "thorough", max_examples=300, deadline=None, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(scope="module")
+def split_every_kernel_call():
+    """Small test arrays would run on one thread (``_pool.MIN_SPLIT_WORK``):
+    with this fixture every ``*_numba`` kernel call splits its units over the
+    threads, so the split is what the kernel tests check against the twins."""
+    old = _pool.MIN_SPLIT_WORK
+    _pool.MIN_SPLIT_WORK = 0
+    yield
+    _pool.MIN_SPLIT_WORK = old

@@ -11,7 +11,6 @@ from nnzero import gradcheck
 from nnzero.functional import conv as F
 from nnzero.functional import direct
 from nnzero.functional.direct import DirectCache
-from nnzero.kernels import _pool
 from nnzero.kernels import depthwise as D
 from nnzero.kernels import depthwise3 as D3
 from nnzero.kernels import depthwise5 as D5
@@ -19,15 +18,7 @@ from nnzero.kernels import grouped as G
 from nnzero.layers import Conv2d
 
 
-@pytest.fixture(autouse=True, scope="module")
-def split_every_kernel_call():
-    """Small test arrays would run on one thread (``_pool.MIN_SPLIT_WORK``):
-    make every ``*_numba`` call here split its units over the threads, so the
-    split is what the twins are checked against."""
-    old = _pool.MIN_SPLIT_WORK
-    _pool.MIN_SPLIT_WORK = 0
-    yield
-    _pool.MIN_SPLIT_WORK = old
+pytestmark = pytest.mark.usefixtures("split_every_kernel_call")  # see conftest.py
 
 
 @st.composite

@@ -7,7 +7,6 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from helpers import draw_pool_window, seeds
-from nnzero.kernels import _pool
 from nnzero.kernels import elementwise as K
 from nnzero.kernels import im2col as I
 from nnzero.kernels import pooling as Pk
@@ -16,15 +15,7 @@ from nnzero.functional import pooling as P
 from nnzero.shapes import pool_output_size
 
 
-@pytest.fixture(autouse=True, scope="module")
-def split_every_kernel_call():
-    """Small test arrays would run on one thread (``_pool.MIN_SPLIT_WORK``):
-    make every ``*_numba`` call here split its units over the threads, so the
-    split is what the twins are checked against."""
-    old = _pool.MIN_SPLIT_WORK
-    _pool.MIN_SPLIT_WORK = 0
-    yield
-    _pool.MIN_SPLIT_WORK = old
+pytestmark = pytest.mark.usefixtures("split_every_kernel_call")  # see conftest.py
 
 
 @given(n=st.integers(0, 300), dtype=st.sampled_from([np.float32, np.float64]), seed=seeds())
