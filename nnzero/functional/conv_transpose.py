@@ -92,7 +92,7 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
         for a in range(lo, hi, block):
             b = min(hi, a + block)
             # batch-minor columns (G*Og*KH*KW, b-a, HW): one matmul per group
-            xk = channels_first(x[a:b], g)                   # (G, Cg, (b-a)*HW)
+            xk = channels_first(x[a:b], g)                    # (G, Cg, (b-a)*HW)
             cols = samples(buf, slot * block, slot * block + b - a, per).reshape(g, k_out, -1)
             for gi in range(g):
                 np.matmul(w_g[gi].T, xk[gi], out=cols[gi])
@@ -129,7 +129,7 @@ def conv_transpose2d_backward(dy, cache, workspace=None):
             cols = samples(buf, lo, hi, g * k_out * h * w).reshape(g * k_out, b - a, h * w)
             cols = to_columns(dy[a:b], geo, (h, w), cols, kmajor=True,
                               serial=True).reshape(g, k_out, -1)
-            xk = channels_first(x[a:b], g)                   # (G, Cg, (b-a)*HW)
+            xk = channels_first(x[a:b], g)                    # (G, Cg, (b-a)*HW)
             dxk = np.empty_like(xk)
             dw_part = np.empty_like(w_g)
             for gi in range(g):
