@@ -40,7 +40,7 @@ from ._pool import split_kernel
 from . import depthwise3 as _d3
 from . import depthwise5 as _d5
 from .im2col import offset_views, padded_copy
-from .windows import copy_inside, copy_into_padded, padded_size
+from .windows import copy_inside, copy_into_padded, padded_size, start_gradient_plane
 
 
 @njit
@@ -86,13 +86,8 @@ def _depthwise_backward_range(x, w, dy, sh, sw, ph, pw, dh, dw, dx, dw_planes, l
     grad = np.empty((hp, wp), dtype=dx.dtype)
     # dw products summed per column first (vectorises), across the row at the end
     sums = np.empty((kh * kw, ow), dtype=dx.dtype)
-    grad_flat = grad.reshape(hp * wp)
     for nc in range(lo, hi):
-        b = nc // c
-        ch = nc - b * c
-        copy_into_padded(x[b, ch], img, ph, pw)
-        for q in range(hp * wp):
-            grad_flat[q] = 0
+        b, ch = start_gradient_plane(x, nc, img, grad, ph, pw)
         for t in range(kh * kw):
             srow = sums[t]
             for q in range(ow):

@@ -43,7 +43,7 @@ import numpy as np
 
 from ._jit import njit
 from ._pool import split_kernel
-from .windows import copy_inside, copy_into_padded, padded_size
+from .windows import copy_inside, copy_into_padded, padded_size, start_gradient_plane
 
 FUSED_MAX_WIDTH = 14
 
@@ -156,12 +156,7 @@ def _depthwise3_backward_range(x, w, dy, sh, sw, ph, pw, dh, dw, dx, dw_planes, 
     r0, r1, r2 = _tap_rows(img, oh, ow, sh, sw, dh, dw)
     g0, g1, g2 = _tap_rows(grad, oh, ow, sh, sw, dh, dw)
     for nc in range(lo, hi):
-        b = nc // c
-        ch = nc - b * c
-        copy_into_padded(x[b, ch], img, ph, pw)
-        for r in range(hp):
-            for q in range(wp):
-                grad[r, q] = 0
+        b, ch = start_gradient_plane(x, nc, img, grad, ph, pw)
         w00, w01, w02, w10, w11, w12, w20, w21, w22 = _taps(w, ch)
         d = dy[b, ch]
         part = dw_planes[b, ch]

@@ -29,7 +29,7 @@ import numpy as np
 
 from ._jit import njit
 from ._pool import split_kernel
-from .windows import copy_inside, copy_into_padded, padded_size
+from .windows import copy_inside, copy_into_padded, padded_size, start_gradient_plane
 
 
 def applies(kernel_hw, stride_w, dilation_w):
@@ -118,12 +118,7 @@ def _depthwise5_backward_range(x, w, dy, sh, sw, ph, pw, dh, dw, dx, dw_planes, 
     grad = np.empty((hp, wp), dtype=dx.dtype)
     gz = np.zeros(ow + 2, dtype=dy.dtype)  # [0, 0, dy row]
     for nc in range(lo, hi):
-        b = nc // c
-        ch = nc - b * c
-        copy_into_padded(x[b, ch], img, ph, pw)
-        for r in range(hp):
-            for q in range(wp):
-                grad[r, q] = 0
+        b, ch = start_gradient_plane(x, nc, img, grad, ph, pw)
         d = dy[b, ch]
         for i in range(oh):
             gi = d[i]

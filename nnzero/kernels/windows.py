@@ -32,6 +32,22 @@ def copy_into_padded(plane, img, ph, pw):
 
 
 @njit(inline="always")
+def start_gradient_plane(x, nc, img, grad, ph, pw):
+    """The first step of a backward loop over planes ``nc = b*C + ch``: copy
+    x[b, ch] into img's inside and zero the padded gradient plane; returns
+    ``(b, ch)``."""
+    c = x.shape[1]
+    b = nc // c
+    ch = nc - b * c
+    copy_into_padded(x[b, ch], img, ph, pw)
+    for r in range(grad.shape[0]):
+        row = grad[r]
+        for q in range(grad.shape[1]):
+            row[q] = 0
+    return b, ch
+
+
+@njit(inline="always")
 def copy_inside(img, ph, pw, plane):
     """plane = img[ph:ph+H, pw:pw+W], row by row: the reverse of ``copy_into_padded``."""
     h, w = plane.shape
