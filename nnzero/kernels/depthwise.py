@@ -78,7 +78,7 @@ def _depthwise_forward_range(x, w, bias, sh, sw, ph, pw, dh, dw, y, lo, hi):
 
 @njit
 def _depthwise_backward_range(x, w, dy, sh, sw, ph, pw, dh, dw, dx, dw_planes, lo, hi):
-    n, c, h, wd = x.shape
+    h, wd = x.shape[2], x.shape[3]
     kh, kw = w.shape[2], w.shape[3]
     oh, ow = dy.shape[2], dy.shape[3]
     hp, wp = padded_size(h, wd, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)

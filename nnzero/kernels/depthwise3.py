@@ -147,7 +147,7 @@ def _gather_stride2(gz, grow, a, b, c):
 @njit
 def _depthwise3_backward_range(x, w, dy, sh, sw, ph, pw, dh, dw, dx, dw_planes, lo, hi):
     """``depthwise.depthwise_backward_numba`` for 3x3 kernels."""
-    n, c, h, wd = x.shape
+    h, wd = x.shape[2], x.shape[3]
     oh, ow = dy.shape[2], dy.shape[3]
     hp, wp = padded_size(h, wd, 3, 3, sh, sw, ph, pw, dh, dw, oh, ow)
     img = np.zeros((hp, wp), dtype=x.dtype)   # borders stay 0

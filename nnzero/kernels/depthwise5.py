@@ -109,7 +109,7 @@ def _gather_row(gz, grow, w0, w1, w2, w3, w4):
 @njit
 def _depthwise5_backward_range(x, w, dy, sh, sw, ph, pw, dh, dw, dx, dw_planes, lo, hi):
     """``depthwise.depthwise_backward_numba`` for 5-wide kernels at column stride 2."""
-    n, c, h, wd = x.shape
+    h, wd = x.shape[2], x.shape[3]
     kh = w.shape[2]
     oh, ow = dy.shape[2], dy.shape[3]
     hp, wp = padded_size(h, wd, kh, 5, sh, 2, ph, pw, dh, 1, oh, ow)
