@@ -3,6 +3,10 @@
 A builder returns a ``Case`` (a forward callable and a forward+backward
 callable over fixed float32 inputs) or ``None`` when that implementation
 does not have the layer (yet): the table then shows ``-``.
+
+Convolutions without groups also get a ``products`` row: the layer's three
+matrix products alone (``_products_case``), the floor under any
+implementation that computes the layer as im2col-style products.
 """
 from __future__ import annotations
 
@@ -93,6 +97,34 @@ def _conv_cfg(name, quick):
     return n, c, h, o, k, s, p, g, oh
 
 
+def _products_case(p, q, m, flops):
+    """The three products of a layer computed as ``y = A @ B``, alone.
+
+    A is (p, q) (the weight matrix), B is (q, m) (the columns: one per output
+    position of the whole batch), G is dL/dy (p, m). The forward is A @ B; the
+    step adds the weight gradient G @ B.T and the column gradient A.T @ G,
+    each one np.matmul over the whole batch into a preallocated result, so
+    nothing but BLAS runs: no im2col, no col2im, no reordering, no bias. Any
+    implementation that forms these products (nnzero's im2col paths, the
+    textbook's, PyTorch's) takes at least this long at the machine's GEMM
+    rate; one that multiplies less (Winograd) can go below it.
+    """
+    if 3 * 2 * p * q * m != flops:
+        raise RuntimeError(f"products case: {p}x{q}x{m} products do {6 * p * q * m} "
+                           f"FLOPs, the workload counts {flops}")
+    a, b, g = _rand((p, q), 2) * 0.1, _rand((q, m)), _rand((p, m), 1)
+    y, da, db = np.empty((p, m), np.float32), np.empty_like(a), np.empty_like(b)
+
+    def forward():
+        return np.matmul(a, b, out=y)
+
+    def step():
+        np.matmul(a, b, out=y)
+        np.matmul(g, b.T, out=da)
+        np.matmul(a.T, g, out=db)
+    return Case(forward, step)
+
+
 def _conv_builders(name):
     def nnz(quick):
         conv = _nnzero_layer("Conv2d")
@@ -120,7 +152,13 @@ def _conv_builders(name):
         n, c, h, o, k, s, p, g, oh = _conv_cfg(name, quick)
         return 3 * 2 * n * o * oh * oh * (c // g) * k * k
 
-    return {"nnzero": nnz, "torch": torch_, "textbook": text}, flops
+    def products(quick):
+        n, c, h, o, k, s, p, g, oh = _conv_cfg(name, quick)
+        if g > 1:   # grouped layers run direct loops, not products
+            return None
+        return _products_case(o, c * k * k, n * oh * oh, flops(quick))
+
+    return {"nnzero": nnz, "torch": torch_, "textbook": text, "products": products}, flops
 
 
 def _convt_cfg(quick):
@@ -157,7 +195,12 @@ def _convt_builders():
         n, c, h, o, k, s, p, oh = _convt_cfg(quick)
         return 3 * 2 * n * c * h * h * o * k * k
 
-    return {"nnzero": nnz, "torch": torch_, "textbook": text}, flops
+    def products(quick):
+        # the forward's columns are W.T (O*k*k, C) @ x (C, N*H*W), col2im'd into y
+        n, c, h, o, k, s, p, oh = _convt_cfg(quick)
+        return _products_case(o * k * k, c, n * h * h, flops(quick))
+
+    return {"nnzero": nnz, "torch": torch_, "textbook": text, "products": products}, flops
 
 
 # -- pooling ---------------------------------------------------------------------------
