@@ -257,7 +257,7 @@ def test_winograd_kernels_equal_numpy_twins(n, c, h, w, pad, dtype, seed):
         fast(*args, a)
         twin(*args, b)
         np.testing.assert_allclose(a, b, **tol)
-        serial = np.full(shape, np.nan, dtype=dtype)   # the one-thread compile
+        serial = np.full(shape, np.nan, dtype=dtype)   # the same loops, on this thread
         getattr(Wk, fast.__name__.replace("_numba", "_serial"))(*args, serial)
         np.testing.assert_array_equal(serial, a)
 

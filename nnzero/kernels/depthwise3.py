@@ -74,7 +74,7 @@ def _taps(w, ch):
 
 @njit
 def _depthwise3_forward_range(x, w, bias, sh, sw, ph, pw, dh, dw, y, lo, hi):
-    """``depthwise.depthwise_forward_numba`` for 3x3 kernels."""
+    """``depthwise._depthwise_forward_range`` for 3x3 kernels."""
     n, c, h, wd = x.shape
     oh, ow = y.shape[2], y.shape[3]
     hp, wp = padded_size(h, wd, 3, 3, sh, sw, ph, pw, dh, dw, oh, ow)
@@ -146,7 +146,7 @@ def _gather_stride2(gz, grow, a, b, c):
 
 @njit
 def _depthwise3_backward_range(x, w, dy, sh, sw, ph, pw, dh, dw, dx, dw_planes, lo, hi):
-    """``depthwise.depthwise_backward_numba`` for 3x3 kernels."""
+    """``depthwise._depthwise_backward_range`` for 3x3 kernels."""
     h, wd = x.shape[2], x.shape[3]
     oh, ow = dy.shape[2], dy.shape[3]
     hp, wp = padded_size(h, wd, 3, 3, sh, sw, ph, pw, dh, dw, oh, ow)

@@ -48,7 +48,7 @@ def _add_row(o, a, w0, w1, w2, w3, w4):
 
 @njit
 def _depthwise5_forward_range(x, w, bias, sh, sw, ph, pw, dh, dw, y, lo, hi):
-    """``depthwise.depthwise_forward_numba`` for 5-wide kernels at column stride 2."""
+    """``depthwise._depthwise_forward_range`` for 5-wide kernels at column stride 2."""
     n, c, h, wd = x.shape
     kh = w.shape[2]
     oh, ow = y.shape[2], y.shape[3]
@@ -108,7 +108,7 @@ def _gather_row(gz, grow, w0, w1, w2, w3, w4):
 
 @njit
 def _depthwise5_backward_range(x, w, dy, sh, sw, ph, pw, dh, dw, dx, dw_planes, lo, hi):
-    """``depthwise.depthwise_backward_numba`` for 5-wide kernels at column stride 2."""
+    """``depthwise._depthwise_backward_range`` for 5-wide kernels at column stride 2."""
     h, wd = x.shape[2], x.shape[3]
     kh = w.shape[2]
     oh, ow = dy.shape[2], dy.shape[3]
