@@ -1,0 +1,368 @@
+"""Tile transforms of Winograd's minimal filtering F(3x3, 2x2), for 2x2 kernels.
+
+The sibling of ``winograd.py`` (F(2x2, 3x3)), with the same 4x4 tiles and
+the same 16 GEMMs over the channels, but each tile now yields a 3x3 output
+of a 2x2 kernel: 16 multiplies instead of 36 (2.25x fewer). Tiles start
+every 3 rows/columns and overlap by one. The matrices come from Toom-Cook
+at the points 0, 1, -1 and infinity (G evaluates the 2-tap filter there, A^T
+is the transposed evaluation of the 3-term output, B^T the transposed
+interpolation, its halves moved into G):
+
+    B^T = [[1, 0,-1, 0],   G = [[ 1,   0  ],   A^T = [[1, 1, 1, 0],
+           [0, 1, 1, 0],        [1/2, 1/2 ],          [0, 1,-1, 0],
+           [0,-1, 1, 0],        [1/2,-1/2 ],          [0, 1, 1, 1]]
+           [0,-1, 0, 1]]        [ 0,   1  ]]
+
+    y = A^T [(G g G^T) . (B^T d B)] A        (d: 4x4 input tile, g: 2x2 filter)
+
+The backward pass uses the transposed transforms, dM = A dY A^T and
+dd = B dV B^T, the latter added back where the tile sits (``+=``: tiles
+overlap). Layouts, threading and padding are those of ``winograd.py``:
+V, M, dM, dV are (16, channels, T) with xi = 4*i + j and T = N*TH*TW tiles;
+each kernel runs over whole (n, channel) planes; tiles reaching past the
+image read zeros and drop what they would write there.
+
+Where it is used: a 2x2 stride-1 convolution, which is what a transposed
+convolution with kernel 4 and stride 2 becomes after the sub-pixel
+rearrangement of ``functional/subpixel.py`` (the DCGAN / U-Net upsampling
+layer).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._jit import choose, njit
+from ._pool import split_kernel
+
+BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, -1, 0, 1]], dtype=np.float64)
+G = np.array([[1, 0], [0.5, 0.5], [0.5, -0.5], [0, 1]], dtype=np.float64)
+AT = np.array([[1, 1, 1, 0], [0, 1, -1, 0], [0, 1, 1, 1]], dtype=np.float64)
+STEP = 3     # output rows/columns per tile
+KERNEL = 2
+
+
+# As in ``winograd.py``: each plane is first copied into a zero-padded buffer,
+# so the tile loops carry no bounds tests; the input and output transforms
+# index row views by the loop counter; one set of scratch buffers per call.
+
+
+@njit
+def _input_transform_range(x, pt, pl, th_n, tw_n, v, lo, hi):
+    n, c, h, w = x.shape
+    rows, cols = 3 * th_n + 1, 3 * tw_n + 1
+    dk = np.zeros((rows, cols), dtype=x.dtype)
+    tk = np.empty((4, cols), dtype=x.dtype)
+    r_lo, r_hi = max(0, -pt), min(h, rows - pt)
+    q_lo, q_hi = max(0, -pl), min(w, cols - pl)
+    wq = q_hi - q_lo
+    t0, t1, t2, t3 = tk[0], tk[1], tk[2], tk[3]
+    for nc in range(lo, hi):
+        b = nc // c
+        ch = nc - b * c
+        for r in range(r_lo, r_hi):
+            src = x[b, ch, r, q_lo:q_hi]
+            dst = dk[r + pt, q_lo + pl:q_hi + pl]
+            for q in range(wq):
+                dst[q] = src[q]
+        for th in range(th_n):
+            d0, d1, d2, d3 = dk[3 * th], dk[3 * th + 1], dk[3 * th + 2], dk[3 * th + 3]
+            for q in range(cols):  # rows of B^T d, whole image width at once
+                t0[q] = d0[q] - d2[q]
+                t1[q] = d1[q] + d2[q]
+                t2[q] = d2[q] - d1[q]
+                t3[q] = d3[q] - d1[q]
+            base = (b * th_n + th) * tw_n
+            for i in range(4):  # columns: (B^T d) B, tile by tile
+                ti = tk[i]
+                a0, a1, a2, a3 = ti[0:], ti[1:], ti[2:], ti[3:]
+                v0 = v[4 * i, ch, base:base + tw_n]
+                v1 = v[4 * i + 1, ch, base:base + tw_n]
+                v2 = v[4 * i + 2, ch, base:base + tw_n]
+                v3 = v[4 * i + 3, ch, base:base + tw_n]
+                for tw in range(tw_n):
+                    v0[tw] = a0[3 * tw] - a2[3 * tw]
+                    v1[tw] = a1[3 * tw] + a2[3 * tw]
+                    v2[tw] = a2[3 * tw] - a1[3 * tw]
+                    v3[tw] = a3[3 * tw] - a1[3 * tw]
+
+
+@njit
+def _output_tiles(m, b, oc, th_n, tw_n, rk, ok):
+    """Plane (b, oc)'s output tiles, A^T M A, into ok (3*TH, 3*TW)."""
+    for th in range(th_n):
+        base = (b * th_n + th) * tw_n
+        for j in range(4):   # r_a,j = (A^T M)_a,j over the tile row
+            m0 = m[j, oc, base:base + tw_n]
+            m1 = m[4 + j, oc, base:base + tw_n]
+            m2 = m[8 + j, oc, base:base + tw_n]
+            m3 = m[12 + j, oc, base:base + tw_n]
+            ra = rk[j]
+            rb = rk[4 + j]
+            rc = rk[8 + j]
+            for tw in range(tw_n):
+                ra[tw] = m0[tw] + m1[tw] + m2[tw]
+                rb[tw] = m1[tw] - m2[tw]
+                rc[tw] = m1[tw] + m2[tw] + m3[tw]
+        for a in range(3):   # the tile's row a: (A^T M A)_a,. = r_a A
+            out = ok[3 * th + a]
+            e0, e1, e2 = out[0:], out[1:], out[2:]
+            s0, s1, s2, s3 = rk[4 * a], rk[4 * a + 1], rk[4 * a + 2], rk[4 * a + 3]
+            for tw in range(tw_n):
+                e0[3 * tw] = s0[tw] + s1[tw] + s2[tw]
+                e1[3 * tw] = s1[tw] - s2[tw]
+                e2[3 * tw] = s1[tw] + s2[tw] + s3[tw]
+
+
+@njit
+def _output_transform_range(m, oh, ow, y, lo, hi):
+    o = y.shape[1]
+    th_n = (oh + 2) // 3
+    tw_n = (ow + 2) // 3
+    ok = np.empty((3 * th_n, 3 * tw_n), dtype=y.dtype)
+    rk = np.empty((12, tw_n), dtype=y.dtype)
+    for no in range(lo, hi):
+        b = no // o
+        oc = no - b * o
+        _output_tiles(m, b, oc, th_n, tw_n, rk, ok)
+        for rr in range(oh):
+            src = ok[rr, :ow]
+            dst = y[b, oc, rr]
+            for q in range(ow):
+                dst[q] = src[q]
+
+
+@njit
+def _output_transform_shuffle_range(m, oh, ow, ph, pw, bias, y, lo, hi):
+    # units: the (n, zc) planes of z (N, Sh*Sw*O, OH, OW), zc = (a_h*Sw + a_w)*O + o
+    o = y.shape[1]
+    sh, sw = ph.shape[0], pw.shape[0]
+    zrows = sh * sw * o
+    th_n = (oh + 2) // 3
+    tw_n = (ow + 2) // 3
+    ok = np.empty((3 * th_n, 3 * tw_n), dtype=y.dtype)
+    rk = np.empty((12, tw_n), dtype=y.dtype)
+    for nz in range(lo, hi):
+        b = nz // zrows
+        zc = nz - b * zrows
+        a = zc // o
+        oc = zc - a * o
+        first_h, t_h, count_h = ph[a // sw, 0], ph[a // sw, 1], ph[a // sw, 2]
+        first_w, t_w, count_w = pw[a % sw, 0], pw[a % sw, 1], pw[a % sw, 2]
+        _output_tiles(m, b, zc, th_n, tw_n, rk, ok)
+        bo = bias[oc]
+        for i in range(count_h):
+            src = ok[t_h + i, t_w:t_w + count_w]
+            dst = y[b, oc, first_h + sh * i, first_w:]
+            for j in range(count_w):
+                dst[sw * j] = src[j] + bo
+
+
+@njit
+def _grad_tiles(g, b, oc, th_n, tw_n, e, dm):
+    """dM = A dY A^T of plane (b, oc)'s zero-padded gradient g (3*TH, 3*TW)."""
+    cols = 3 * tw_n
+    for th in range(th_n):
+        r0 = 3 * th
+        for q in range(cols):  # rows of A dY
+            e[0, q] = g[r0, q]
+            e[1, q] = g[r0, q] + g[r0 + 1, q] + g[r0 + 2, q]
+            e[2, q] = g[r0, q] - g[r0 + 1, q] + g[r0 + 2, q]
+            e[3, q] = g[r0 + 2, q]
+        base = (b * th_n + th) * tw_n
+        for i in range(4):  # columns: (A dY) A^T
+            for tw in range(tw_n):
+                q = 3 * tw
+                dm[4 * i, oc, base + tw] = e[i, q]
+                dm[4 * i + 1, oc, base + tw] = e[i, q] + e[i, q + 1] + e[i, q + 2]
+                dm[4 * i + 2, oc, base + tw] = e[i, q] - e[i, q + 1] + e[i, q + 2]
+                dm[4 * i + 3, oc, base + tw] = e[i, q + 2]
+
+
+@njit
+def _output_grad_range(dy, th_n, tw_n, dm, lo, hi):
+    n, o, oh, ow = dy.shape
+    g = np.zeros((3 * th_n, 3 * tw_n), dtype=dy.dtype)
+    e = np.empty((4, 3 * tw_n), dtype=dy.dtype)
+    for no in range(lo, hi):
+        b = no // o
+        oc = no - b * o
+        for r in range(oh):
+            for q in range(ow):
+                g[r, q] = dy[b, oc, r, q]
+        _grad_tiles(g, b, oc, th_n, tw_n, e, dm)
+
+
+@njit
+def _output_grad_shuffle_range(dy, th_n, tw_n, ph, pw, dm, lo, hi):
+    # units: the (n, zc) planes of dz, gathered from dy as the forward scattered z
+    o = dy.shape[1]
+    sh, sw = ph.shape[0], pw.shape[0]
+    zrows = sh * sw * o
+    g = np.empty((3 * th_n, 3 * tw_n), dtype=dy.dtype)
+    e = np.empty((4, 3 * tw_n), dtype=dy.dtype)
+    for nz in range(lo, hi):
+        b = nz // zrows
+        zc = nz - b * zrows
+        a = zc // o
+        oc = zc - a * o
+        first_h, t_h, count_h = ph[a // sw, 0], ph[a // sw, 1], ph[a // sw, 2]
+        first_w, t_w, count_w = pw[a % sw, 0], pw[a % sw, 1], pw[a % sw, 2]
+        for r in range(3 * th_n):   # windows no output position lands in stay zero
+            for q in range(3 * tw_n):
+                g[r, q] = 0
+        for i in range(count_h):
+            src = dy[b, oc, first_h + sh * i, first_w:]
+            dst = g[t_h + i, t_w:t_w + count_w]
+            for j in range(count_w):
+                dst[j] = src[sw * j]
+        _grad_tiles(g, b, zc, th_n, tw_n, e, dm)
+
+
+@njit
+def _input_grad_range(dv, pt, pl, th_n, tw_n, dx, lo, hi):
+    n, c, h, w = dx.shape
+    rows, cols = 3 * th_n + 1, 3 * tw_n + 1
+    acc = np.empty((rows, cols), dtype=dx.dtype)
+    hh = np.empty((4, cols), dtype=dx.dtype)
+    for nc in range(lo, hi):
+        b = nc // c
+        ch = nc - b * c
+        for r in range(rows):   # the sums start from 0 for every plane
+            for q in range(cols):
+                acc[r, q] = 0
+        for th in range(th_n):
+            base = (b * th_n + th) * tw_n
+            for i in range(4):
+                for q in range(cols):
+                    hh[i, q] = 0
+            for i in range(4):  # H = dV B^T, tiles overlapping by one column
+                for tw in range(tw_n):
+                    q = 3 * tw
+                    v0 = dv[4 * i, ch, base + tw]
+                    v1 = dv[4 * i + 1, ch, base + tw]
+                    v2 = dv[4 * i + 2, ch, base + tw]
+                    v3 = dv[4 * i + 3, ch, base + tw]
+                    hh[i, q] += v0
+                    hh[i, q + 1] += v1 - v2 - v3
+                    hh[i, q + 2] += v1 + v2 - v0
+                    hh[i, q + 3] += v3
+            r0 = 3 * th
+            for q in range(cols):  # rows: B H, added where the tile sits
+                acc[r0, q] += hh[0, q]
+                acc[r0 + 1, q] += hh[1, q] - hh[2, q] - hh[3, q]
+                acc[r0 + 2, q] += hh[1, q] + hh[2, q] - hh[0, q]
+                acc[r0 + 3, q] += hh[3, q]
+        for r in range(h):
+            for q in range(w):
+                rr, qq = r + pt, q + pl
+                dx[b, ch, r, q] = acc[rr, qq] if (rr < rows and qq < cols) else 0
+
+
+# -- NumPy twins: the same transforms as matrix products on strided tile views --------
+def _tiles(a, th_n, tw_n):
+    """(N, C, TH, TW, 4, 4) windows every 3 cells of a padded image."""
+    win = np.lib.stride_tricks.sliding_window_view(a, (4, 4), axis=(2, 3))
+    return win[:, :, ::3, ::3][:, :, :th_n, :tw_n]
+
+
+def _pad_to(a, top, left, rows, cols):
+    n, c, h, w = a.shape
+    out = np.zeros((n, c, rows, cols), dtype=a.dtype)
+    r1, c1 = min(h, rows - top), min(w, cols - left)
+    out[:, :, top:top + r1, left:left + c1] = a[:, :, :r1, :c1]
+    return out
+
+
+def input_transform_numpy(x, pt, pl, th_n, tw_n, v):
+    n, c = x.shape[:2]
+    d = _tiles(_pad_to(x, pt, pl, 3 * th_n + 1, 3 * tw_n + 1), th_n, tw_n)
+    out = np.einsum("ik,nctwkl,jl->ijcntw", BT, d, BT)
+    v[...] = out.reshape(16, c, n * th_n * tw_n)
+
+
+def output_transform_numpy(m, oh, ow, y):
+    n, o = y.shape[:2]
+    th_n, tw_n = (oh + 2) // 3, (ow + 2) // 3
+    mm = m.reshape(4, 4, o, n, th_n, tw_n)
+    tiles = np.einsum("ai,ijontw,bj->notawb", AT, mm, AT)             # (N, O, TH, 3, TW, 3)
+    y[...] = tiles.reshape(n, o, 3 * th_n, 3 * tw_n)[:, :, :oh, :ow]
+
+
+def _shuffled(z, ph, pw):
+    """The views pairing each phase of y (N, O, H, W) with z's (N, Sh*Sw*O, T, T) windows."""
+    n, zrows = z.shape[:2]
+    sh, sw = len(ph), len(pw)
+    zv = z.reshape(n, sh, sw, zrows // (sh * sw), z.shape[2], z.shape[3])
+    for i, (first_h, t_h, count_h) in enumerate(ph):
+        for j, (first_w, t_w, count_w) in enumerate(pw):
+            if count_h and count_w:
+                yield (np.s_[:, :, first_h:first_h + sh * count_h:sh,
+                             first_w:first_w + sw * count_w:sw],
+                       zv[:, i, j, :, t_h:t_h + count_h, t_w:t_w + count_w])
+
+
+def output_transform_shuffle_numpy(m, oh, ow, ph, pw, bias, y):
+    n = y.shape[0]
+    z = np.empty((n, m.shape[1], oh, ow), dtype=y.dtype)
+    output_transform_numpy(m, oh, ow, z)
+    for where, zv in _shuffled(z, ph, pw):
+        y[where] = zv + bias.reshape(1, -1, 1, 1)
+
+
+def output_grad_shuffle_numpy(dy, th_n, tw_n, ph, pw, dm):
+    n = dy.shape[0]
+    dz = np.zeros((n, dm.shape[1], 3 * th_n, 3 * tw_n), dtype=dy.dtype)
+    for where, zv in _shuffled(dz, ph, pw):
+        zv[...] = dy[where]
+    output_grad_numpy(dz, th_n, tw_n, dm)
+
+
+def output_grad_numpy(dy, th_n, tw_n, dm):
+    n, o = dy.shape[:2]
+    g = _pad_to(dy, 0, 0, 3 * th_n, 3 * tw_n).reshape(n, o, th_n, 3, tw_n, 3)
+    out = np.einsum("ai,notawb,bj->ijontw", AT, g, AT)
+    dm[...] = out.reshape(16, o, n * th_n * tw_n)
+
+
+def input_grad_numpy(dv, pt, pl, th_n, tw_n, dx):
+    n, c, h, w = dx.shape
+    f = np.einsum("ik,ijcntw,jl->nctwkl", BT, dv.reshape(4, 4, c, n, th_n, tw_n), BT)
+    rows, cols = max(3 * th_n + 1, pt + h), max(3 * tw_n + 1, pl + w)
+    acc = np.zeros((n, c, rows, cols), dtype=dx.dtype)
+    for k in range(4):
+        for l in range(4):  # one offset at a time: no position repeats within a slice
+            acc[:, :, k:k + 3 * th_n:3, l:l + 3 * tw_n:3] += f[..., k, l]
+    dx[...] = acc[:, :, pt:pt + h, pl:pl + w]
+
+
+def _planes(a):
+    """The (n, channel) planes of a kernel's image argument: its units."""
+    return a.shape[0] * a.shape[1]
+
+
+input_transform_numba, input_transform_serial = split_kernel(
+    _input_transform_range, lambda x, *rest: _planes(x))
+output_transform_numba, output_transform_serial = split_kernel(
+    _output_transform_range, lambda m, oh, ow, y: _planes(y))
+output_transform_shuffle_numba, output_transform_shuffle_serial = split_kernel(
+    _output_transform_shuffle_range, lambda m, oh, ow, ph, pw, bias, y: y.shape[0] * m.shape[1])
+output_grad_shuffle_numba, output_grad_shuffle_serial = split_kernel(
+    _output_grad_shuffle_range, lambda dy, th_n, tw_n, ph, pw, dm: dy.shape[0] * dm.shape[1])
+output_grad_numba, output_grad_serial = split_kernel(
+    _output_grad_range, lambda dy, *rest: _planes(dy))
+input_grad_numba, input_grad_serial = split_kernel(
+    _input_grad_range, lambda dv, pt, pl, th_n, tw_n, dx: _planes(dx))
+
+input_transform = choose(input_transform_numba, input_transform_numpy)
+output_transform = choose(output_transform_numba, output_transform_numpy)
+output_grad = choose(output_grad_numba, output_grad_numpy)
+input_grad = choose(input_grad_numba, input_grad_numpy)
+input_transform_one_thread = choose(input_transform_serial, input_transform_numpy)
+output_transform_one_thread = choose(output_transform_serial, output_transform_numpy)
+output_grad_one_thread = choose(output_grad_serial, output_grad_numpy)
+input_grad_one_thread = choose(input_grad_serial, input_grad_numpy)
+output_transform_shuffle = choose(output_transform_shuffle_numba, output_transform_shuffle_numpy)
+output_grad_shuffle = choose(output_grad_shuffle_numba, output_grad_shuffle_numpy)
+output_transform_shuffle_one_thread = choose(output_transform_shuffle_serial,
+                                             output_transform_shuffle_numpy)
+output_grad_shuffle_one_thread = choose(output_grad_shuffle_serial, output_grad_shuffle_numpy)
