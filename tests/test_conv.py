@@ -322,12 +322,13 @@ def test_matches_pytorch_when_installed(cfg, data):
 
 @given(n=st.integers(1, 2), c=st.integers(1, 3), o=st.integers(1, 3), h=st.integers(1, 7),
        w=st.integers(1, 7), pad=st.tuples(st.integers(0, 2), st.integers(0, 2)),
-       bias=st.booleans(), seed=seeds())
-def test_winograd_path_gradients_and_agreement(n, c, o, h, w, pad, bias, seed):
-    if h + 2 * pad[0] < 3 or w + 2 * pad[1] < 3:
+       kernel=st.sampled_from([2, 3]), bias=st.booleans(), seed=seeds())
+def test_winograd_path_gradients_and_agreement(n, c, o, h, w, pad, kernel, bias, seed):
+    """F(2x2, 3x3) for 3x3 kernels, F(3x3, 2x2) for 2x2 ones."""
+    if h + 2 * pad[0] < kernel or w + 2 * pad[1] < kernel:
         return
     rng = np.random.default_rng(seed)
-    layer = Conv2d(c, o, 3, padding=pad, bias=bias, dtype=F64, rng=rng)
+    layer = Conv2d(c, o, kernel, padding=pad, bias=bias, dtype=F64, rng=rng)
     x = rng.standard_normal((n, c, h, w))
     with conv_algorithm("winograd"):
         y = layer(x)
@@ -361,6 +362,16 @@ def test_auto_picks_winograd_for_wide_3x3_and_float32_agrees():
     ref = naive_conv2d(x.astype(F64), layer.weight.data.astype(F64),
                        layer.bias.data.astype(F64), (1, 1), (1, 1), (1, 1), 1, (16, 16))
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-5)  # float32 rounding only
+    two = Conv2d(32, 32, 2, rng=0)               # 2x2 kernels: 64 channels or more
+    two(x)
+    assert not isinstance(two._ctx.cache, F.winograd.WinogradCache)
+    wide = Conv2d(64, 64, 2, rng=0)
+    x64 = rng.standard_normal((2, 64, 17, 17)).astype(np.float32)
+    y = wide(x64)
+    assert isinstance(wide._ctx.cache, F.winograd.WinogradCache)
+    ref = naive_conv2d(x64.astype(F64), wide.weight.data.astype(F64),
+                       wide.bias.data.astype(F64), (1, 1), (0, 0), (1, 1), 1, (16, 16))
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="set_conv_algorithm"):
         F.set_conv_algorithm("fft")
 

@@ -99,11 +99,13 @@ def test_which_layers_take_the_subpixel_path(kernel, stride, padding, dilation, 
     (256, 3, 8, False),
 ])
 def test_the_cost_model_sends_wide_inputs_to_col2im(c, o, h, takes):
+    """The im2col form's cost model (Winograd, which comes first, held off)."""
     geo = make_geometry(4, 2, 1)
     size = (2 * h, 2 * h)
     assert subpixel.cheaper(geo, (1, c, h, h), o, size) is takes
-    _, cache = F.conv_transpose2d_forward(np.zeros((1, c, h, h), np.float32),
-                                          np.zeros((c, o, 4, 4), np.float32), None, 2, 1)
+    with mock.patch.object(subpixel, "winograd_pays", lambda *args: False):
+        _, cache = F.conv_transpose2d_forward(np.zeros((1, c, h, h), np.float32),
+                                              np.zeros((c, o, 4, 4), np.float32), None, 2, 1)
     assert (type(cache) is subpixel.SubpixelCache) is takes
     # a 1x1 form (K = S) never builds columns: it takes the sub-pixel path
     assert subpixel.cheaper(make_geometry(2, 2, 0), (1, 256, 16, 16), 8, (32, 32))
@@ -151,3 +153,72 @@ def test_odd_layouts_threads_and_repeated_calls(threads):
         _agree(_run(layer, x, dy), ref)   # the workspace's buffers reused
     finally:
         numba.set_num_threads(old)
+
+
+@st.composite
+def winograd_configs(draw):
+    """Layers whose stride-1 convolution is 2x2 (kernel 2S per axis), no groups."""
+    stride = (draw(st.integers(1, 3)), draw(st.integers(2, 3)))
+    if draw(st.booleans()):
+        stride = stride[::-1]
+    kernel = tuple(2 * s for s in stride)
+    return dict(n=draw(st.integers(1, 3)), c=draw(st.integers(1, 3)), o=draw(st.integers(1, 3)),
+                kernel=kernel, stride=stride,
+                padding=tuple(draw(st.integers(0, k - 1)) for k in kernel),
+                bias=draw(st.booleans()), h=draw(st.integers(1, 6)), w=draw(st.integers(1, 6)),
+                output_padding=tuple(draw(st.integers(0, s - 1)) for s in stride),
+                seed=draw(seeds()))
+
+
+@given(cfg=winograd_configs())
+def test_winograd_form_gradients_and_agreement_with_the_col2im_path(cfg):
+    """'winograd' runs every such layer's stride-1 convolution as F(3x3, 2x2),
+    the shuffle folded into its output tiles."""
+    size = [(i - 1) * s - 2 * p + k + op for i, s, p, k, op in
+            zip((cfg["h"], cfg["w"]), cfg["stride"], cfg["padding"], cfg["kernel"],
+                cfg["output_padding"])]
+    if min(size) < 1:
+        return
+    rng = np.random.default_rng(cfg["seed"])
+    layer = ConvTranspose2d(cfg["c"], cfg["o"], cfg["kernel"], cfg["stride"], cfg["padding"],
+                            cfg["output_padding"], bias=cfg["bias"], dtype=F64, rng=rng)
+    x = rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"]))
+    dy = rng.standard_normal((cfg["n"], cfg["o"], *size))
+    with conv_algorithm("winograd"):
+        fast = _run(layer, x, dy)
+        assert fast[3] is subpixel.SubpixelCache and layer._ctx.cache.wino is not None
+        gradcheck(layer, x)
+    with conv_algorithm("im2col"):
+        slow = _run(layer, x, dy)
+    assert slow[3] is not subpixel.SubpixelCache
+    _agree(fast, slow)
+
+
+@pytest.mark.parametrize("c, o, h, kernel, stride, takes", [
+    (64, 32, 16, 4, 2, True),     # convT_up
+    (32, 32, 32, 4, 2, True),
+    (32, 16, 16, 4, 2, False),    # too few output channels
+    (16, 32, 32, 4, 2, False),    # too few input channels
+    (64, 64, 12, 4, 2, False),    # too small an input
+    (64, 64, 16, 6, 3, True),     # J = 2 at stride 3
+    (64, 64, 16, 2, 2, False),    # J = 1: no convolution to speak of
+    (64, 64, 16, 8, 2, False),    # J = 4
+])
+def test_auto_takes_winograd_for_wide_two_tap_layers(c, o, h, kernel, stride, takes):
+    rng = np.random.default_rng(4)
+    layer = ConvTranspose2d(c, o, kernel, stride, 1, rng=0)
+    x = rng.standard_normal((2, c, h, h)).astype(np.float32)
+    y = layer(x)
+    assert (getattr(layer._ctx.cache, "wino", None) is not None) is takes
+    if takes:   # float32 rounding away from the col2im path
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        fast = _run(layer, x, dy)
+        with conv_algorithm("im2col"):
+            slow = _run(layer, x, dy)
+        _agree(fast, slow, rtol=1e-4, atol=1e-4)
+        old = F.set_im2col_budget(1)   # its tiles do not fit: the im2col form instead
+        try:
+            layer(x)
+            assert getattr(layer._ctx.cache, "wino", None) is None
+        finally:
+            F.set_im2col_budget(old)

@@ -24,6 +24,7 @@ back afterwards.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 
 from ..kernels._pool import inside_piece, run_split, split_bounds
@@ -32,8 +33,13 @@ _BLAS = {"controller": None}
 _LOCK = threading.Lock()
 
 
-def _blas_one_thread():
-    """A context manager limiting BLAS to one thread (threadpoolctl, made once)."""
+def blas_one_thread():
+    """A context manager limiting BLAS to one thread (threadpoolctl, made once),
+    for the products run outside the pieces too; inside a piece, where BLAS is
+    limited already, it does nothing (so that no piece restores the limit the
+    caller set under another piece)."""
+    if inside_piece():
+        return contextlib.nullcontext()
     with _LOCK:
         if _BLAS["controller"] is None:
             from threadpoolctl import ThreadpoolController
@@ -42,7 +48,7 @@ def _blas_one_thread():
     return _BLAS["controller"].limit(limits=1, user_api="blas")
 
 
-__all__ = ["inside_piece", "piece_bounds", "run_pieces", "batch_pieces"]
+__all__ = ["inside_piece", "piece_bounds", "run_pieces", "batch_pieces", "blas_one_thread"]
 
 
 def piece_bounds(n):
@@ -62,7 +68,7 @@ def run_pieces(bounds, fn):
     """
     if len(bounds) <= 2 or inside_piece():
         return run_split(bounds, fn)
-    with _blas_one_thread():
+    with blas_one_thread():
         return run_split(bounds, fn)
 
 

@@ -76,7 +76,8 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
                  for s_in, s, p, d, k, extra in zip((h, w), geo.stride, geo.pad_before,
                                                     geo.dilation, geo.kernel, op))
     out_shape = (n, o, size[0], size[1])
-    if (ALGORITHM[0] != "im2col" and subpixel.applicable(geo, size)
+    if subpixel.winograd_pays(geo, x.shape, o, size, x.itemsize) or (
+            ALGORITHM[0] != "im2col" and subpixel.applicable(geo, size)
             and subpixel.cheaper(geo, x.shape, o, size)):
         return subpixel.subpixel_forward(x, weight, bias, geo, size, workspace)
     k_out = og * geo.kernel[0] * geo.kernel[1]

@@ -1,13 +1,17 @@
-"""3x3 stride-1 convolution by Winograd's F(2x2, 3x3), forward and backward.
+"""Stride-1 convolution by Winograd's minimal filtering, forward and backward.
 
-With the tile transforms of ``kernels/winograd.py`` (V = B^T d B per input
-tile, U = G g G^T per filter, Y = A^T M A per output tile) a convolution is
-16 independent GEMMs over the channels, one per position xi of the 4x4 tile:
+Two tile families, both with 4x4 input tiles (16 positions xi): F(2x2, 3x3)
+for 3x3 kernels (``kernels/winograd.py``, tiles every 2 outputs) and F(3x3,
+2x2) for 2x2 kernels (``kernels/winograd_k2.py``, tiles every 3). With the
+tile transforms (V = B^T d B per input tile, U = G g G^T per filter,
+Y = A^T M A per output tile) a convolution is 16 independent GEMMs over the
+channels, one per position xi:
 
     M_xi (O, T) = U_xi (O, C) @ V_xi (C, T)                     T = N * tiles
 
-which is 2.25x fewer multiplies than im2col (16 per 2x2 outputs instead of
-36) and a 2.25x smaller buffer. Differentiating each step:
+which is 2.25x fewer multiplies than im2col in both families (16 per 2x2
+outputs instead of 36 for 3x3 kernels, 16 per 3x3 outputs instead of 36 for
+2x2 ones). Differentiating each step:
 
     dM   = A dY A^T                  (per output tile)
     dU_xi = dM_xi @ V_xi^T;   dW = G^T dU G   (per (o, c))
@@ -21,6 +25,9 @@ The batch is split over threads (``_threads.py``): each piece of samples
 keeps its tiles as its own contiguous (16, C, T_piece) block and runs the
 transforms and its 16 products on one thread; dU is the sum of the pieces'.
 The backward pass reuses the forward's pieces, since V is laid out by them.
+``winograd_forward``/``winograd_backward`` are the core, with hooks for the
+transposed convolution of ``subpixel.py``, whose 2x2 stride-1 convolution
+runs here with the pixel shuffle folded into the output tiles.
 """
 from __future__ import annotations
 
@@ -28,10 +35,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..kernels import winograd as K
+from ..kernels import winograd as K3
+from ..kernels import winograd_k2 as K2
 from ._columns import bias_grad
 from ._scratch import samples, scratch
-from ._threads import piece_bounds, run_pieces
+from ._threads import blas_one_thread, piece_bounds, run_pieces
 
 
 class WinogradCache(NamedTuple):
@@ -46,61 +54,114 @@ class WinogradCache(NamedTuple):
     u: np.ndarray       # (16, O, C) transformed filters
 
 
+# kernel size -> the tile transforms (F(2x2, 3x3) and F(3x3, 2x2)) and their tile step
+_FAMILIES = {3: (K3, 2), 2: (K2, 3)}
+# kernel size -> kron(G, G) (16, k*k): U[4i+j] = sum_kl G[i,k] g[k,l] G[j,l] for every
+# filter at once is one small product, (16, k*k) @ (k*k, O*C), and so is the
+# weight gradient, G^T dU G = kron(G, G)^T @ dU. Both run with BLAS held to one
+# thread: woken here, OpenBLAS's threads would spin through the pieces that
+# follow (``_threads.py``; the layer measured 1.7x slower for it). Measured
+# against the three-operand einsums they replace (64 -> 64 channels, 3x3):
+# 0.09 against 1.5 ms for U, and dW took 3.9 ms as an einsum.
+_KRON = {k: np.kron(K.G, K.G) for k, (K, _) in _FAMILIES.items()}
+
+
+def _filter_transform(weight):
+    """U (16, O, C) of weight (O, C, k, k), in weight's dtype."""
+    o, c, k = weight.shape[:3]
+    with blas_one_thread():
+        u = _KRON[k].astype(weight.dtype) @ weight.reshape(o * c, k * k).T
+    return u.reshape(16, o, c)
+
+
+def _filter_grad(du, weight_shape):
+    """dW (O, C, k, k) of dU (16, O, C): G^T dU G for every (o, c)."""
+    o, c, k = weight_shape[:3]
+    with blas_one_thread():
+        dw = _KRON[k].T.astype(du.dtype) @ du.reshape(16, o * c)     # (k*k, O*C)
+    return dw.T.reshape(weight_shape)
+
+
 def _piece(flat, lo, hi, rows, tiles):
     """Samples lo ... hi-1's (16, rows, (hi-lo)*tiles) block of a flat buffer."""
     return samples(flat, lo, hi, 16 * rows * tiles).reshape(16, rows, -1)
 
 
 def applicable(geo):
-    return (geo.kernel == (3, 3) and geo.stride == (1, 1) and geo.dilation == (1, 1)
-            and geo.groups == 1)
+    """Stride-1, undilated, ungrouped convolutions with a 3x3 or a 2x2 kernel."""
+    k = geo.kernel
+    return (k[0] == k[1] and k[0] in _FAMILIES and geo.stride == (1, 1)
+            and geo.dilation == (1, 1) and geo.groups == 1)
 
 
-def buffer_bytes(x_shape, out_size, itemsize):
+def tiles(out_size, kernel):
+    """(TH, TW): the tile grid covering an (OH, OW) output with a k x k kernel."""
+    step = _FAMILIES[kernel][1]
+    return tuple(-(-s // step) for s in out_size)
+
+
+def buffer_bytes(x_shape, out_size, itemsize, kernel=3):
+    """Bytes of the transformed input V, the buffer the backward pass keeps."""
     n, c = x_shape[:2]
-    return 16 * c * n * ((out_size[0] + 1) // 2) * ((out_size[1] + 1) // 2) * itemsize
+    th, tw = tiles(out_size, kernel)
+    return 16 * c * n * th * tw * itemsize
 
 
-def conv2d_winograd_forward(x, weight, bias, geo, workspace=None):
-    # x: (N, C, H, W) contiguous; weight: (O, C, 3, 3)
+def winograd_forward(x, weight, pad, out_size, out, finish=None, workspace=None, shuffle=None):
+    """Write conv(x, weight) (stride 1, padding ``pad`` before, output size
+    ``out_size``, zeros read past the image) into ``out`` (N, O, OH, OW) and
+    return the cache (``has_bias`` False). ``finish(lo, hi)``, when given, runs
+    on the thread that wrote samples lo ... hi-1, right after it did.
+
+    ``shuffle=(ph, pw, bias)`` (2x2 kernels only): the convolution is a
+    transposed one's z (``subpixel.py``), and ``out`` is that layer's y: each
+    output tile goes straight to y's sub-pixel phases, bias added
+    (``kernels/winograd_k2.py``)."""
     n, c, h, w = x.shape
-    o = weight.shape[0]
-    oh, ow = geo.out_size(h, w)
-    th, tw = (oh + 1) // 2, (ow + 1) // 2
+    o, kernel = weight.shape[0], weight.shape[2]
+    K = _FAMILIES[kernel][0]
+    oh, ow = out_size
+    th, tw = tiles(out_size, kernel)
     t = n * th * tw
     v = scratch(workspace, "wino_v", (16 * c * t,), x.dtype)
     m = scratch(workspace, "wino_m", (16 * o * t,), x.dtype)
-    u = np.einsum("ik,ockl,jl->ijoc", K.G, weight, K.G).reshape(16, o, c).astype(x.dtype)
-    y = np.empty((n, o, oh, ow), dtype=x.dtype)
-    add_bias = None if bias is None else bias.reshape(1, o, 1, 1)
+    u = _filter_transform(weight.astype(x.dtype, copy=False))
 
     def piece(lo, hi):   # samples lo ... hi-1, on one thread
         vp = _piece(v, lo, hi, c, th * tw)
-        K.input_transform_one_thread(x[lo:hi], geo.pad_before[0], geo.pad_before[1], th, tw, vp)
+        K.input_transform_one_thread(x[lo:hi], pad[0], pad[1], th, tw, vp)
         mp = _piece(m, lo, hi, o, th * tw)
         np.matmul(u, vp, out=mp)
-        K.output_transform_one_thread(mp, oh, ow, y[lo:hi])
-        if add_bias is not None:
-            y[lo:hi] += add_bias
+        if shuffle is None:
+            K.output_transform_one_thread(mp, oh, ow, out[lo:hi])
+        else:
+            K.output_transform_shuffle_one_thread(mp, oh, ow, *shuffle, out[lo:hi])
+        if finish is not None:
+            finish(lo, hi)
 
     bounds = piece_bounds(n)
     run_pieces(bounds, piece)
-    return y, WinogradCache(x.shape, weight, bias is not None, geo.pad_before, (oh, ow),
-                            (th, tw), bounds, v, u)
+    return WinogradCache(x.shape, weight, False, tuple(pad), (oh, ow), (th, tw), bounds, v, u)
 
 
-def conv2d_winograd_backward(dy, cache, workspace=None):
-    x_shape, weight, has_bias, pad, out_size, (th, tw), bounds, v, u = cache
-    o, c = weight.shape[:2]
-    dy = np.ascontiguousarray(dy)
-    dm = scratch(workspace, "wino_m", (16 * o * x_shape[0] * th * tw,), dy.dtype)  # M is spent
-    dv = scratch(workspace, "wino_dv", v.shape, dy.dtype)
-    dx = np.empty(x_shape, dtype=dy.dtype)
+def winograd_backward(grad, cache, dx, workspace=None, shuffle=None):
+    """Write dL/dx into ``dx`` and return dL/dweight. ``grad(lo, hi)`` gives
+    samples lo ... hi-1's dL/dy (contiguous), on the thread that uses it;
+    with ``shuffle=(ph, pw)`` that is the transposed layer's dL/dy, whose
+    phases are gathered into dL/dz tile by tile (see ``winograd_forward``)."""
+    x_shape, weight, _, pad, out_size, (th, tw), bounds, v, u = cache
+    o, c, kernel = weight.shape[0], weight.shape[1], weight.shape[2]
+    K = _FAMILIES[kernel][0]
+    dm = scratch(workspace, "wino_m", (16 * o * x_shape[0] * th * tw,), v.dtype)  # M is spent
+    dv = scratch(workspace, "wino_dv", v.shape, v.dtype)
     u_t = u.transpose(0, 2, 1)
 
     def piece(lo, hi):   # samples lo ... hi-1, on one thread; returns its share of dU
         dmp = _piece(dm, lo, hi, o, th * tw)
-        K.output_grad_one_thread(dy[lo:hi], th, tw, dmp)
+        if shuffle is None:
+            K.output_grad_one_thread(grad(lo, hi), th, tw, dmp)
+        else:
+            K.output_grad_shuffle_one_thread(grad(lo, hi), th, tw, *shuffle, dmp)
         vp = _piece(v, lo, hi, c, th * tw)
         du = np.matmul(dmp, vp.transpose(0, 2, 1))                     # (16, O, C)
         dvp = _piece(dv, lo, hi, c, th * tw)
@@ -110,6 +171,30 @@ def conv2d_winograd_backward(dy, cache, workspace=None):
 
     parts = run_pieces(bounds, piece)
     du = sum(parts[1:], parts[0])
-    dw = np.einsum("ik,ijoc,jl->ockl", K.G, du.reshape(4, 4, o, c), K.G).astype(dy.dtype)
-    db = bias_grad(dy) if has_bias else None
+    return _filter_grad(du, weight.shape)
+
+
+def conv2d_winograd_forward(x, weight, bias, geo, workspace=None):
+    """``conv2d_forward`` for an ``applicable`` geometry: x (N, C, H, W)
+    contiguous, weight (O, C, k, k); returns (y, cache)."""
+    n, _, h, w = x.shape
+    o = weight.shape[0]
+    oh, ow = geo.out_size(h, w)
+    y = np.empty((n, o, oh, ow), dtype=x.dtype)
+    finish = None
+    if bias is not None:
+        add_bias = bias.reshape(1, o, 1, 1)
+
+        def finish(lo, hi):
+            y[lo:hi] += add_bias
+
+    cache = winograd_forward(x, weight, geo.pad_before, (oh, ow), y, finish, workspace)
+    return y, cache._replace(has_bias=bias is not None)
+
+
+def conv2d_winograd_backward(dy, cache, workspace=None):
+    dy = np.ascontiguousarray(dy)
+    dx = np.empty(cache.x_shape, dtype=dy.dtype)
+    dw = winograd_backward(lambda lo, hi: dy[lo:hi], cache, dx, workspace)
+    db = bias_grad(dy) if cache.has_bias else None
     return dx, dw, db
