@@ -362,6 +362,11 @@ def test_auto_picks_winograd_for_wide_3x3_and_float32_agrees():
     ref = naive_conv2d(x.astype(F64), layer.weight.data.astype(F64),
                        layer.bias.data.astype(F64), (1, 1), (1, 1), (1, 1), 1, (16, 16))
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-5)  # float32 rounding only
+    for c, size, takes in [(64, 8, True), (64, 6, True), (64, 4, False), (32, 8, False),
+                           (16, 32, True), (16, 16, False)]:   # conv.WINOGRAD_RULES
+        wide = Conv2d(c, c, 3, padding=1, rng=0)
+        wide(np.zeros((1, c, size, size), np.float32))
+        assert isinstance(wide._ctx.cache, F.winograd.WinogradCache) is takes, (c, size)
     two = Conv2d(32, 32, 2, rng=0)               # 2x2 kernels: 64 channels or more
     two(x)
     assert not isinstance(two._ctx.cache, F.winograd.WinogradCache)

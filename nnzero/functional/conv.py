@@ -60,10 +60,9 @@ def set_conv_algorithm(name):
     """Choose how Conv2d computes: 'auto' (default), 'im2col' or 'winograd'.
 
     'auto' takes Winograd (F(2x2, 3x3) for 3x3 kernels, F(3x3, 2x2) for 2x2
-    ones) for stride-1, undilated, ungrouped convolutions with at least
-    WINOGRAD_MIN_CHANNELS (2x2: WINOGRAD_2X2_MIN_CHANNELS) input and output channels
-    and outputs of at least WINOGRAD_MIN_SIZE x WINOGRAD_MIN_SIZE (see there)
-    whose transformed tiles fit the im2col budget, grouped convolutions with few channels per group
+    ones) for stride-1, undilated, ungrouped convolutions wide and large
+    enough (WINOGRAD_RULES, WINOGRAD_2X2_RULES: the more channels, the smaller
+    the outputs may be) whose transformed tiles fit the im2col budget, grouped convolutions with few channels per group
     (depthwise ones at any stride, others at stride 1; see
     ``direct.applicable``) to the direct loops of ``direct.py``, and im2col
     otherwise: those with small output planes with batch-minor columns and
@@ -82,19 +81,23 @@ def set_conv_algorithm(name):
     return old
 
 
-# Where 'auto' takes Winograd. Measured forward+backward at N=32 against
-# im2col (Winograd / im2col, interleaved, 3-5 rounds): 8x8 outputs 1.2-2.0
-# with 64-512 channels (its 4x4 tiles cover little there and the transforms
-# dominate); 16x16: 16 channels 1.1, 32-64 0.7-1.4 (even on the median), 128
-# 0.8-1.0, 256 0.7-0.95; 32x32: 16 channels 0.95-1.1, 32 0.84-1.18, 64 0.8,
-# 128 0.67-0.8. (The first rule, 16 channels and 8x8, was set when im2col
-# was slower.)
-WINOGRAD_MIN_CHANNELS = 32
-WINOGRAD_MIN_SIZE = 16
-# 2x2 kernels (F(3x3, 2x2)) need more channels: measured the same way, 64 ->
-# 64 channels on 32x32 0.93 and on 16x16 0.89, 128 -> 128 on 16x16 0.79; 32
-# channels on 32x32 1.13, 16 channels 1.12, 3 -> 64 3.4.
-WINOGRAD_2X2_MIN_CHANNELS = 64
+# Where 'auto' takes Winograd for 3x3 kernels: (least output size, least
+# channels in and out) pairs, any one of which suffices. Measured
+# forward+backward at N=32 (Winograd / the path auto takes otherwise,
+# interleaved, 5 rounds, 2026-11-28, after the filter transforms became one
+# small product each: before, as einsums on the calling thread, they cost 5 ms
+# at 64 channels and 74 ms at 256 per step, and Winograd lost on 8x8 outputs):
+# 32x32 outputs: 16 channels 0.88, 32 0.83; 16x16: 16 channels 1.00, 32 0.93,
+# 256 0.54; 14x14 256 channels 0.58; 8x8: 16 channels 1.14, 32 1.01, 64
+# 0.79, 128 0.81, 256 0.70, 512 (16 samples) 0.74; 7x7 512 channels 0.78;
+# 6x6 64 channels (64 samples) 0.81; 4x4, left out: 64 channels 0.99, 128
+# 0.71, 256 1.22, 512 0.92, single rounds 0.66-1.41.
+WINOGRAD_RULES = ((32, 16), (16, 32), (6, 64))
+# 2x2 kernels (F(3x3, 2x2)): outputs of at least 16x16 and 64 channels.
+# Measured the same way: 64 -> 64 channels on 32x32 0.93 and on 16x16 0.89,
+# 128 -> 128 on 16x16 0.79; 32 channels on 32x32 1.13, 16 channels 1.12,
+# 3 -> 64 3.4.
+WINOGRAD_2X2_RULES = ((16, 64),)
 
 
 def _use_winograd(geo, x_shape, o, out_size, itemsize):
@@ -103,8 +106,9 @@ def _use_winograd(geo, x_shape, o, out_size, itemsize):
     if ALGORITHM[0] == "winograd":
         return True
     k = geo.kernel[0]
-    least = WINOGRAD_MIN_CHANNELS if k == 3 else WINOGRAD_2X2_MIN_CHANNELS
-    return (min(x_shape[1], o) >= least and min(out_size) >= WINOGRAD_MIN_SIZE
+    channels, size = min(x_shape[1], o), min(out_size)
+    rules = WINOGRAD_RULES if k == 3 else WINOGRAD_2X2_RULES
+    return (any(size >= least_size and channels >= least for least_size, least in rules)
             and winograd.buffer_bytes(x_shape, out_size, itemsize, k) <= im2col_budget())
 
 
