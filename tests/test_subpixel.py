@@ -195,14 +195,13 @@ def test_winograd_form_gradients_and_agreement_with_the_col2im_path(cfg):
 
 
 @pytest.mark.parametrize("c, o, h, kernel, stride, takes", [
-    (64, 32, 16, 4, 2, True),     # convT_up
     (32, 32, 32, 4, 2, True),
-    (32, 16, 16, 4, 2, False),    # too few output channels
+    (64, 32, 16, 4, 2, False),    # convT_up: too small an input to gain
+    (32, 16, 32, 4, 2, False),    # too few output channels
     (16, 32, 32, 4, 2, False),    # too few input channels
-    (64, 64, 12, 4, 2, False),    # too small an input
-    (64, 64, 16, 6, 3, True),     # J = 2 at stride 3
-    (64, 64, 16, 2, 2, False),    # J = 1: no convolution to speak of
-    (64, 64, 16, 8, 2, False),    # J = 4
+    (32, 32, 32, 6, 3, True),     # J = 2 at stride 3
+    (32, 32, 32, 2, 2, False),    # J = 1: no convolution to speak of
+    (32, 32, 32, 8, 2, False),    # J = 4
 ])
 def test_auto_takes_winograd_for_wide_two_tap_layers(c, o, h, kernel, stride, takes):
     rng = np.random.default_rng(4)

@@ -84,20 +84,22 @@ def test_nested_calls_run_inline_and_blas_threads_are_restored(numba_threads):
 @two_threads
 @pytest.mark.parametrize("n", [5, 1])   # odd batch: pieces of different sizes; one sample: none
 @pytest.mark.parametrize("budget", [None, 1])
-@pytest.mark.parametrize("make", [
-    lambda: Conv2d(4, 6, 3, stride=2, padding=1, groups=2, dtype=F64, rng=1),
-    lambda: Conv2d(4, 6, 1, dtype=F64, rng=1),
-    lambda: ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2,
-                            dtype=F64, rng=1),
-    lambda: Conv2d(32, 32, 3, padding=1, dtype=F64, rng=1),   # Winograd
-    lambda: Conv2d(8, 12, 3, padding=1, groups=4, dtype=F64, rng=1),   # direct, grouped
-    lambda: Conv2d(6, 6, 3, stride=2, padding=1, groups=6, dtype=F64, rng=1),   # depthwise
-    lambda: ConvTranspose2d(32, 32, 4, stride=2, padding=1, dtype=F64, rng=1),   # F(3x3, 2x2)
+@pytest.mark.parametrize("make, hw", [
+    (lambda: Conv2d(4, 6, 3, stride=2, padding=1, groups=2, dtype=F64, rng=1), (16, 17)),
+    (lambda: Conv2d(4, 6, 1, dtype=F64, rng=1), (16, 17)),
+    (lambda: ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2,
+                             dtype=F64, rng=1), (16, 17)),
+    (lambda: Conv2d(32, 32, 3, padding=1, dtype=F64, rng=1), (16, 17)),   # Winograd
+    (lambda: Conv2d(8, 12, 3, padding=1, groups=4, dtype=F64, rng=1), (16, 17)),   # direct
+    (lambda: Conv2d(6, 6, 3, stride=2, padding=1, groups=6, dtype=F64, rng=1),   # depthwise
+     (16, 17)),
+    (lambda: ConvTranspose2d(32, 32, 4, stride=2, padding=1, dtype=F64, rng=1),   # F(3x3, 2x2)
+     (32, 33)),
 ], ids=["conv", "conv1x1", "convT", "winograd", "grouped", "depthwise", "convT_winograd"])
-def test_one_or_two_threads_give_the_same_answer(numba_threads, n, budget, make):
+def test_one_or_two_threads_give_the_same_answer(numba_threads, n, budget, make, hw):
     rng = np.random.default_rng(0)
     channels = make().in_channels
-    x = rng.standard_normal((n, channels, 16, 17))
+    x = rng.standard_normal((n, channels) + hw)
     results = []
     for threads in (1, 2):
         numba_threads(threads)

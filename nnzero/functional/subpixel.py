@@ -44,7 +44,7 @@ transform writes each tile straight into y's phases (the bias added on the
 way) and the backward pass gathers dz from dy tile by tile, so z is never
 formed. It is taken ahead of the cost model for layers wide and large
 enough (``winograd_pays``): 1.3-1.5x faster than either form above on
-32x32 and larger inputs, the same on convT_up's 16x16.
+32x32 and larger inputs (on convT_up's 16x16 it gains nothing).
 """
 from __future__ import annotations
 
@@ -183,12 +183,12 @@ def _views(y, z, g, og, plan):
 # (two threads, interleaved, 5 rounds, kernel 4, stride 2, padding 1; Winograd
 # against the faster of this module's im2col and conv_transpose.py's col2im):
 # 32 -> 32 channels on 32x32 0.76, 128 -> 64 on 32x32 0.67, 64 -> 64 on 64x64
-# (8 samples) 0.71, 128 -> 64 on 16x16 0.93, 64 -> 32 (convT_up), 128 -> 32
-# and 256 -> 32 on 16x16 0.99-1.04; left out: 32 -> 32 on 12x12 1.62 and 1.29
-# against im2col, 32 -> 16 on 16x16 1.05-1.10, 16 -> 16 on 32x32 1.13 against
-# im2col, 64 -> 8 1.09, 3 -> 64 1.71, 64 -> 3 1.53, 4x4 and 8x8 inputs 1.01-1.85.
+# (8 samples) 0.71; left out: on 16x16 128 -> 64 0.93, 64 -> 32 (convT_up),
+# 128 -> 32 and 256 -> 32 0.99-1.04 (no gain to speak of), 32 -> 16 1.05-1.10;
+# 32 -> 32 on 12x12 1.62; 16 -> 16 on 32x32 1.13 against im2col, 64 -> 8 1.09,
+# 3 -> 64 1.71, 64 -> 3 1.53; 4x4 and 8x8 inputs 1.01-1.85.
 WINOGRAD_MIN_CHANNELS = 32
-WINOGRAD_MIN_SIZE = 16
+WINOGRAD_MIN_SIZE = 32
 
 
 def winograd_pays(geo, x_shape, o, out_hw, itemsize):
