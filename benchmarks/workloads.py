@@ -161,20 +161,27 @@ def _conv_builders(name):
     return {"nnzero": nnz, "torch": torch_, "textbook": text, "products": products}, flops
 
 
-def _convt_cfg(quick):
-    n, c, h, o, k, s, p = 32, 64, 16, 32, 4, 2, 1
+CONVT = {  # name: (N, C, H=W, O, kernel, stride, padding)
+    "convT_up": (32, 64, 16, 32, 4, 2, 1),     # a DCGAN-style upsampling layer
+    # a U-Net decoder's: its 2x2 sub-pixel convolution runs as Winograd F(3x3, 2x2)
+    "convT_wide": (8, 128, 32, 64, 4, 2, 1),
+}
+
+
+def _convt_cfg(name, quick):
+    n, c, h, o, k, s, p = CONVT[name]
     if quick:
         n, h, c, o = 2, 4, 8, 8
     oh = (h - 1) * s - 2 * p + k
     return n, c, h, o, k, s, p, oh
 
 
-def _convt_builders():
+def _convt_builders(name):
     def nnz(quick):
         cls = _nnzero_layer("ConvTranspose2d")
         if cls is None:
             return None
-        n, c, h, o, k, s, p, oh = _convt_cfg(quick)
+        n, c, h, o, k, s, p, oh = _convt_cfg(name, quick)
         return _module_case(cls(c, o, k, stride=s, padding=p, rng=0), _rand((n, c, h, h)),
                             _rand((n, o, oh, oh), 1))
 
@@ -182,22 +189,22 @@ def _convt_builders():
         torch = _torch()
         if torch is None:
             return None
-        n, c, h, o, k, s, p, oh = _convt_cfg(quick)
+        n, c, h, o, k, s, p, oh = _convt_cfg(name, quick)
         m = torch.nn.ConvTranspose2d(c, o, k, stride=s, padding=p)
         return _torch_case(torch, m, _rand((n, c, h, h)), _rand((n, o, oh, oh), 1))
 
     def text(quick):
-        n, c, h, o, k, s, p, oh = _convt_cfg(quick)
+        n, c, h, o, k, s, p, oh = _convt_cfg(name, quick)
         layer = tb.Deconvolution(_rand((c, o, k, k), 2) * 0.1, np.zeros(o, np.float32), s, p)
         return _textbook_case(layer, _rand((n, c, h, h)), _rand((n, o, oh, oh), 1))
 
     def flops(quick):
-        n, c, h, o, k, s, p, oh = _convt_cfg(quick)
+        n, c, h, o, k, s, p, oh = _convt_cfg(name, quick)
         return 3 * 2 * n * c * h * h * o * k * k
 
     def products(quick):
         # the forward's columns are W.T (O*k*k, C) @ x (C, N*H*W), col2im'd into y
-        n, c, h, o, k, s, p, oh = _convt_cfg(quick)
+        n, c, h, o, k, s, p, oh = _convt_cfg(name, quick)
         return _products_case(o * k * k, c, n * h * h, flops(quick))
 
     return {"nnzero": nnz, "torch": torch_, "textbook": text, "products": products}, flops
@@ -406,9 +413,10 @@ def all_workloads():
         desc = f"Conv2d N={n}, C={c}, {h}x{h}, O={o}, k={k}, s={s}, p={p}" + (
             f", groups={g}" if g > 1 else "")
         table.append(Workload(name, desc, b, f))
-    b, f = _convt_builders()
-    table.append(Workload("convT_up", "ConvTranspose2d N=32, C=64, 16x16, O=32, k=4, s=2, p=1",
-                          b, f))
+    for name, (n, c, h, o, k, s, p) in CONVT.items():
+        b, f = _convt_builders(name)
+        table.append(Workload(name, f"ConvTranspose2d N={n}, C={c}, {h}x{h}, O={o}, k={k}, "
+                                    f"s={s}, p={p}", b, f))
     for name, (cls, _, _, k, s, p, _) in POOL.items():
         b, f = _pool_builders(name)
         table.append(Workload(name, f"{cls} N=64, C=64, 32x32, k={k}, s={s}, p={p}", b, f))

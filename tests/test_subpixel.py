@@ -33,6 +33,13 @@ def _agree(a, b, rtol=1e-10, atol=1e-12):
         np.testing.assert_allclose(u, v, rtol=rtol, atol=atol)
 
 
+def _output_size(cfg):
+    """The transposed layer's (OH, OW) for a drawn configuration."""
+    return [(i - 1) * s - 2 * p + k + op for i, s, p, k, op in
+            zip((cfg["h"], cfg["w"]), cfg["stride"], cfg["padding"], cfg["kernel"],
+                cfg["output_padding"])]
+
+
 @st.composite
 def subpixel_configs(draw):
     """Layers the sub-pixel path takes: stride S >= 2 dividing the kernel, P < K."""
@@ -52,9 +59,7 @@ def subpixel_configs(draw):
 
 @given(cfg=subpixel_configs())
 def test_gradients_and_agreement_with_the_col2im_path(cfg):
-    size = [(i - 1) * s - 2 * p + k + op for i, s, p, k, op in
-            zip((cfg["h"], cfg["w"]), cfg["stride"], cfg["padding"], cfg["kernel"],
-                cfg["output_padding"])]
+    size = _output_size(cfg)
     if min(size) < 1:
         return
     rng = np.random.default_rng(cfg["seed"])
@@ -174,9 +179,7 @@ def winograd_configs(draw):
 def test_winograd_form_gradients_and_agreement_with_the_col2im_path(cfg):
     """'winograd' runs every such layer's stride-1 convolution as F(3x3, 2x2),
     the shuffle folded into its output tiles."""
-    size = [(i - 1) * s - 2 * p + k + op for i, s, p, k, op in
-            zip((cfg["h"], cfg["w"]), cfg["stride"], cfg["padding"], cfg["kernel"],
-                cfg["output_padding"])]
+    size = _output_size(cfg)
     if min(size) < 1:
         return
     rng = np.random.default_rng(cfg["seed"])

@@ -33,6 +33,7 @@ import numpy as np
 
 from ._jit import choose, njit
 from ._pool import split_kernel
+from .winograd import _pad_to, _planes, _tiles
 
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, -1, 0, 1]], dtype=np.float64)
 G = np.array([[1, 0], [0.5, 0.5], [0.5, -0.5], [0, 1]], dtype=np.float64)
@@ -132,6 +133,18 @@ def _output_transform_range(m, oh, ow, y, lo, hi):
 
 
 @njit
+def _phase(nz, zrows, o, ph, pw):
+    """z plane nz = b*zrows + zc, zc = (a_h*Sw + a_w)*O + o: (b, zc, o) and its
+    phase's (first output, first window, count) rows and columns."""
+    b = nz // zrows
+    zc = nz - b * zrows
+    a = zc // o
+    ah, aw = a // pw.shape[0], a % pw.shape[0]
+    return (b, zc, zc - a * o, ph[ah, 0], ph[ah, 1], ph[ah, 2], pw[aw, 0], pw[aw, 1],
+            pw[aw, 2])
+
+
+@njit
 def _output_transform_shuffle_range(m, oh, ow, ph, pw, bias, y, lo, hi):
     # units: the (n, zc) planes of z (N, Sh*Sw*O, OH, OW), zc = (a_h*Sw + a_w)*O + o
     o = y.shape[1]
@@ -142,12 +155,7 @@ def _output_transform_shuffle_range(m, oh, ow, ph, pw, bias, y, lo, hi):
     ok = np.empty((3 * th_n, 3 * tw_n), dtype=y.dtype)
     rk = np.empty((12, tw_n), dtype=y.dtype)
     for nz in range(lo, hi):
-        b = nz // zrows
-        zc = nz - b * zrows
-        a = zc // o
-        oc = zc - a * o
-        first_h, t_h, count_h = ph[a // sw, 0], ph[a // sw, 1], ph[a // sw, 2]
-        first_w, t_w, count_w = pw[a % sw, 0], pw[a % sw, 1], pw[a % sw, 2]
+        b, zc, oc, first_h, t_h, count_h, first_w, t_w, count_w = _phase(nz, zrows, o, ph, pw)
         _output_tiles(m, b, zc, th_n, tw_n, rk, ok)
         bo = bias[oc]
         for i in range(count_h):
@@ -201,12 +209,7 @@ def _output_grad_shuffle_range(dy, th_n, tw_n, ph, pw, dm, lo, hi):
     g = np.empty((3 * th_n, 3 * tw_n), dtype=dy.dtype)
     e = np.empty((4, 3 * tw_n), dtype=dy.dtype)
     for nz in range(lo, hi):
-        b = nz // zrows
-        zc = nz - b * zrows
-        a = zc // o
-        oc = zc - a * o
-        first_h, t_h, count_h = ph[a // sw, 0], ph[a // sw, 1], ph[a // sw, 2]
-        first_w, t_w, count_w = pw[a % sw, 0], pw[a % sw, 1], pw[a % sw, 2]
+        b, zc, oc, first_h, t_h, count_h, first_w, t_w, count_w = _phase(nz, zrows, o, ph, pw)
         for r in range(3 * th_n):   # windows no output position lands in stay zero
             for q in range(3 * tw_n):
                 g[r, q] = 0
@@ -259,23 +262,9 @@ def _input_grad_range(dv, pt, pl, th_n, tw_n, dx, lo, hi):
 
 
 # -- NumPy twins: the same transforms as matrix products on strided tile views --------
-def _tiles(a, th_n, tw_n):
-    """(N, C, TH, TW, 4, 4) windows every 3 cells of a padded image."""
-    win = np.lib.stride_tricks.sliding_window_view(a, (4, 4), axis=(2, 3))
-    return win[:, :, ::3, ::3][:, :, :th_n, :tw_n]
-
-
-def _pad_to(a, top, left, rows, cols):
-    n, c, h, w = a.shape
-    out = np.zeros((n, c, rows, cols), dtype=a.dtype)
-    r1, c1 = min(h, rows - top), min(w, cols - left)
-    out[:, :, top:top + r1, left:left + c1] = a[:, :, :r1, :c1]
-    return out
-
-
 def input_transform_numpy(x, pt, pl, th_n, tw_n, v):
     n, c = x.shape[:2]
-    d = _tiles(_pad_to(x, pt, pl, 3 * th_n + 1, 3 * tw_n + 1), th_n, tw_n)
+    d = _tiles(_pad_to(x, pt, pl, 3 * th_n + 1, 3 * tw_n + 1), th_n, tw_n, 4, 3)
     out = np.einsum("ik,nctwkl,jl->ijcntw", BT, d, BT)
     v[...] = out.reshape(16, c, n * th_n * tw_n)
 
@@ -333,11 +322,6 @@ def input_grad_numpy(dv, pt, pl, th_n, tw_n, dx):
         for l in range(4):  # one offset at a time: no position repeats within a slice
             acc[:, :, k:k + 3 * th_n:3, l:l + 3 * tw_n:3] += f[..., k, l]
     dx[...] = acc[:, :, pt:pt + h, pl:pl + w]
-
-
-def _planes(a):
-    """The (n, channel) planes of a kernel's image argument: its units."""
-    return a.shape[0] * a.shape[1]
 
 
 input_transform_numba, input_transform_serial = split_kernel(
