@@ -198,13 +198,14 @@ def test_winograd_form_gradients_and_agreement_with_the_col2im_path(cfg):
 
 
 @pytest.mark.parametrize("c, o, h, kernel, stride, takes", [
-    (32, 32, 32, 4, 2, True),
-    (64, 32, 16, 4, 2, False),    # convT_up: too small an input to gain
-    (32, 16, 32, 4, 2, False),    # too few output channels
-    (16, 32, 32, 4, 2, False),    # too few input channels
-    (32, 32, 32, 6, 3, True),     # J = 2 at stride 3
-    (32, 32, 32, 2, 2, False),    # J = 1: no convolution to speak of
-    (32, 32, 32, 8, 2, False),    # J = 4
+    (64, 32, 16, 4, 2, True),     # convT_up
+    (64, 32, 8, 4, 2, True),
+    (64, 32, 6, 4, 2, False),     # too small an input
+    (64, 16, 16, 4, 2, False),    # too few output channels
+    (32, 32, 16, 4, 2, False),    # too few input channels
+    (64, 32, 16, 6, 3, True),     # J = 2 at stride 3
+    (64, 32, 16, 2, 2, False),    # J = 1: no convolution to speak of
+    (64, 32, 16, 8, 2, False),    # J = 4
 ])
 def test_auto_takes_winograd_for_wide_two_tap_layers(c, o, h, kernel, stride, takes):
     rng = np.random.default_rng(4)

@@ -42,9 +42,9 @@ groups, the stride-1 convolution is 2x2 and Winograd's F(3x3, 2x2)
 (``winograd.py``) computes it with 2.25x fewer multiplies; its output
 transform writes each tile straight into y's phases (the bias added on the
 way) and the backward pass gathers dz from dy tile by tile, so z is never
-formed. It is taken ahead of the cost model for layers wide and large
-enough (``winograd_pays``): 1.3-1.5x faster than either form above on
-32x32 and larger inputs (on convT_up's 16x16 it gains nothing).
+formed. It is taken ahead of the cost model for layers wide enough
+(``winograd_pays``): 1.1-1.25x faster than either form above (convT_up:
+1.15x).
 """
 from __future__ import annotations
 
@@ -178,17 +178,20 @@ def _views(y, z, g, og, plan):
 
 # Where 'auto' runs the stride-1 convolution of a J = 2 layer (kernel 4 at
 # stride 2, the usual upsampling layer) by Winograd's F(3x3, 2x2) rather than
-# im2col: at least WINOGRAD_MIN_CHANNELS input and output channels and inputs
-# of at least WINOGRAD_MIN_SIZE x WINOGRAD_MIN_SIZE. Measured forward+backward
-# (two threads, interleaved, 5 rounds, kernel 4, stride 2, padding 1; Winograd
-# against the faster of this module's im2col and conv_transpose.py's col2im):
-# 32 -> 32 channels on 32x32 0.76, 128 -> 64 on 32x32 0.67, 64 -> 64 on 64x64
-# (8 samples) 0.71; left out: on 16x16 128 -> 64 0.93, 64 -> 32 (convT_up),
-# 128 -> 32 and 256 -> 32 0.99-1.04 (no gain to speak of), 32 -> 16 1.05-1.10;
-# 32 -> 32 on 12x12 1.62; 16 -> 16 on 32x32 1.13 against im2col, 64 -> 8 1.09,
-# 3 -> 64 1.71, 64 -> 3 1.53; 4x4 and 8x8 inputs 1.01-1.85.
-WINOGRAD_MIN_CHANNELS = 32
-WINOGRAD_MIN_SIZE = 32
+# im2col: at least WINOGRAD_MIN_IN input and WINOGRAD_MIN_OUT output channels
+# and inputs of at least WINOGRAD_MIN_SIZE x WINOGRAD_MIN_SIZE. Measured
+# forward+backward (two threads, interleaved, 5 rounds, kernel 4, stride 2,
+# padding 1; Winograd against the faster of this module's im2col form and
+# conv_transpose.py's col2im), with the shuffled transforms running channel
+# by channel: 64 -> 32 channels on 16x16 (convT_up) 0.86, 0.86, 0.87; 128 ->
+# 64 on 16x16 0.79, 128 -> 32 0.90, 256 -> 32 0.90; 64 -> 64 on 8x8 0.88 and
+# 0.91, 256 -> 128 on 8x8 0.84; 128 -> 64 on 32x32 (16 samples) 0.99, 64 ->
+# 64 on 64x64 (8 samples) 1.02. Left out: 32 -> 32 on 32x32 1.01, on 12x12
+# 1.11; 32 -> 16 on 16x16 0.95; 16 -> 16 on 32x32 1.17; 64 -> 8 1.32; 256 ->
+# 3 on 8x8 2.46; 3 -> 64 1.71.
+WINOGRAD_MIN_IN = 64
+WINOGRAD_MIN_OUT = 32
+WINOGRAD_MIN_SIZE = 8
 
 
 def winograd_pays(geo, x_shape, o, out_hw, itemsize):
@@ -209,7 +212,7 @@ def winograd_pays(geo, x_shape, o, out_hw, itemsize):
         return False
     if ALGORITHM[0] == "winograd":
         return True
-    return min(c, o) >= WINOGRAD_MIN_CHANNELS and min(x_shape[2:]) >= WINOGRAD_MIN_SIZE
+    return c >= WINOGRAD_MIN_IN and o >= WINOGRAD_MIN_OUT and min(x_shape[2:]) >= WINOGRAD_MIN_SIZE
 
 
 def _phase_tables(plan):
