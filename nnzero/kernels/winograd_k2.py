@@ -19,8 +19,9 @@ The backward pass uses the transposed transforms, dM = A dY A^T and
 dd = B dV B^T, the latter added back where the tile sits (``+=``: tiles
 overlap). Layouts, threading and padding are those of ``winograd.py``:
 V, M, dM, dV are (16, channels, T) with xi = 4*i + j and T = N*TH*TW tiles;
-each kernel runs over whole (n, channel) planes; tiles reaching past the
-image read zeros and drop what they would write there.
+the input transform and its gradient run over whole (n, channel) planes, the
+output transform and its gradient over whole channels; tiles reaching past
+the image read zeros and drop what they would write there.
 
 Where it is used: a 2x2 stride-1 convolution, which is what a transposed
 convolution with kernel 4 and stride 2 becomes after the sub-pixel
@@ -38,13 +39,13 @@ from .winograd import _pad_to, _planes, _tiles
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, -1, 0, 1]], dtype=np.float64)
 G = np.array([[1, 0], [0.5, 0.5], [0.5, -0.5], [0, 1]], dtype=np.float64)
 AT = np.array([[1, 1, 1, 0], [0, 1, -1, 0], [0, 1, 1, 1]], dtype=np.float64)
-STEP = 3     # output rows/columns per tile
-KERNEL = 2
 
 
-# As in ``winograd.py``: each plane is first copied into a zero-padded buffer,
-# so the tile loops carry no bounds tests; the input and output transforms
-# index row views by the loop counter; one set of scratch buffers per call.
+# As in ``winograd.py``: the input transform and its gradient copy each plane
+# into (or sum it in) a zero-padded buffer, so the tile loops carry no bounds
+# tests, and index row views by the loop counter; one set of scratch buffers
+# per call. The output transform and its gradient run channel by channel
+# (below).
 
 
 @njit
@@ -87,88 +88,8 @@ def _input_transform_range(x, pt, pl, th_n, tw_n, v, lo, hi):
                     v3[tw] = a3[3 * tw] - a1[3 * tw]
 
 
-@njit
-def _output_tiles(m, b, oc, th_n, tw_n, rk, ok):
-    """Plane (b, oc)'s output tiles, A^T M A, into ok (3*TH, 3*TW)."""
-    for th in range(th_n):
-        base = (b * th_n + th) * tw_n
-        for j in range(4):   # r_a,j = (A^T M)_a,j over the tile row
-            m0 = m[j, oc, base:base + tw_n]
-            m1 = m[4 + j, oc, base:base + tw_n]
-            m2 = m[8 + j, oc, base:base + tw_n]
-            m3 = m[12 + j, oc, base:base + tw_n]
-            ra = rk[j]
-            rb = rk[4 + j]
-            rc = rk[8 + j]
-            for tw in range(tw_n):
-                ra[tw] = m0[tw] + m1[tw] + m2[tw]
-                rb[tw] = m1[tw] - m2[tw]
-                rc[tw] = m1[tw] + m2[tw] + m3[tw]
-        for a in range(3):   # the tile's row a: (A^T M A)_a,. = r_a A
-            out = ok[3 * th + a]
-            e0, e1, e2 = out[0:], out[1:], out[2:]
-            s0, s1, s2, s3 = rk[4 * a], rk[4 * a + 1], rk[4 * a + 2], rk[4 * a + 3]
-            for tw in range(tw_n):
-                e0[3 * tw] = s0[tw] + s1[tw] + s2[tw]
-                e1[3 * tw] = s1[tw] - s2[tw]
-                e2[3 * tw] = s1[tw] + s2[tw] + s3[tw]
-
-
-@njit
-def _output_transform_range(m, oh, ow, y, lo, hi):
-    o = y.shape[1]
-    th_n = (oh + 2) // 3
-    tw_n = (ow + 2) // 3
-    ok = np.empty((3 * th_n, 3 * tw_n), dtype=y.dtype)
-    rk = np.empty((12, tw_n), dtype=y.dtype)
-    for no in range(lo, hi):
-        b = no // o
-        oc = no - b * o
-        _output_tiles(m, b, oc, th_n, tw_n, rk, ok)
-        for rr in range(oh):
-            src = ok[rr, :ow]
-            dst = y[b, oc, rr]
-            for q in range(ow):
-                dst[q] = src[q]
-
-
-@njit
-def _grad_tiles(g, b, oc, th_n, tw_n, e, dm):
-    """dM = A dY A^T of plane (b, oc)'s zero-padded gradient g (3*TH, 3*TW)."""
-    cols = 3 * tw_n
-    for th in range(th_n):
-        r0 = 3 * th
-        for q in range(cols):  # rows of A dY
-            e[0, q] = g[r0, q]
-            e[1, q] = g[r0, q] + g[r0 + 1, q] + g[r0 + 2, q]
-            e[2, q] = g[r0, q] - g[r0 + 1, q] + g[r0 + 2, q]
-            e[3, q] = g[r0 + 2, q]
-        base = (b * th_n + th) * tw_n
-        for i in range(4):  # columns: (A dY) A^T
-            for tw in range(tw_n):
-                q = 3 * tw
-                dm[4 * i, oc, base + tw] = e[i, q]
-                dm[4 * i + 1, oc, base + tw] = e[i, q] + e[i, q + 1] + e[i, q + 2]
-                dm[4 * i + 2, oc, base + tw] = e[i, q] - e[i, q + 1] + e[i, q + 2]
-                dm[4 * i + 3, oc, base + tw] = e[i, q + 2]
-
-
-@njit
-def _output_grad_range(dy, th_n, tw_n, dm, lo, hi):
-    n, o, oh, ow = dy.shape
-    g = np.zeros((3 * th_n, 3 * tw_n), dtype=dy.dtype)
-    e = np.empty((4, 3 * tw_n), dtype=dy.dtype)
-    for no in range(lo, hi):
-        b = no // o
-        oc = no - b * o
-        for r in range(oh):
-            for q in range(ow):
-                g[r, q] = dy[b, oc, r, q]
-        _grad_tiles(g, b, oc, th_n, tw_n, e, dm)
-
-
-# The two shuffled forms run channel by channel over all the call's samples
-# (units: z's channels), not plane by plane: for one channel, each of the 16
+# The output transform and its gradient run channel by channel over all the
+# call's samples (units: z's channels), not plane by plane: for one channel, each of the 16
 # rows of M (or dM) is one contiguous run over every tile of every sample,
 # so the tile arithmetic is a handful of long vector loops over (9 or 12, T)
 # scratch rows, and only the scatter into y's phases (or the gather from dy's)
@@ -280,6 +201,27 @@ def _output_grad_shuffle_range(dy, th_n, tw_n, ph, pw, dm, lo, hi):
 
 
 @njit
+def _identity_phase(size):
+    """The phase table of an axis without a shuffle: one phase, every cell in place."""
+    table = np.zeros((1, 3), dtype=np.int64)
+    table[0, 2] = size
+    return table
+
+
+@njit
+def _output_transform_range(m, oh, ow, y, lo, hi):
+    # the plain output transform (a 2x2 Conv2d): the shuffled one with nothing to shuffle
+    _output_transform_shuffle_range(m, oh, ow, _identity_phase(oh), _identity_phase(ow),
+                                    np.zeros(y.shape[1], dtype=y.dtype), y, lo, hi)
+
+
+@njit
+def _output_grad_range(dy, th_n, tw_n, dm, lo, hi):
+    _output_grad_shuffle_range(dy, th_n, tw_n, _identity_phase(dy.shape[2]),
+                               _identity_phase(dy.shape[3]), dm, lo, hi)
+
+
+@njit
 def _input_grad_range(dv, pt, pl, th_n, tw_n, dx, lo, hi):
     n, c, h, w = dx.shape
     rows, cols = 3 * th_n + 1, 3 * tw_n + 1
@@ -385,13 +327,13 @@ def input_grad_numpy(dv, pt, pl, th_n, tw_n, dx):
 input_transform_numba, input_transform_serial = split_kernel(
     _input_transform_range, lambda x, *rest: _planes(x))
 output_transform_numba, output_transform_serial = split_kernel(
-    _output_transform_range, lambda m, oh, ow, y: _planes(y))
+    _output_transform_range, lambda m, oh, ow, y: y.shape[1])
 output_transform_shuffle_numba, output_transform_shuffle_serial = split_kernel(
     _output_transform_shuffle_range, lambda m, oh, ow, ph, pw, bias, y: m.shape[1])
 output_grad_shuffle_numba, output_grad_shuffle_serial = split_kernel(
     _output_grad_shuffle_range, lambda dy, th_n, tw_n, ph, pw, dm: dm.shape[1])
 output_grad_numba, output_grad_serial = split_kernel(
-    _output_grad_range, lambda dy, *rest: _planes(dy))
+    _output_grad_range, lambda dy, *rest: dy.shape[1])
 input_grad_numba, input_grad_serial = split_kernel(
     _input_grad_range, lambda dv, pt, pl, th_n, tw_n, dx: _planes(dx))
 
