@@ -49,7 +49,10 @@ AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
 # (``v0[tw] = a0[2 * tw] - a2[2 * tw]``, each view taken once per tile row),
 # which spares numba's wraparound test on every computed index: measured on
 # one thread, conv_mid's shapes, interleaved, 9 rounds, 1.15x faster, results
-# bit for bit the same.
+# bit for bit the same. It and the input-gradient transform take their planes
+# channel by channel (all samples of one channel, then the next), so that V's
+# 16 rows are written, and dV's read, in order: one thread, 16 samples,
+# 1.06-1.2x faster for each (64 channels on 32x32, 128 on 16x16).
 #
 # The output transform and its gradient run channel by channel over every
 # tile of every sample at once (units: channels, not planes): each of the 16
@@ -72,9 +75,9 @@ def _input_transform_range(x, pt, pl, th_n, tw_n, v, lo, hi):
     q_lo, q_hi = max(0, -pl), min(w, cols - pl)
     wq = q_hi - q_lo
     t0, t1, t2, t3 = tk[0], tk[1], tk[2], tk[3]
-    for nc in range(lo, hi):
-        b = nc // c
-        ch = nc - b * c
+    for nc in range(lo, hi):   # planes channel by channel: V's rows fill in order
+        ch = nc // n
+        b = nc - ch * n
         for r in range(r_lo, r_hi):
             src = x[b, ch, r, q_lo:q_hi]
             dst = dk[r + pt, q_lo + pl:q_hi + pl]
@@ -184,9 +187,9 @@ def _input_grad_range(dv, pt, pl, th_n, tw_n, dx, lo, hi):
     rows, cols = 2 * th_n + 2, 2 * tw_n + 2
     acc = np.empty((rows, cols), dtype=dx.dtype)
     hh = np.empty((4, cols), dtype=dx.dtype)
-    for nc in range(lo, hi):
-        b = nc // c
-        ch = nc - b * c
+    for nc in range(lo, hi):   # planes channel by channel: dV's rows are read in order
+        ch = nc // n
+        b = nc - ch * n
         for r in range(rows):   # the sums start from 0 for every plane
             for q in range(cols):
                 acc[r, q] = 0

@@ -58,9 +58,9 @@ def _input_transform_range(x, pt, pl, th_n, tw_n, v, lo, hi):
     q_lo, q_hi = max(0, -pl), min(w, cols - pl)
     wq = q_hi - q_lo
     t0, t1, t2, t3 = tk[0], tk[1], tk[2], tk[3]
-    for nc in range(lo, hi):
-        b = nc // c
-        ch = nc - b * c
+    for nc in range(lo, hi):   # planes channel by channel: V's rows fill in order
+        ch = nc // n
+        b = nc - ch * n
         for r in range(r_lo, r_hi):
             src = x[b, ch, r, q_lo:q_hi]
             dst = dk[r + pt, q_lo + pl:q_hi + pl]
@@ -227,9 +227,9 @@ def _input_grad_range(dv, pt, pl, th_n, tw_n, dx, lo, hi):
     rows, cols = 3 * th_n + 1, 3 * tw_n + 1
     acc = np.empty((rows, cols), dtype=dx.dtype)
     hh = np.empty((4, cols), dtype=dx.dtype)
-    for nc in range(lo, hi):
-        b = nc // c
-        ch = nc - b * c
+    for nc in range(lo, hi):   # planes channel by channel: dV's rows are read in order
+        ch = nc // n
+        b = nc - ch * n
         for r in range(rows):   # the sums start from 0 for every plane
             for q in range(cols):
                 acc[r, q] = 0
