@@ -228,6 +228,13 @@ def _tiles(a, th_n, tw_n, size, step):
     return win[:, :, ::step, ::step][:, :, :th_n, :tw_n]
 
 
+def _sandwich(spec, left, a, right):
+    """``np.einsum(spec, left, a, right)`` with the small matrices in a's dtype,
+    contracted pairwise (BLAS) rather than in one nested loop: the twins'
+    conv_mid step 1229 ms the other way."""
+    return np.einsum(spec, left.astype(a.dtype), a, right.astype(a.dtype), optimize=True)
+
+
 def _pad_to(a, top, left, rows, cols):
     n, c, h, w = a.shape
     out = np.zeros((n, c, rows, cols), dtype=a.dtype)
@@ -240,7 +247,7 @@ def input_transform_numpy(x, pt, pl, th_n, tw_n, v):
     n, c = x.shape[:2]
     xp = _pad_to(x, pt, pl, 2 * th_n + 2, 2 * tw_n + 2)
     d = _tiles(xp, th_n, tw_n, 4, 2)                                  # (N, C, TH, TW, 4, 4)
-    out = np.einsum("ik,nctwkl,jl->ijcntw", BT, d, BT)
+    out = _sandwich("ik,nctwkl,jl->ijcntw", BT, d, BT)
     v[...] = out.reshape(16, c, n * th_n * tw_n)
 
 
@@ -248,7 +255,7 @@ def output_transform_numpy(m, oh, ow, y):
     n, o = y.shape[:2]
     th_n, tw_n = (oh + 1) // 2, (ow + 1) // 2
     mm = m.reshape(4, 4, o, n, th_n, tw_n)
-    tiles = np.einsum("ai,ijontw,bj->notawb", AT, mm, AT)             # (N, O, TH, 2, TW, 2)
+    tiles = _sandwich("ai,ijontw,bj->notawb", AT, mm, AT)             # (N, O, TH, 2, TW, 2)
     y[...] = tiles.reshape(n, o, 2 * th_n, 2 * tw_n)[:, :, :oh, :ow]
 
 
@@ -256,13 +263,13 @@ def output_grad_numpy(dy, th_n, tw_n, dm):
     n, o = dy.shape[:2]
     dyp = _pad_to(dy, 0, 0, 2 * th_n, 2 * tw_n)
     g = dyp.reshape(n, o, th_n, 2, tw_n, 2)
-    out = np.einsum("ai,notawb,bj->ijontw", AT, g, AT)
+    out = _sandwich("ai,notawb,bj->ijontw", AT, g, AT)
     dm[...] = out.reshape(16, o, n * th_n * tw_n)
 
 
 def input_grad_numpy(dv, pt, pl, th_n, tw_n, dx):
     n, c, h, w = dx.shape
-    f = np.einsum("ik,ijcntw,jl->nctwkl", BT, dv.reshape(4, 4, c, n, th_n, tw_n), BT)
+    f = _sandwich("ik,ijcntw,jl->nctwkl", BT, dv.reshape(4, 4, c, n, th_n, tw_n), BT)
     rows, cols = max(2 * th_n + 2, pt + h), max(2 * tw_n + 2, pl + w)
     acc = np.zeros((n, c, rows, cols), dtype=dx.dtype)
     for k in range(4):

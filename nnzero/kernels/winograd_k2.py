@@ -34,7 +34,7 @@ import numpy as np
 
 from ._jit import choose, njit
 from ._pool import split_kernel
-from .winograd import _pad_to, _planes, _tiles
+from .winograd import _pad_to, _planes, _sandwich, _tiles
 
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, -1, 0, 1]], dtype=np.float64)
 G = np.array([[1, 0], [0.5, 0.5], [0.5, -0.5], [0, 1]], dtype=np.float64)
@@ -265,7 +265,7 @@ def _input_grad_range(dv, pt, pl, th_n, tw_n, dx, lo, hi):
 def input_transform_numpy(x, pt, pl, th_n, tw_n, v):
     n, c = x.shape[:2]
     d = _tiles(_pad_to(x, pt, pl, 3 * th_n + 1, 3 * tw_n + 1), th_n, tw_n, 4, 3)
-    out = np.einsum("ik,nctwkl,jl->ijcntw", BT, d, BT)
+    out = _sandwich("ik,nctwkl,jl->ijcntw", BT, d, BT)
     v[...] = out.reshape(16, c, n * th_n * tw_n)
 
 
@@ -273,7 +273,7 @@ def output_transform_numpy(m, oh, ow, y):
     n, o = y.shape[:2]
     th_n, tw_n = (oh + 2) // 3, (ow + 2) // 3
     mm = m.reshape(4, 4, o, n, th_n, tw_n)
-    tiles = np.einsum("ai,ijontw,bj->notawb", AT, mm, AT)             # (N, O, TH, 3, TW, 3)
+    tiles = _sandwich("ai,ijontw,bj->notawb", AT, mm, AT)             # (N, O, TH, 3, TW, 3)
     y[...] = tiles.reshape(n, o, 3 * th_n, 3 * tw_n)[:, :, :oh, :ow]
 
 
@@ -309,13 +309,13 @@ def output_grad_shuffle_numpy(dy, th_n, tw_n, ph, pw, dm):
 def output_grad_numpy(dy, th_n, tw_n, dm):
     n, o = dy.shape[:2]
     g = _pad_to(dy, 0, 0, 3 * th_n, 3 * tw_n).reshape(n, o, th_n, 3, tw_n, 3)
-    out = np.einsum("ai,notawb,bj->ijontw", AT, g, AT)
+    out = _sandwich("ai,notawb,bj->ijontw", AT, g, AT)
     dm[...] = out.reshape(16, o, n * th_n * tw_n)
 
 
 def input_grad_numpy(dv, pt, pl, th_n, tw_n, dx):
     n, c, h, w = dx.shape
-    f = np.einsum("ik,ijcntw,jl->nctwkl", BT, dv.reshape(4, 4, c, n, th_n, tw_n), BT)
+    f = _sandwich("ik,ijcntw,jl->nctwkl", BT, dv.reshape(4, 4, c, n, th_n, tw_n), BT)
     rows, cols = max(3 * th_n + 1, pt + h), max(3 * tw_n + 1, pl + w)
     acc = np.zeros((n, c, rows, cols), dtype=dx.dtype)
     for k in range(4):
