@@ -225,16 +225,15 @@ def _winograd_forward(x, w_conv, bias, conv_geo, plan, y, workspace):
     written straight to y's phases (no z), the bias added on the way."""
     z_rows = w_conv.shape[1]
     grid = (plan[0].windows, plan[1].windows)
-    bias = np.zeros(y.shape[1], y.dtype) if bias is None else bias.astype(y.dtype, copy=False)
     weight = w_conv.reshape(z_rows, x.shape[1], conv_geo.kernel[0], conv_geo.kernel[1])
-    return winograd.winograd_forward(x, weight, conv_geo.pad_before, grid, y, None, workspace,
-                                     shuffle=_phase_tables(plan) + (bias,))
+    return winograd.winograd_forward(x, weight, conv_geo.pad_before, grid, y, bias, workspace,
+                                     shuffle=_phase_tables(plan))
 
 
 def _winograd_backward(dy, cache, workspace):
     """dx and dW' of the Winograd path: dz gathered from dy tile by tile."""
     dx = np.empty_like(cache.x)
-    dw_conv = winograd.winograd_backward(lambda lo, hi: dy[lo:hi], cache.wino, dx, workspace,
+    dw_conv = winograd.winograd_backward(dy, cache.wino, dx, workspace,
                                          shuffle=_phase_tables(cache.plan))
     return dx, dw_conv
 

@@ -25,9 +25,10 @@ The batch is split over threads (``_threads.py``): each piece of samples
 keeps its tiles as its own contiguous (16, C, T_piece) block and runs the
 transforms and its 16 products on one thread; dU is the sum of the pieces'.
 The backward pass reuses the forward's pieces, since V is laid out by them.
-``winograd_forward``/``winograd_backward`` are the core, with hooks for the
-transposed convolution of ``subpixel.py``, whose 2x2 stride-1 convolution
-runs here with the pixel shuffle folded into the output tiles.
+``winograd_forward``/``winograd_backward`` are the core; their ``shuffle``
+option serves the transposed convolution of ``subpixel.py``, whose 2x2
+stride-1 convolution runs here with the pixel shuffle folded into the output
+tiles.
 """
 from __future__ import annotations
 
@@ -107,15 +108,14 @@ def buffer_bytes(x_shape, out_size, itemsize, kernel=3):
     return 16 * c * n * th * tw * itemsize
 
 
-def winograd_forward(x, weight, pad, out_size, out, finish=None, workspace=None, shuffle=None):
-    """Write conv(x, weight) (stride 1, padding ``pad`` before, output size
-    ``out_size``, zeros read past the image) into ``out`` (N, O, OH, OW) and
-    return the cache (``has_bias`` False). ``finish(lo, hi)``, when given, runs
-    on the thread that wrote samples lo ... hi-1, right after it did.
+def winograd_forward(x, weight, pad, out_size, out, bias=None, workspace=None, shuffle=None):
+    """Write conv(x, weight) + bias (stride 1, padding ``pad`` before, output
+    size ``out_size``, zeros read past the image) into ``out`` (N, O, OH, OW)
+    and return the cache.
 
-    ``shuffle=(ph, pw, bias)`` (2x2 kernels only): the convolution is a
-    transposed one's z (``subpixel.py``), and ``out`` is that layer's y: each
-    output tile goes straight to y's sub-pixel phases, bias added
+    ``shuffle=(ph, pw)`` (2x2 kernels only): the convolution is a transposed
+    one's z (``subpixel.py``), ``out`` is that layer's y and ``bias`` its bias:
+    each output tile goes straight to y's sub-pixel phases, bias added
     (``kernels/winograd_k2.py``)."""
     n, c, h, w = x.shape
     o, kernel = weight.shape[0], weight.shape[2]
@@ -126,27 +126,32 @@ def winograd_forward(x, weight, pad, out_size, out, finish=None, workspace=None,
     v = scratch(workspace, "wino_v", (16 * c * t,), x.dtype)
     m = scratch(workspace, "wino_m", (16 * o * t,), x.dtype)
     u = _filter_transform(weight.astype(x.dtype, copy=False))
+    if shuffle is not None:   # the shuffled transform adds a bias, zero or not
+        shuffle = tuple(shuffle) + (np.zeros(out.shape[1], x.dtype) if bias is None
+                                    else bias.astype(x.dtype, copy=False),)
+    elif bias is not None:
+        add_bias = bias.reshape(1, -1, 1, 1)
 
     def piece(lo, hi):   # samples lo ... hi-1, on one thread
         vp = _piece(v, lo, hi, c, th * tw)
         K.input_transform_one_thread(x[lo:hi], pad[0], pad[1], th, tw, vp)
         mp = _piece(m, lo, hi, o, th * tw)
         np.matmul(u, vp, out=mp)
-        if shuffle is None:
-            K.output_transform_one_thread(mp, oh, ow, out[lo:hi])
-        else:
+        if shuffle is not None:
             K.output_transform_shuffle_one_thread(mp, oh, ow, *shuffle, out[lo:hi])
-        if finish is not None:
-            finish(lo, hi)
+            return
+        K.output_transform_one_thread(mp, oh, ow, out[lo:hi])
+        if bias is not None:
+            out[lo:hi] += add_bias
 
     bounds = piece_bounds(n)
     run_pieces(bounds, piece)
-    return WinogradCache(x.shape, weight, False, tuple(pad), (oh, ow), (th, tw), bounds, v, u)
+    return WinogradCache(x.shape, weight, bias is not None, tuple(pad), (oh, ow), (th, tw),
+                         bounds, v, u)
 
 
-def winograd_backward(grad, cache, dx, workspace=None, shuffle=None):
-    """Write dL/dx into ``dx`` and return dL/dweight. ``grad(lo, hi)`` gives
-    samples lo ... hi-1's dL/dy (contiguous), on the thread that uses it;
+def winograd_backward(dy, cache, dx, workspace=None, shuffle=None):
+    """Write dL/dx into ``dx`` and return dL/dweight, from a contiguous dL/dy;
     with ``shuffle=(ph, pw)`` that is the transposed layer's dL/dy, whose
     phases are gathered into dL/dz tile by tile (see ``winograd_forward``)."""
     x_shape, weight, _, pad, out_size, (th, tw), bounds, v, u = cache
@@ -159,9 +164,9 @@ def winograd_backward(grad, cache, dx, workspace=None, shuffle=None):
     def piece(lo, hi):   # samples lo ... hi-1, on one thread; returns its share of dU
         dmp = _piece(dm, lo, hi, o, th * tw)
         if shuffle is None:
-            K.output_grad_one_thread(grad(lo, hi), th, tw, dmp)
+            K.output_grad_one_thread(dy[lo:hi], th, tw, dmp)
         else:
-            K.output_grad_shuffle_one_thread(grad(lo, hi), th, tw, *shuffle, dmp)
+            K.output_grad_shuffle_one_thread(dy[lo:hi], th, tw, *shuffle, dmp)
         vp = _piece(v, lo, hi, c, th * tw)
         du = np.matmul(dmp, vp.transpose(0, 2, 1))                     # (16, O, C)
         dvp = _piece(dv, lo, hi, c, th * tw)
@@ -181,20 +186,12 @@ def conv2d_winograd_forward(x, weight, bias, geo, workspace=None):
     o = weight.shape[0]
     oh, ow = geo.out_size(h, w)
     y = np.empty((n, o, oh, ow), dtype=x.dtype)
-    finish = None
-    if bias is not None:
-        add_bias = bias.reshape(1, o, 1, 1)
-
-        def finish(lo, hi):
-            y[lo:hi] += add_bias
-
-    cache = winograd_forward(x, weight, geo.pad_before, (oh, ow), y, finish, workspace)
-    return y, cache._replace(has_bias=bias is not None)
+    return y, winograd_forward(x, weight, geo.pad_before, (oh, ow), y, bias, workspace)
 
 
 def conv2d_winograd_backward(dy, cache, workspace=None):
     dy = np.ascontiguousarray(dy)
     dx = np.empty(cache.x_shape, dtype=dy.dtype)
-    dw = winograd_backward(lambda lo, hi: dy[lo:hi], cache, dx, workspace)
+    dw = winograd_backward(dy, cache, dx, workspace)
     db = bias_grad(dy) if cache.has_bias else None
     return dx, dw, db
