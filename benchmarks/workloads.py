@@ -79,6 +79,7 @@ CONV = {  # name: (N, C, H, O, k, stride, padding, groups)
     "conv_stem": (64, 3, 32, 32, 3, 1, 1, 1),
     "conv_mid": (32, 64, 32, 64, 3, 1, 1, 1),
     "conv_strided": (32, 64, 32, 128, 3, 2, 1, 1),
+    "conv_k4s2": (32, 64, 32, 128, 4, 2, 1, 1),    # a DCGAN / PatchGAN downsampling layer
     "conv_1x1": (32, 128, 16, 256, 1, 1, 0, 1),
     "conv_grouped": (32, 64, 32, 64, 3, 1, 1, 8),
     "conv_depthwise": (32, 128, 16, 128, 3, 1, 1, 128),

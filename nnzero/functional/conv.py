@@ -62,7 +62,9 @@ def set_conv_algorithm(name):
     'auto' takes Winograd (F(2x2, 3x3) for 3x3 kernels, F(3x3, 2x2) for 2x2
     ones) for stride-1, undilated, ungrouped convolutions wide and large
     enough (WINOGRAD_RULES, WINOGRAD_2X2_RULES: the more channels, the smaller
-    the outputs may be) whose transformed tiles fit the im2col budget, grouped convolutions with few channels per group
+    the outputs may be), and F(4x4, 2x2) over the input's phases for 4x4
+    kernels at stride 2 (WINOGRAD_STRIDE2_RULES), when the transformed tiles
+    fit the im2col budget; grouped convolutions with few channels per group
     (depthwise ones at any stride, others at stride 1; see
     ``direct.applicable``) to the direct loops of ``direct.py``, and im2col
     otherwise: those with small output planes with batch-minor columns and
@@ -71,7 +73,8 @@ def set_conv_algorithm(name):
     the kernel run as a stride-1 convolution and a pixel shuffle
     (``subpixel.py``; that convolution by Winograd when it is 2x2 and wide
     enough), the others through col2im. 'winograd' forces Winograd
-    wherever it applies (the grouped ones still go direct); 'im2col' sends
+    wherever it applies (3x3 and 2x2 kernels at stride 1, 3x3 and 4x4 at
+    stride 2; the grouped ones still go direct); 'im2col' sends
     everything, both directions, through im2col/col2im, convolutions with one
     product per sample. Returns the previous choice.
     """
@@ -98,6 +101,16 @@ WINOGRAD_RULES = ((32, 16), (16, 32), (6, 64))
 # 128 -> 128 on 16x16 0.79; 32 channels on 32x32 1.13, 16 channels 1.12,
 # 3 -> 64 3.4.
 WINOGRAD_2X2_RULES = ((16, 64),)
+# Stride 2 (F(4x4, 2x2) over the input's four phases, ``kernels/winograd_s2.py``),
+# by kernel size. Measured the same way (2026-11-28, N=32, 5 rounds): 4x4
+# kernels 16 -> 32 channels on 32x32 outputs 0.76, 32 -> 64 0.77, 64 -> 128
+# 0.55; 16x16: 32 -> 64 0.61, 64 -> 128 0.59; 8x8: 64 -> 128 0.84, 128 -> 256
+# 0.82, 256 -> 512 0.91; 4x4 outputs 1.6-2.1 and 3 input channels 1.43, left
+# out. 3x3 kernels never clearly won: 16x16 outputs 64 -> 128 (conv_strided)
+# 0.99-1.06, 128 -> 256 1.00; 32x32 16 and 32 channels 1.3; 56x56 64 -> 128
+# 0.86 with rounds 0.73-1.14; 8x8 1.56. The phases of a 3x3 kernel hold 9
+# taps in 16 places, so 7/16 of the products multiply zeros.
+WINOGRAD_STRIDE2_RULES = {3: (), 4: ((8, 16),)}
 
 
 def _use_winograd(geo, x_shape, o, out_size, itemsize):
@@ -105,11 +118,11 @@ def _use_winograd(geo, x_shape, o, out_size, itemsize):
         return False
     if ALGORITHM[0] == "winograd":
         return True
-    k = geo.kernel[0]
+    k, s = geo.kernel[0], geo.stride[0]
     channels, size = min(x_shape[1], o), min(out_size)
-    rules = WINOGRAD_RULES if k == 3 else WINOGRAD_2X2_RULES
+    rules = WINOGRAD_STRIDE2_RULES[k] if s == 2 else WINOGRAD_RULES if k == 3 else WINOGRAD_2X2_RULES
     return (any(size >= least_size and channels >= least for least_size, least in rules)
-            and winograd.buffer_bytes(x_shape, out_size, itemsize, k) <= im2col_budget())
+            and winograd.buffer_bytes(x_shape, out_size, itemsize, k, s) <= im2col_budget())
 
 
 def _bias_in_columns(has_bias, groups, pointwise):

@@ -1,20 +1,24 @@
-"""Stride-1 convolution by Winograd's minimal filtering, forward and backward.
+"""Convolution by Winograd's minimal filtering, forward and backward.
 
-Two tile families, both with 4x4 input tiles (16 positions xi): F(2x2, 3x3)
-for 3x3 kernels (``kernels/winograd.py``, tiles every 2 outputs) and F(3x3,
-2x2) for 2x2 kernels (``kernels/winograd_k2.py``, tiles every 3). With the
-tile transforms (V = B^T d B per input tile, U = G g G^T per filter,
-Y = A^T M A per output tile) a convolution is 16 independent GEMMs over the
-channels, one per position xi:
+Three tile families. Two are stride-1 with 4x4 input tiles (P = 16 positions
+xi): F(2x2, 3x3) for 3x3 kernels (``kernels/winograd.py``, tiles every 2
+outputs) and F(3x3, 2x2) for 2x2 kernels (``kernels/winograd_k2.py``, tiles
+every 3). The third, F(4x4, 2x2) with 5x5 tiles (P = 25,
+``kernels/winograd_s2.py``), runs a stride-2 convolution with a 3x3 or 4x4
+kernel as a 2x2 stride-1 one over the input's four phases (C' = 4C channels,
+the weight split the same way). With the tile transforms (V = B^T d B per
+input tile, U = G g G^T per filter, Y = A^T M A per output tile) a
+convolution is P independent GEMMs over the channels, one per position xi:
 
-    M_xi (O, T) = U_xi (O, C) @ V_xi (C, T)                     T = N * tiles
+    M_xi (O, T) = U_xi (O, C') @ V_xi (C', T)                     T = N * tiles
 
-which is 2.25x fewer multiplies than im2col in both families (16 per 2x2
-outputs instead of 36 for 3x3 kernels, 16 per 3x3 outputs instead of 36 for
-2x2 ones). Differentiating each step:
+which is 2.25x fewer multiplies than im2col in the stride-1 families (16 per
+2x2 outputs instead of 36 for 3x3 kernels, 16 per 3x3 outputs instead of 36
+for 2x2 ones), and for stride 2 25 * 4 per 4x4 outputs instead of 16 * 16
+(4x4 kernels, 2.56x fewer) or 16 * 9 (3x3, 1.44x). Differentiating each step:
 
     dM   = A dY A^T                  (per output tile)
-    dU_xi = dM_xi @ V_xi^T;   dW = G^T dU G   (per (o, c))
+    dU_xi = dM_xi @ V_xi^T;   dW = G^T dU G   (per (o, c'))
     dV_xi = U_xi^T @ dM_xi;   dx = B dV B^T   (per input tile, scattered with +=)
     db   = sum of dy
 
@@ -22,8 +26,8 @@ The transforms are exact in real arithmetic; in floating point the result
 differs from im2col's by rounding only (a few ulps times the tile sums).
 
 The batch is split over threads (``_threads.py``): each piece of samples
-keeps its tiles as its own contiguous (16, C, T_piece) block and runs the
-transforms and its 16 products on one thread; dU is the sum of the pieces'.
+keeps its tiles as its own contiguous (P, C', T_piece) block and runs the
+transforms and its P products on one thread; dU is the sum of the pieces'.
 The backward pass reuses the forward's pieces, since V is laid out by them.
 ``winograd_forward``/``winograd_backward`` are the core; their ``shuffle``
 option serves the transposed convolution of ``subpixel.py``, whose 2x2
@@ -38,6 +42,7 @@ import numpy as np
 
 from ..kernels import winograd as K3
 from ..kernels import winograd_k2 as K2
+from ..kernels import winograd_s2 as S2
 from ._columns import bias_grad
 from ._scratch import samples, scratch
 from ._threads import blas_one_thread, piece_bounds, run_pieces
@@ -51,81 +56,108 @@ class WinogradCache(NamedTuple):
     out_size: tuple     # (OH, OW)
     tiles: tuple        # (TH, TW)
     bounds: list        # the batch pieces (``_threads.piece_bounds``) v is laid out by
-    v: np.ndarray       # flat: each piece's (16, C, T_piece) transformed input tiles
-    u: np.ndarray       # (16, O, C) transformed filters
+    v: np.ndarray       # flat: each piece's (P, C', T_piece) transformed input tiles
+    u: np.ndarray       # (P, O, C') transformed filters
+    stride: int = 1
 
 
-# kernel size -> the tile transforms (F(2x2, 3x3) and F(3x3, 2x2)) and their tile step
-_FAMILIES = {3: (K3, 2), 2: (K2, 3)}
-# kernel size -> kron(G, G) (16, k*k): U[4i+j] = sum_kl G[i,k] g[k,l] G[j,l] for every
-# filter at once is one small product, (16, k*k) @ (k*k, O*C), and so is the
-# weight gradient, G^T dU G = kron(G, G)^T @ dU. Both run with BLAS held to one
+class _Family(NamedTuple):
+    K: object           # the kernels module: tile transforms and their gradients
+    step: int           # output cells per tile side
+    positions: int      # P: cells per input tile (16 or 25), one product each
+    phases: int         # C' = phases * C: the tiles' channels (4 after space-to-depth)
+    kron: np.ndarray    # (P, taps): kron(G, G), see _filter_transform
+
+
+def _family(kernel, stride):
+    k = 2 if stride == 2 else kernel   # stride 2: a 2x2 kernel over the input's phases
+    K = {3: K3, 2: S2 if stride == 2 else K2}[k]
+    return _Family(K, K.AT.shape[0], K.BT.shape[0] ** 2, stride * stride, np.kron(K.G, K.G))
+
+
+# (kernel, stride) -> its family: F(2x2, 3x3), F(3x3, 2x2), and F(4x4, 2x2) over
+# the space-to-depth of a stride-2 convolution with a 3x3 or 4x4 kernel.
+# kron(G, G) (P, k*k): U[i*r+j] = sum_kl G[i,k] g[k,l] G[j,l] for every filter
+# at once is one small product, (P, k*k) @ (k*k, O*C), and so is the weight
+# gradient, G^T dU G = kron(G, G)^T @ dU. Both run with BLAS held to one
 # thread: woken here, OpenBLAS's threads would spin through the pieces that
 # follow (``_threads.py``; the layer measured 1.7x slower for it). Measured
 # against the three-operand einsums they replace (64 -> 64 channels, 3x3):
 # 0.09 against 1.5 ms for U, and dW took 3.9 ms as an einsum.
-_KRON = {k: np.kron(K.G, K.G) for k, (K, _) in _FAMILIES.items()}
+_FAMILIES = {key: _family(*key) for key in ((3, 1), (2, 1), (3, 2), (4, 2))}
 
 
-def _filter_transform(weight):
-    """U (16, O, C) of weight (O, C, k, k), in weight's dtype."""
+def _filter_transform(weight, fam):
+    """U (P, O, C') of weight (O, C, k, k), in weight's dtype."""
+    if fam.phases > 1:
+        weight = fam.K.weight_to_phases(weight)
     o, c, k = weight.shape[:3]
     with blas_one_thread():
-        u = _KRON[k].astype(weight.dtype) @ weight.reshape(o * c, k * k).T
-    return u.reshape(16, o, c)
+        u = fam.kron.astype(weight.dtype) @ weight.reshape(o * c, k * k).T
+    return u.reshape(fam.positions, o, c)
 
 
-def _filter_grad(du, weight_shape):
-    """dW (O, C, k, k) of dU (16, O, C): G^T dU G for every (o, c)."""
-    o, c, k = weight_shape[:3]
+def _filter_grad(du, weight_shape, fam):
+    """dW (O, C, k, k) of dU (P, O, C'): G^T dU G for every (o, c')."""
+    o, c4 = du.shape[1:]
     with blas_one_thread():
-        dw = _KRON[k].T.astype(du.dtype) @ du.reshape(16, o * c)     # (k*k, O*C)
-    return dw.T.reshape(weight_shape)
+        dw = fam.kron.T.astype(du.dtype) @ du.reshape(fam.positions, o * c4)   # (taps, O*C')
+    taps = dw.shape[0]
+    r = int(round(taps ** 0.5))
+    dw = dw.T.reshape(o, c4, r, r)
+    if fam.phases > 1:
+        return fam.K.weight_from_phases(dw, weight_shape[2])
+    return dw
 
 
-def _piece(flat, lo, hi, rows, tiles):
-    """Samples lo ... hi-1's (16, rows, (hi-lo)*tiles) block of a flat buffer."""
-    return samples(flat, lo, hi, 16 * rows * tiles).reshape(16, rows, -1)
+def _piece(flat, lo, hi, positions, rows, tiles):
+    """Samples lo ... hi-1's (P, rows, (hi-lo)*tiles) block of a flat buffer."""
+    return samples(flat, lo, hi, positions * rows * tiles).reshape(positions, rows, -1)
 
 
 def applicable(geo):
-    """Stride-1, undilated, ungrouped convolutions with a 3x3 or a 2x2 kernel."""
-    k = geo.kernel
-    return (k[0] == k[1] and k[0] in _FAMILIES and geo.stride == (1, 1)
+    """Undilated, ungrouped convolutions with a 3x3 or a 2x2 kernel at stride 1,
+    or a 3x3 or 4x4 kernel at stride 2."""
+    k, s = geo.kernel, geo.stride
+    return (k[0] == k[1] and s[0] == s[1] and (k[0], s[0]) in _FAMILIES
             and geo.dilation == (1, 1) and geo.groups == 1)
 
 
-def tiles(out_size, kernel):
-    """(TH, TW): the tile grid covering an (OH, OW) output with a k x k kernel."""
-    step = _FAMILIES[kernel][1]
+def tiles(out_size, kernel, stride=1):
+    """(TH, TW): the tile grid covering an (OH, OW) output."""
+    step = _FAMILIES[kernel, stride].step
     return tuple(-(-s // step) for s in out_size)
 
 
-def buffer_bytes(x_shape, out_size, itemsize, kernel=3):
+def buffer_bytes(x_shape, out_size, itemsize, kernel=3, stride=1):
     """Bytes of the transformed input V, the buffer the backward pass keeps."""
     n, c = x_shape[:2]
-    th, tw = tiles(out_size, kernel)
-    return 16 * c * n * th * tw * itemsize
+    fam = _FAMILIES[kernel, stride]
+    th, tw = tiles(out_size, kernel, stride)
+    return fam.positions * fam.phases * c * n * th * tw * itemsize
 
 
-def winograd_forward(x, weight, pad, out_size, out, bias=None, workspace=None, shuffle=None):
-    """Write conv(x, weight) + bias (stride 1, padding ``pad`` before, output
-    size ``out_size``, zeros read past the image) into ``out`` (N, O, OH, OW)
-    and return the cache.
+def winograd_forward(x, weight, pad, out_size, out, bias=None, workspace=None, shuffle=None,
+                     stride=1):
+    """Write conv(x, weight) + bias (stride ``stride``, padding ``pad`` before,
+    output size ``out_size``, zeros read past the image) into ``out``
+    (N, O, OH, OW) and return the cache.
 
     ``shuffle=(ph, pw)`` (2x2 kernels only): the convolution is a transposed
     one's z (``subpixel.py``), ``out`` is that layer's y and ``bias`` its bias:
     each output tile goes straight to y's sub-pixel phases, bias added
     (``kernels/winograd_k2.py``)."""
-    n, c, h, w = x.shape
-    o, kernel = weight.shape[0], weight.shape[2]
-    K = _FAMILIES[kernel][0]
+    n = x.shape[0]
+    o = weight.shape[0]
+    fam = _FAMILIES[weight.shape[2], stride]
+    K, pos = fam.K, fam.positions
+    c = fam.phases * x.shape[1]
     oh, ow = out_size
-    th, tw = tiles(out_size, kernel)
+    th, tw = tiles(out_size, weight.shape[2], stride)
     t = n * th * tw
-    v = scratch(workspace, "wino_v", (16 * c * t,), x.dtype)
-    m = scratch(workspace, "wino_m", (16 * o * t,), x.dtype)
-    u = _filter_transform(weight.astype(x.dtype, copy=False))
+    v = scratch(workspace, "wino_v", (pos * c * t,), x.dtype)
+    m = scratch(workspace, "wino_m", (pos * o * t,), x.dtype)
+    u = _filter_transform(weight.astype(x.dtype, copy=False), fam)
     if shuffle is not None:   # the shuffled transform adds a bias, zero or not
         shuffle = tuple(shuffle) + (np.zeros(out.shape[1], x.dtype) if bias is None
                                     else bias.astype(x.dtype, copy=False),)
@@ -133,9 +165,9 @@ def winograd_forward(x, weight, pad, out_size, out, bias=None, workspace=None, s
         add_bias = bias.reshape(1, -1, 1, 1)
 
     def piece(lo, hi):   # samples lo ... hi-1, on one thread
-        vp = _piece(v, lo, hi, c, th * tw)
+        vp = _piece(v, lo, hi, pos, c, th * tw)
         K.input_transform_one_thread(x[lo:hi], pad[0], pad[1], th, tw, vp)
-        mp = _piece(m, lo, hi, o, th * tw)
+        mp = _piece(m, lo, hi, pos, o, th * tw)
         np.matmul(u, vp, out=mp)
         if shuffle is not None:
             K.output_transform_shuffle_one_thread(mp, oh, ow, *shuffle, out[lo:hi])
@@ -147,36 +179,37 @@ def winograd_forward(x, weight, pad, out_size, out, bias=None, workspace=None, s
     bounds = piece_bounds(n)
     run_pieces(bounds, piece)
     return WinogradCache(x.shape, weight, bias is not None, tuple(pad), (oh, ow), (th, tw),
-                         bounds, v, u)
+                         bounds, v, u, stride)
 
 
 def winograd_backward(dy, cache, dx, workspace=None, shuffle=None):
     """Write dL/dx into ``dx`` and return dL/dweight, from a contiguous dL/dy;
     with ``shuffle=(ph, pw)`` that is the transposed layer's dL/dy, whose
     phases are gathered into dL/dz tile by tile (see ``winograd_forward``)."""
-    x_shape, weight, _, pad, out_size, (th, tw), bounds, v, u = cache
-    o, c, kernel = weight.shape[0], weight.shape[1], weight.shape[2]
-    K = _FAMILIES[kernel][0]
-    dm = scratch(workspace, "wino_m", (16 * o * x_shape[0] * th * tw,), v.dtype)  # M is spent
+    x_shape, weight, _, pad, out_size, (th, tw), bounds, v, u, stride = cache
+    fam = _FAMILIES[weight.shape[2], stride]
+    K, pos = fam.K, fam.positions
+    o, c = u.shape[1], u.shape[2]
+    dm = scratch(workspace, "wino_m", (pos * o * x_shape[0] * th * tw,), v.dtype)  # M is spent
     dv = scratch(workspace, "wino_dv", v.shape, v.dtype)
     u_t = u.transpose(0, 2, 1)
 
     def piece(lo, hi):   # samples lo ... hi-1, on one thread; returns its share of dU
-        dmp = _piece(dm, lo, hi, o, th * tw)
+        dmp = _piece(dm, lo, hi, pos, o, th * tw)
         if shuffle is None:
             K.output_grad_one_thread(dy[lo:hi], th, tw, dmp)
         else:
             K.output_grad_shuffle_one_thread(dy[lo:hi], th, tw, *shuffle, dmp)
-        vp = _piece(v, lo, hi, c, th * tw)
-        du = np.matmul(dmp, vp.transpose(0, 2, 1))                     # (16, O, C)
-        dvp = _piece(dv, lo, hi, c, th * tw)
+        vp = _piece(v, lo, hi, pos, c, th * tw)
+        du = np.matmul(dmp, vp.transpose(0, 2, 1))                     # (P, O, C')
+        dvp = _piece(dv, lo, hi, pos, c, th * tw)
         np.matmul(u_t, dmp, out=dvp)
         K.input_grad_one_thread(dvp, pad[0], pad[1], th, tw, dx[lo:hi])
         return du
 
     parts = run_pieces(bounds, piece)
     du = sum(parts[1:], parts[0])
-    return _filter_grad(du, weight.shape)
+    return _filter_grad(du, weight.shape, fam)
 
 
 def conv2d_winograd_forward(x, weight, bias, geo, workspace=None):
@@ -186,7 +219,8 @@ def conv2d_winograd_forward(x, weight, bias, geo, workspace=None):
     o = weight.shape[0]
     oh, ow = geo.out_size(h, w)
     y = np.empty((n, o, oh, ow), dtype=x.dtype)
-    return y, winograd_forward(x, weight, geo.pad_before, (oh, ow), y, bias, workspace)
+    return y, winograd_forward(x, weight, geo.pad_before, (oh, ow), y, bias, workspace,
+                               stride=geo.stride[0])
 
 
 def conv2d_winograd_backward(dy, cache, workspace=None):

@@ -1,0 +1,351 @@
+"""Tile transforms of Winograd's F(4x4, 2x2) on the space-to-depth of a stride-2
+convolution (3x3 or 4x4 kernels).
+
+A stride-2 convolution is a stride-1 one over the input's four phases. With
+xp the zero-padded input and u = 2a + p, v = 2b + q (a, b, p, q in {0, 1}):
+
+    y[o, i, j] = sum_{c,u,v} W[o, c, u, v] xp[c, 2i + u, 2j + v]
+               = sum_{c,p,q,a,b} W'[o, (c,p,q), a, b] z[(c,p,q), i + a, j + b]
+
+    z[(c,p,q), r, s] = xp[c, 2r + p, 2s + q]       (4C channels: space-to-depth)
+    W'[o, (c,p,q), a, b] = W[o, c, 2a + p, 2b + q]  (zero where 2a+p or 2b+q >= k)
+
+a 2x2 stride-1 convolution over 4C channels. F(4x4, 2x2) computes each 4x4
+output tile from a 5x5 tile of z with 25 multiplies per input channel, so a
+3x3 kernel costs 25 * 4C / 16 = 6.25 C multiplies per output instead of 9 C
+(1.44x fewer), a 4x4 kernel 6.25 C instead of 16 C (2.56x fewer). The
+matrices are Toom-Cook's at the points 0, 1, -1, 2 and infinity:
+
+    B^T = [[2,-1,-2, 1, 0],   G = [[ 1/2,  0  ],   A^T = [[1, 1, 1, 1, 0],
+           [0,-2,-1, 1, 0],        [-1/2, -1/2 ],          [0, 1,-1, 2, 0],
+           [0, 2,-3, 1, 0],        [-1/6,  1/6 ],          [0, 1, 1, 4, 0],
+           [0,-1, 0, 1, 0],        [ 1/6,  1/3 ],          [0, 1,-1, 8, 1]]
+           [0, 2,-1,-2, 1]]        [  0,    1  ]]
+
+    y = A^T [(G g G^T) . (B^T d B)] A        (d: 5x5 tile of z, g: 2x2 filter)
+
+Nothing forms z: the input transform reads each tile's 5x5 cells of a phase
+straight from the padded plane at stride 2, and the input-gradient transform
+adds them back there. Layouts are those of ``winograd.py`` with 25 positions
+instead of 16, except that tiles are numbered batch-minor: V, M, dM, dV are
+(25, channels, T), xi = 5*i + j, T = N*TH*TW (TH = ceil(OH/4)) with
+t = (th*TW + tw)*N + n, and V's channels ordered (c, p, q) -> 4c + 2p + q.
+Tiles start every 4 cells of z (8 of xp) and overlap by one cell. Every
+kernel runs channel by channel over all the samples of its call (below).
+
+Where it is used: Conv2d with a 4x4 kernel at stride 2 (the DCGAN / PatchGAN
+downsampling layer), see ``functional/conv.py``'s rule; 3x3 kernels only when
+Winograd is forced (their phases hold 9 taps in 16 places and it did not pay).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._jit import choose, njit
+from ._pool import split_kernel
+from .winograd import _pad_to, _sandwich, _tiles
+
+BT = np.array([[2, -1, -2, 1, 0], [0, -2, -1, 1, 0], [0, 2, -3, 1, 0], [0, -1, 0, 1, 0],
+               [0, 2, -1, -2, 1]], dtype=np.float64)
+G = np.array([[1 / 2, 0], [-1 / 2, -1 / 2], [-1 / 6, 1 / 6], [1 / 6, 1 / 3], [0, 1]],
+             dtype=np.float64)
+AT = np.array([[1, 1, 1, 1, 0], [0, 1, -1, 2, 0], [0, 1, 1, 4, 0], [0, 1, -1, 8, 1]],
+              dtype=np.float64)
+
+
+def weight_to_phases(weight):
+    """W' (O, 4C, 2, 2) of a (O, C, k, k) weight, k <= 4 (see the module docstring)."""
+    o, c, k = weight.shape[:3]
+    w4 = np.zeros((o, c, 4, 4), dtype=weight.dtype)
+    w4[:, :, :k, :k] = weight
+    # (o, c, a, p, b, q) -> (o, c, p, q, a, b)
+    return w4.reshape(o, c, 2, 2, 2, 2).transpose(0, 1, 3, 5, 2, 4).reshape(o, 4 * c, 2, 2)
+
+
+def weight_from_phases(dw, k):
+    """The (O, C, k, k) gradient of a weight from that of its W' (O, 4C, 2, 2):
+    weight_to_phases' adjoint (the zero taps' gradients are dropped)."""
+    o, c4 = dw.shape[:2]
+    w4 = dw.reshape(o, c4 // 4, 2, 2, 2, 2).transpose(0, 1, 4, 2, 5, 3).reshape(o, c4 // 4, 4, 4)
+    return np.ascontiguousarray(w4[:, :, :k, :k])
+
+
+# Tiles are numbered batch-minor within a call: t = (th*TW + tw)*n + b, so that
+# every kernel runs its innermost loops over the samples, contiguous on both
+# sides. The plane-by-plane form of ``winograd.py`` (tiles of one sample in a
+# row) measured 2.7 ns per value of V here, against 1.1 there: each tile
+# row holds only TW tiles (4 on a 16x16 output) and each of its cells is read
+# at stride 2 from the plane, so no loop vectorised. The input transform and
+# its gradient run channel by channel: each copies the channel's planes of all
+# the samples into (or out of) one zero-padded batch-minor buffer
+# (8*TH + 2 rows, 8*TW + 2 columns: every cell a tile reads), forms the rows
+# of B^T d for each tile row and row phase p across the whole width, and takes
+# each tile's five cells of each column phase q (at stride 2) for all the
+# samples at once. The output transform and its gradient run channel by
+# channel over every tile, as in ``winograd.py``.
+
+
+@njit
+def _input_transform_range(x, pt, pl, th_n, tw_n, v, lo, hi):
+    # units: input channels, each over every sample at once
+    n, c, h, w = x.shape
+    rows, cols = 8 * th_n + 2, 8 * tw_n + 2
+    rn = cols * n                                   # one padded row, batch-minor
+    dk = np.zeros((rows, rn), dtype=x.dtype)
+    tk = np.empty((2, 5, th_n, rn), dtype=x.dtype)  # the rows of B^T d, per (p, i, th)
+    r_lo, r_hi = max(0, -pt), min(h, rows - pt)
+    q_lo, q_hi = max(0, -pl), min(w, cols - pl)
+    for ch in range(lo, hi):
+        for b in range(n):   # each plane read in order (a plane is C*H*W apart)
+            for r in range(r_lo, r_hi):
+                src = x[b, ch, r]
+                dst = dk[r + pt, (q_lo + pl) * n + b:]
+                for q in range(q_hi - q_lo):
+                    dst[q * n] = src[q_lo + q]
+        for th in range(th_n):
+            for p in range(2):
+                r0 = 8 * th + p
+                d0, d1, d2, d3, d4 = dk[r0], dk[r0 + 2], dk[r0 + 4], dk[r0 + 6], dk[r0 + 8]
+                t0, t1, t2 = tk[p, 0, th], tk[p, 1, th], tk[p, 2, th]
+                t3, t4 = tk[p, 3, th], tk[p, 4, th]
+                for k in range(rn):  # rows of B^T d, whole width and batch at once
+                    t0[k] = 2 * (d0[k] - d2[k]) - d1[k] + d3[k]
+                    t1[k] = d3[k] - 2 * d1[k] - d2[k]
+                    t2[k] = 2 * d1[k] - 3 * d2[k] + d3[k]
+                    t3[k] = d3[k] - d1[k]
+                    t4[k] = 2 * (d1[k] - d3[k]) - d2[k] + d4[k]
+        for p in range(2):
+            for qq in range(2):
+                zc = 4 * ch + 2 * p + qq
+                for i in range(5):  # columns: (B^T d) B, every sample of a tile at once
+                    v0, v1, v2 = v[5 * i, zc], v[5 * i + 1, zc], v[5 * i + 2, zc]
+                    v3, v4 = v[5 * i + 3, zc], v[5 * i + 4, zc]
+                    for th in range(th_n):
+                        src = tk[p, i, th]
+                        for tw in range(tw_n):
+                            k = (8 * tw + qq) * n
+                            a0, a1, a2 = src[k:], src[k + 2 * n:], src[k + 4 * n:]
+                            a3, a4 = src[k + 6 * n:], src[k + 8 * n:]
+                            t = (th * tw_n + tw) * n
+                            for b in range(n):
+                                e0, e1, e2, e3, e4 = a0[b], a1[b], a2[b], a3[b], a4[b]
+                                v0[t + b] = 2 * (e0 - e2) - e1 + e3
+                                v1[t + b] = e3 - 2 * e1 - e2
+                                v2[t + b] = 2 * e1 - 3 * e2 + e3
+                                v3[t + b] = e3 - e1
+                                v4[t + b] = 2 * (e1 - e3) - e2 + e4
+
+
+@njit
+def _tile_offsets(n, th_n, tw_n, t_all):
+    """Where output cell (r, q) of sample 0 sits in a (16, T) row block: row
+    (r%4)*4 + q%4, column ((r//4)*TW + q//4)*n (plus the sample)."""
+    rowoff = np.empty(4 * th_n, dtype=np.int64)
+    coloff = np.empty(4 * tw_n, dtype=np.int64)
+    for r in range(4 * th_n):
+        rowoff[r] = (r % 4) * 4 * t_all + (r // 4) * tw_n * n
+    for q in range(4 * tw_n):
+        coloff[q] = (q % 4) * t_all + (q // 4) * n
+    return rowoff, coloff
+
+
+@njit
+def _output_transform_range(m, oh, ow, y, lo, hi):
+    # units: output channels, each over every tile of every sample at once
+    n = y.shape[0]
+    th_n, tw_n = (oh + 3) // 4, (ow + 3) // 4
+    t_all = n * th_n * tw_n
+    rk = np.empty((20, t_all), dtype=y.dtype)
+    yk = np.empty((16, t_all), dtype=y.dtype)
+    yf = yk.ravel()
+    rowoff, coloff = _tile_offsets(n, th_n, tw_n, t_all)
+    for oc in range(lo, hi):
+        for j in range(5):   # r_a,j = (A^T M)_a,j, every tile at once
+            m0, m1, m2 = m[j, oc], m[5 + j, oc], m[10 + j, oc]
+            m3, m4 = m[15 + j, oc], m[20 + j, oc]
+            ra, rb, rc, rd = rk[j], rk[5 + j], rk[10 + j], rk[15 + j]
+            for t in range(t_all):
+                s, d = m1[t] + m2[t], m1[t] - m2[t]
+                ra[t] = m0[t] + s + m3[t]
+                rb[t] = d + 2 * m3[t]
+                rc[t] = s + 4 * m3[t]
+                rd[t] = d + 8 * m3[t] + m4[t]
+        for a in range(4):   # the tile's row a: r_a A
+            s0, s1, s2 = rk[5 * a], rk[5 * a + 1], rk[5 * a + 2]
+            s3, s4 = rk[5 * a + 3], rk[5 * a + 4]
+            e0, e1, e2, e3 = yk[4 * a], yk[4 * a + 1], yk[4 * a + 2], yk[4 * a + 3]
+            for t in range(t_all):
+                s, d = s1[t] + s2[t], s1[t] - s2[t]
+                e0[t] = s0[t] + s + s3[t]
+                e1[t] = d + 2 * s3[t]
+                e2[t] = s + 4 * s3[t]
+                e3[t] = d + 8 * s3[t] + s4[t]
+        for b in range(n):
+            for r in range(oh):
+                dst = y[b, oc, r]
+                ro = rowoff[r] + b
+                for q in range(ow):
+                    dst[q] = yf[ro + coloff[q]]
+
+
+@njit
+def _output_grad_range(dy, th_n, tw_n, dm, lo, hi):
+    # units: output channels of dY, gathered into 4x4 tiles, then dM = A dY A^T
+    n, o, oh, ow = dy.shape
+    t_all = n * th_n * tw_n
+    g = np.zeros((16, t_all), dtype=dy.dtype)   # cells past the output stay zero
+    e = np.empty((20, t_all), dtype=dy.dtype)
+    gf = g.ravel()
+    rowoff, coloff = _tile_offsets(n, th_n, tw_n, t_all)
+    for oc in range(lo, hi):
+        for b in range(n):
+            for r in range(oh):
+                src = dy[b, oc, r]
+                ro = rowoff[r] + b
+                for q in range(ow):
+                    gf[ro + coloff[q]] = src[q]
+        for c in range(4):   # rows of A dY, every tile at once
+            g0, g1, g2, g3 = g[c], g[4 + c], g[8 + c], g[12 + c]
+            e0, e1, e2 = e[c], e[4 + c], e[8 + c]
+            e3, e4 = e[12 + c], e[16 + c]
+            for t in range(t_all):
+                s, d = g0[t] + g2[t], g1[t] + g3[t]
+                e0[t] = g0[t]
+                e1[t] = s + d
+                e2[t] = s - d
+                e3[t] = g0[t] + 2 * g1[t] + 4 * g2[t] + 8 * g3[t]
+                e4[t] = g3[t]
+        for i in range(5):   # columns: (A dY) A^T, written as whole rows of dM
+            f0, f1, f2, f3 = e[4 * i], e[4 * i + 1], e[4 * i + 2], e[4 * i + 3]
+            d0, d1, d2 = dm[5 * i, oc], dm[5 * i + 1, oc], dm[5 * i + 2, oc]
+            d3, d4 = dm[5 * i + 3, oc], dm[5 * i + 4, oc]
+            for t in range(t_all):
+                s, d = f0[t] + f2[t], f1[t] + f3[t]
+                d0[t] = f0[t]
+                d1[t] = s + d
+                d2[t] = s - d
+                d3[t] = f0[t] + 2 * f1[t] + 4 * f2[t] + 8 * f3[t]
+                d4[t] = f3[t]
+
+
+@njit
+def _input_grad_range(dv, pt, pl, th_n, tw_n, dx, lo, hi):
+    # units: input channels; dd = B dV B^T over every tile at once, then added
+    # back (tiles overlap by one cell) into a batch-minor padded buffer
+    n, c, h, w = dx.shape
+    rows, cols = 8 * th_n + 2, 8 * tw_n + 2
+    t_all = n * th_n * tw_n
+    acc = np.empty((rows, cols * n), dtype=dx.dtype)
+    hh = np.empty((25, t_all), dtype=dx.dtype)
+    ff = np.empty((25, t_all), dtype=dx.dtype)
+    for ch in range(lo, hi):
+        for r in range(rows):   # the sums start from 0 for every channel
+            ar = acc[r]
+            for k in range(cols * n):
+                ar[k] = 0
+        for p in range(2):
+            for qq in range(2):
+                zc = 4 * ch + 2 * p + qq
+                for i in range(5):   # H = dV B^T, every tile at once
+                    v0, v1, v2 = dv[5 * i, zc], dv[5 * i + 1, zc], dv[5 * i + 2, zc]
+                    v3, v4 = dv[5 * i + 3, zc], dv[5 * i + 4, zc]
+                    h0, h1, h2 = hh[5 * i], hh[5 * i + 1], hh[5 * i + 2]
+                    h3, h4 = hh[5 * i + 3], hh[5 * i + 4]
+                    for t in range(t_all):
+                        h0[t] = 2 * v0[t]
+                        h1[t] = 2 * (v2[t] - v1[t] + v4[t]) - v0[t] - v3[t]
+                        h2[t] = -2 * v0[t] - v1[t] - 3 * v2[t] - v4[t]
+                        h3[t] = v0[t] + v1[t] + v2[t] + v3[t] - 2 * v4[t]
+                        h4[t] = v4[t]
+                for l in range(5):   # F = B H: the tile's cell (k, l) in row 5k + l
+                    h0, h1, h2 = hh[l], hh[5 + l], hh[10 + l]
+                    h3, h4 = hh[15 + l], hh[20 + l]
+                    f0, f1, f2 = ff[l], ff[5 + l], ff[10 + l]
+                    f3, f4 = ff[15 + l], ff[20 + l]
+                    for t in range(t_all):
+                        f0[t] = 2 * h0[t]
+                        f1[t] = 2 * (h2[t] - h1[t] + h4[t]) - h0[t] - h3[t]
+                        f2[t] = -2 * h0[t] - h1[t] - 3 * h2[t] - h4[t]
+                        f3[t] = h0[t] + h1[t] + h2[t] + h3[t] - 2 * h4[t]
+                        f4[t] = h4[t]
+                for th in range(th_n):
+                    for k in range(5):
+                        dst = acc[8 * th + p + 2 * k]
+                        for l in range(5):
+                            src = ff[5 * k + l]
+                            for tw in range(tw_n):
+                                o = (8 * tw + qq + 2 * l) * n
+                                t = (th * tw_n + tw) * n
+                                for b in range(n):
+                                    dst[o + b] += src[t + b]
+        for b in range(n):
+            for r in range(h):
+                rr = r + pt
+                for q in range(w):
+                    qp = q + pl
+                    dx[b, ch, r, q] = acc[rr, qp * n + b] if (rr < rows and qp < cols) else 0
+
+
+# -- NumPy twins: space-to-depth, then the transforms as products on tile views -------
+def _to_phases(xp):
+    """z (N, 4C, R, Q) of a padded (N, C, 2R, 2Q) image: z[(c,p,q), r, s] = xp[c, 2r+p, 2s+q]."""
+    n, c, rr, qq = xp.shape
+    z = xp.reshape(n, c, rr // 2, 2, qq // 2, 2).transpose(0, 1, 3, 5, 2, 4)
+    return z.reshape(n, 4 * c, rr // 2, qq // 2)
+
+
+def input_transform_numpy(x, pt, pl, th_n, tw_n, v):
+    n, c = x.shape[:2]
+    z = _to_phases(_pad_to(x, pt, pl, 8 * th_n + 2, 8 * tw_n + 2))
+    out = _sandwich("ik,nctwkl,jl->ijctwn", BT, _tiles(z, th_n, tw_n, 5, 4), BT)
+    v[...] = out.reshape(25, 4 * c, n * th_n * tw_n)
+
+
+def output_transform_numpy(m, oh, ow, y):
+    n, o = y.shape[:2]
+    th_n, tw_n = (oh + 3) // 4, (ow + 3) // 4
+    mm = m.reshape(5, 5, o, th_n, tw_n, n)
+    tiles = _sandwich("ai,ijotwn,bj->notawb", AT, mm, AT)             # (N, O, TH, 4, TW, 4)
+    y[...] = tiles.reshape(n, o, 4 * th_n, 4 * tw_n)[:, :, :oh, :ow]
+
+
+def output_grad_numpy(dy, th_n, tw_n, dm):
+    n, o = dy.shape[:2]
+    g = _pad_to(dy, 0, 0, 4 * th_n, 4 * tw_n).reshape(n, o, th_n, 4, tw_n, 4)
+    out = _sandwich("ai,notawb,bj->ijotwn", AT, g, AT)
+    dm[...] = out.reshape(25, o, n * th_n * tw_n)
+
+
+def input_grad_numpy(dv, pt, pl, th_n, tw_n, dx):
+    n, c, h, w = dx.shape
+    f = _sandwich("ik,ijctwn,jl->nctwkl", BT, dv.reshape(5, 5, 4 * c, th_n, tw_n, n), BT)
+    dz = np.zeros((n, 4 * c, 4 * th_n + 1, 4 * tw_n + 1), dtype=dx.dtype)
+    for k in range(5):
+        for l in range(5):  # one offset at a time: no position repeats within a slice
+            dz[:, :, k:k + 4 * th_n:4, l:l + 4 * tw_n:4] += f[..., k, l]
+    rows, cols = max(8 * th_n + 2, pt + h), max(8 * tw_n + 2, pl + w)
+    acc = np.zeros((n, c, rows, cols), dtype=dx.dtype)
+    # back from the phases: the inverse of _to_phases
+    acc[:, :, :8 * th_n + 2, :8 * tw_n + 2] = dz.reshape(
+        n, c, 2, 2, 4 * th_n + 1, 4 * tw_n + 1).transpose(0, 1, 4, 2, 5, 3).reshape(
+        n, c, 8 * th_n + 2, 8 * tw_n + 2)
+    dx[...] = acc[:, :, pt:pt + h, pl:pl + w]
+
+
+input_transform_numba, input_transform_serial = split_kernel(
+    _input_transform_range, lambda x, *rest: x.shape[1])
+output_transform_numba, output_transform_serial = split_kernel(
+    _output_transform_range, lambda m, oh, ow, y: y.shape[1])
+output_grad_numba, output_grad_serial = split_kernel(
+    _output_grad_range, lambda dy, *rest: dy.shape[1])
+input_grad_numba, input_grad_serial = split_kernel(
+    _input_grad_range, lambda dv, pt, pl, th_n, tw_n, dx: dx.shape[1])
+
+input_transform = choose(input_transform_numba, input_transform_numpy)
+output_transform = choose(output_transform_numba, output_transform_numpy)
+output_grad = choose(output_grad_numba, output_grad_numpy)
+input_grad = choose(input_grad_numba, input_grad_numpy)
+input_transform_one_thread = choose(input_transform_serial, input_transform_numpy)
+output_transform_one_thread = choose(output_transform_serial, output_transform_numpy)
+output_grad_one_thread = choose(output_grad_serial, output_grad_numpy)
+input_grad_one_thread = choose(input_grad_serial, input_grad_numpy)

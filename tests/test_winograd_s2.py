@@ -1,0 +1,173 @@
+"""Winograd's F(4x4, 2x2) over the phases of a stride-2 convolution
+(kernels/winograd_s2.py): the matrices compute a two-tap correlation, the
+transforms and products give the stride-2 convolution and its gradients, every
+numba kernel equals its NumPy twin, and Conv2d takes the path where its rule
+says and agrees with im2col."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from helpers import conv_algorithm, naive_conv2d, seeds
+from nnzero import gradcheck
+from nnzero.functional import conv as F
+from nnzero.kernels import winograd_s2 as Wk
+from nnzero.layers import Conv2d
+
+pytestmark = pytest.mark.usefixtures("split_every_kernel_call")  # see conftest.py
+
+F64 = np.float64
+
+
+def _out(size, pad, k):
+    return (size + 2 * pad - k) // 2 + 1
+
+
+def test_the_matrices_compute_a_two_tap_correlation():
+    """A^T [(G g) . (B^T d)] = (d_i g0 + d_{i+1} g1 for i = 0 ... 3)."""
+    d, g = np.array([1.0, -2.0, 3.5, 0.25, 4.0]), np.array([0.5, -3.0])
+    expected = [d[i] * g[0] + d[i + 1] * g[1] for i in range(4)]
+    np.testing.assert_allclose(Wk.AT @ ((Wk.G @ g) * (Wk.BT @ d)), expected, rtol=1e-14)
+
+
+@given(k=st.sampled_from([3, 4]), seed=seeds())
+def test_phase_weights_split_every_tap_once_and_their_gradient_is_the_adjoint(k, seed):
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((2, 3, k, k))
+    wp = Wk.weight_to_phases(w)
+    assert wp.shape == (2, 12, 2, 2)
+    assert np.count_nonzero(wp) == w.size and np.isclose(np.sum(wp), np.sum(w))
+    # <W'(w), e> = <w, W'^T(e)> for any e: weight_from_phases is the adjoint
+    e = rng.standard_normal(wp.shape)
+    np.testing.assert_allclose(np.sum(wp * e), np.sum(w * Wk.weight_from_phases(e, k)))
+    np.testing.assert_array_equal(Wk.weight_from_phases(wp, k), w)
+
+
+@given(n=st.integers(1, 3), c=st.integers(1, 3), o=st.integers(1, 3), h=st.integers(3, 14),
+       w=st.integers(3, 14), pad=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+       k=st.sampled_from([3, 4]), seed=seeds())
+def test_transforms_and_products_give_the_convolution_and_its_gradients(n, c, o, h, w, pad, k,
+                                                                       seed):
+    """Forward through the kernels and the 25 products against the direct sum,
+    and the backward kernels against that sum's directional derivatives."""
+    oh, ow = _out(h, pad[0], k), _out(w, pad[1], k)
+    if oh < 1 or ow < 1:
+        return
+    th, tw = -(-oh // 4), -(-ow // 4)
+    t = n * th * tw
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w))
+    wt = rng.standard_normal((o, c, k, k))
+
+    def conv(x_, w_):
+        return naive_conv2d(x_, w_, np.zeros(o), (2, 2), pad, (1, 1), 1, (oh, ow))
+
+    u = np.einsum("ik,ockl,jl->ijoc", Wk.G, Wk.weight_to_phases(wt), Wk.G).reshape(25, o, 4 * c)
+    v = np.empty((25, 4 * c, t))
+    Wk.input_transform(x, pad[0], pad[1], th, tw, v)
+    y = np.empty((n, o, oh, ow))
+    Wk.output_transform(u @ v, oh, ow, y)
+    np.testing.assert_allclose(y, conv(x, wt), rtol=1e-11, atol=1e-11)
+    dy = rng.standard_normal(y.shape)
+    dm = np.empty((25, o, t))
+    Wk.output_grad(dy, th, tw, dm)
+    dx = np.empty_like(x)
+    Wk.input_grad(u.transpose(0, 2, 1) @ dm, pad[0], pad[1], th, tw, dx)
+    du = (dm @ v.transpose(0, 2, 1)).reshape(5, 5, o, 4 * c)
+    dw = Wk.weight_from_phases(np.einsum("ik,ijoc,jl->ockl", Wk.G, du, Wk.G), k)
+    ex, ew = rng.standard_normal(x.shape), rng.standard_normal(wt.shape)
+    np.testing.assert_allclose(np.sum(dx * ex), np.sum(conv(ex, wt) * dy), rtol=1e-10,
+                               atol=1e-10)
+    np.testing.assert_allclose(np.sum(dw * ew), np.sum(conv(x, ew) * dy), rtol=1e-10,
+                               atol=1e-10)
+
+
+def _kernel_cases(rng, n, c, h, w, pad, oh, ow, dtype):
+    th, tw = -(-oh // 4), -(-ow // 4)
+    t = n * th * tw
+    x = (rng.standard_normal((n, c, h, w)) * 10).astype(dtype)
+    return [
+        ("input_transform", (x, pad[0], pad[1], th, tw), (25, 4 * c, t)),
+        ("output_transform", (rng.standard_normal((25, c, t)).astype(dtype), oh, ow),
+         (n, c, oh, ow)),
+        ("output_grad", (rng.standard_normal((n, c, oh, ow)).astype(dtype), th, tw),
+         (25, c, t)),
+        ("input_grad", (rng.standard_normal((25, 4 * c, t)).astype(dtype), pad[0], pad[1], th,
+                        tw), x.shape),
+    ]
+
+
+@given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(3, 20), w=st.integers(3, 20),
+       pad=st.tuples(st.integers(0, 2), st.integers(0, 2)), k=st.sampled_from([3, 4]),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=seeds())
+def test_kernels_equal_numpy_twins(n, c, h, w, pad, k, dtype, seed):
+    oh, ow = _out(h, pad[0], k), _out(w, pad[1], k)
+    if oh < 1 or ow < 1:
+        return
+    tol = dict(rtol=1e-5, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-11)
+    for name, args, shape in _kernel_cases(np.random.default_rng(seed), n, c, h, w, pad, oh, ow,
+                                           dtype):
+        a, b, serial = (np.full(shape, np.nan, dtype=dtype) for _ in range(3))
+        getattr(Wk, name + "_numba")(*args, a)
+        getattr(Wk, name + "_numpy")(*args, b)
+        getattr(Wk, name + "_serial")(*args, serial)
+        np.testing.assert_allclose(a, b, **tol)
+        np.testing.assert_array_equal(serial, a)
+
+
+@pytest.mark.parametrize("pad", [(0, 0), (1, 0), (2, 1)])
+def test_kernels_reuse_their_scratch_across_channels(pad):
+    """Many channels through one call: whatever one channel leaves in a
+    kernel's scratch (the padded planes, the sums) must not reach the next."""
+    n, c, h, w = 3, 30, 13, 10
+    oh, ow = _out(h, pad[0], 3), _out(w, pad[1], 3)
+    for name, args, shape in _kernel_cases(np.random.default_rng(3), n, c, h, w, pad, oh, ow,
+                                           F64):
+        a, b = np.full(shape, np.nan), np.full(shape, np.nan)
+        getattr(Wk, name + "_serial")(*args, a)
+        getattr(Wk, name + "_numpy")(*args, b)
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-11)
+
+
+@given(n=st.integers(1, 2), c=st.integers(1, 3), o=st.integers(1, 3), h=st.integers(3, 11),
+       w=st.integers(3, 11), pad=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+       k=st.sampled_from([3, 4]), bias=st.booleans(), seed=seeds())
+def test_conv2d_path_gradients_and_agreement_with_im2col(n, c, o, h, w, pad, k, bias, seed):
+    if h + 2 * pad[0] < k or w + 2 * pad[1] < k:
+        return
+    rng = np.random.default_rng(seed)
+    layer = Conv2d(c, o, k, stride=2, padding=pad, bias=bias, dtype=F64, rng=rng)
+    x = rng.standard_normal((n, c, h, w))
+    with conv_algorithm("winograd"):
+        y = layer(x)
+        assert isinstance(layer._ctx.cache, F.winograd.WinogradCache)
+        gradcheck(layer, x)
+        dy = rng.standard_normal(y.shape)
+        layer(x)
+        layer.zero_grad()
+        dx = layer.backward(dy)
+    grads = [p.grad.copy() for p in layer.parameters()]
+    layer.zero_grad()
+    with conv_algorithm("im2col"):
+        np.testing.assert_allclose(layer(x), y, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(layer.backward(dy), dx, rtol=1e-10, atol=1e-12)
+    for p, g in zip(layer.parameters(), grads):
+        np.testing.assert_allclose(p.grad, g, rtol=1e-10, atol=1e-12)
+
+
+def test_auto_takes_it_for_wide_4x4_kernels_only_and_float32_agrees():
+    """conv.WINOGRAD_STRIDE2_RULES: 4x4 kernels, outputs from 8x8, 16 channels."""
+    for c, o, size, k, takes in [(16, 32, 16, 4, True), (32, 64, 16, 4, True),
+                                 (8, 64, 16, 4, False), (64, 64, 8, 4, False),
+                                 (64, 64, 16, 3, False)]:
+        layer = Conv2d(c, o, k, stride=2, padding=1, rng=0)
+        layer(np.zeros((1, c, size, size), np.float32))
+        assert isinstance(layer._ctx.cache, F.winograd.WinogradCache) is takes, (c, o, size, k)
+    rng = np.random.default_rng(0)
+    layer = Conv2d(32, 48, 4, stride=2, padding=1, rng=0)
+    x = rng.standard_normal((2, 32, 34, 30)).astype(np.float32)
+    y = layer(x)
+    assert isinstance(layer._ctx.cache, F.winograd.WinogradCache)
+    ref = naive_conv2d(x.astype(F64), layer.weight.data.astype(F64), layer.bias.data.astype(F64),
+                       (2, 2), (1, 1), (1, 1), 1, y.shape[2:])
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)   # float32 rounding only
