@@ -2,6 +2,7 @@
 import numpy as np
 from hypothesis import strategies as st
 
+from nnzero import gradcheck
 from nnzero.functional.conv import set_conv_algorithm
 from nnzero.shapes import conv_output_size
 
@@ -101,6 +102,59 @@ class conv_algorithm:
 
     def __exit__(self, *exc):
         set_conv_algorithm(self.old)
+
+
+def tile_kernel_cases(rng, x, pad, out_size, step, positions=16, phases=1):
+    """The four tile kernels of a Winograd family (``step`` output cells per
+    tile side, ``positions`` cells per tile, ``phases`` * C tile channels), as
+    ``(name, args, out_shape)`` on ``x`` and random M, dY, dV of x's dtype."""
+    n, c = x.shape[:2]
+    (oh, ow), (pt, pl) = out_size, pad
+    th, tw = -(-oh // step), -(-ow // step)
+    t, cp = n * th * tw, phases * c
+
+    def draw(*shape):
+        return rng.standard_normal(shape).astype(x.dtype)
+
+    return [("input_transform", (x, pt, pl, th, tw), (positions, cp, t)),
+            ("output_transform", (draw(positions, c, t), oh, ow), (n, c, oh, ow)),
+            ("output_grad", (draw(n, c, oh, ow), th, tw), (positions, c, t)),
+            ("input_grad", (draw(positions, cp, t), pt, pl, th, tw), x.shape)]
+
+
+def check_twins(module, cases, dtype, **tol):
+    """For each ``(name, args, out_shape)``: the module's ``name_numba`` (split
+    over the threads) equals its NumPy twin ``name_numpy`` to ``tol``, and its
+    one-thread entry ``name_serial`` equals ``name_numba`` bit for bit."""
+    for name, args, shape in cases:
+        a, b, serial = (np.full(shape, np.nan, dtype=dtype) for _ in range(3))
+        getattr(module, name + "_numba")(*args, a)
+        getattr(module, name + "_numpy")(*args, b)
+        getattr(module, name + "_serial")(*args, serial)
+        np.testing.assert_allclose(a, b, **tol)
+        np.testing.assert_array_equal(serial, a)
+
+
+def check_path_against_im2col(layer, x, algorithm, cache_type, rng):
+    """Under ``algorithm``, ``layer`` runs on ``x`` with a cache of
+    ``cache_type``, passes the gradient check, and gives im2col's outputs
+    and gradients (float64, to rounding)."""
+    with conv_algorithm(algorithm):
+        y = layer(x)
+        assert isinstance(layer._ctx.cache, cache_type)
+        gradcheck(layer, x)
+        dy = rng.standard_normal(y.shape)
+        layer(x)
+        layer.zero_grad()
+        dx = layer.backward(dy)
+    grads = [p.grad.copy() for p in layer.parameters()]
+    layer.zero_grad()
+    with conv_algorithm("im2col"):
+        np.testing.assert_allclose(layer(x), y, rtol=1e-10, atol=1e-12)
+        assert not isinstance(layer._ctx.cache, cache_type)
+        np.testing.assert_allclose(layer.backward(dy), dx, rtol=1e-10, atol=1e-12)
+    for p, g in zip(layer.parameters(), grads):
+        np.testing.assert_allclose(p.grad, g, rtol=1e-10, atol=1e-12)
 
 
 @st.composite

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import (conv_algorithm, conv_configs, fits, naive_conv2d, naive_conv_transpose2d,
-                     seeds)
+from helpers import (check_path_against_im2col, conv_algorithm, conv_configs, fits,
+                     naive_conv2d, naive_conv_transpose2d, seeds)
 from nnzero import gradcheck
 from nnzero.functional import conv as F
 from nnzero.layers import Conv2d, ConvTranspose2d
@@ -329,23 +329,8 @@ def test_winograd_path_gradients_and_agreement(n, c, o, h, w, pad, kernel, bias,
         return
     rng = np.random.default_rng(seed)
     layer = Conv2d(c, o, kernel, padding=pad, bias=bias, dtype=F64, rng=rng)
-    x = rng.standard_normal((n, c, h, w))
-    with conv_algorithm("winograd"):
-        y = layer(x)
-        assert isinstance(layer._ctx.cache, F.winograd.WinogradCache)
-        gradcheck(layer, x)
-        dy = rng.standard_normal(y.shape)
-        layer(x)
-        layer.zero_grad()
-        dx = layer.backward(dy)
-    grads = [p.grad.copy() for p in layer.parameters()]
-    layer.zero_grad()
-    with conv_algorithm("im2col"):
-        np.testing.assert_allclose(layer(x), y, rtol=1e-10, atol=1e-12)
-        assert not isinstance(layer._ctx.cache, F.winograd.WinogradCache)
-        np.testing.assert_allclose(layer.backward(dy), dx, rtol=1e-10, atol=1e-12)
-    for p, g in zip(layer.parameters(), grads):
-        np.testing.assert_allclose(p.grad, g, rtol=1e-10, atol=1e-12)
+    check_path_against_im2col(layer, rng.standard_normal((n, c, h, w)), "winograd",
+                              F.winograd.WinogradCache, rng)
 
 
 def test_auto_picks_winograd_for_wide_3x3_and_float32_agrees():

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from helpers import draw_pool_window, seeds
+from helpers import check_twins, draw_pool_window, seeds, tile_kernel_cases
 from nnzero.kernels import elementwise as K
 from nnzero.kernels import im2col as I
 from nnzero.kernels import pooling as Pk
@@ -236,30 +236,10 @@ def test_winograd_kernels_equal_numpy_twins(n, c, h, w, pad, dtype, seed):
     oh, ow = h + 2 * pad[0] - 2, w + 2 * pad[1] - 2
     if oh < 1 or ow < 1:
         return
-    th, tw = (oh + 1) // 2, (ow + 1) // 2
-    t = n * th * tw
     rng = np.random.default_rng(seed)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
-    pairs = [
-        (Wk.input_transform_numba, Wk.input_transform_numpy, (x, pad[0], pad[1], th, tw),
-         (16, c, t)),
-        (Wk.output_transform_numba, Wk.output_transform_numpy,
-         (rng.standard_normal((16, c, t)).astype(dtype), oh, ow), (n, c, oh, ow)),
-        (Wk.output_grad_numba, Wk.output_grad_numpy,
-         (rng.standard_normal((n, c, oh, ow)).astype(dtype), th, tw), (16, c, t)),
-        (Wk.input_grad_numba, Wk.input_grad_numpy,
-         (rng.standard_normal((16, c, t)).astype(dtype), pad[0], pad[1], th, tw), x.shape),
-    ]
-    for fast, twin, args, shape in pairs:
-        a = np.full(shape, np.nan, dtype=dtype)
-        b = np.full(shape, np.nan, dtype=dtype)
-        fast(*args, a)
-        twin(*args, b)
-        np.testing.assert_allclose(a, b, **tol)
-        serial = np.full(shape, np.nan, dtype=dtype)   # the same loops, on this thread
-        getattr(Wk, fast.__name__.replace("_numba", "_serial"))(*args, serial)
-        np.testing.assert_array_equal(serial, a)
+    check_twins(Wk, tile_kernel_cases(rng, x, pad, (oh, ow), 2), dtype, **tol)
 
 
 @pytest.mark.parametrize("pad", [(0, 0), (1, 2), (2, 1)])
@@ -268,28 +248,10 @@ def test_winograd_kernels_reuse_their_scratch_across_planes(pad):
     turn, so whatever one plane leaves in it must not reach the next."""
     n, c, h, w = 5, 30, 7, 6
     oh, ow = h + 2 * pad[0] - 2, w + 2 * pad[1] - 2
-    th, tw = (oh + 1) // 2, (ow + 1) // 2
-    t = n * th * tw
     rng = np.random.default_rng(3)
     x = rng.standard_normal((n, c, h, w)) * 10
-    cases = [
-        (Wk.input_transform, Wk.input_transform_numpy, (x, pad[0], pad[1], th, tw), (16, c, t)),
-        (Wk.output_transform, Wk.output_transform_numpy, (rng.standard_normal((16, c, t)), oh, ow),
-         (n, c, oh, ow)),
-        (Wk.output_grad, Wk.output_grad_numpy, (rng.standard_normal((n, c, oh, ow)), th, tw),
-         (16, c, t)),
-        (Wk.input_grad, Wk.input_grad_numpy,
-         (rng.standard_normal((16, c, t)), pad[0], pad[1], th, tw), x.shape),
-    ]
-    for fast, twin, args, shape in cases:
-        a, b = np.full(shape, np.nan), np.full(shape, np.nan)
-        fast(*args, a)
-        twin(*args, b)
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
-        serial = getattr(Wk, fast.__name__.replace("_numba", "_serial"))
-        c_ = np.full(shape, np.nan)
-        serial(*args, c_)
-        np.testing.assert_array_equal(c_, a)
+    check_twins(Wk, tile_kernel_cases(rng, x, pad, (oh, ow), 2), np.float64, rtol=1e-12,
+                atol=1e-12)
 
 
 @st.composite

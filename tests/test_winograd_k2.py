@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import seeds
+from helpers import check_twins, seeds, tile_kernel_cases
 from nnzero.functional import subpixel
 from nnzero.kernels import winograd_k2 as Wk
 
@@ -126,26 +126,10 @@ def test_kernels_equal_numpy_twins(n, c, h, w, pad, dtype, seed):
     oh, ow = h + 2 * pad[0] - 1, w + 2 * pad[1] - 1
     if oh < 1 or ow < 1:
         return
-    th, tw = -(-oh // 3), -(-ow // 3)
-    t = n * th * tw
     rng = np.random.default_rng(seed)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
-    pairs = [
-        ("input_transform", (x, pad[0], pad[1], th, tw), (16, c, t)),
-        ("output_transform", (rng.standard_normal((16, c, t)).astype(dtype), oh, ow),
-         (n, c, oh, ow)),
-        ("output_grad", (rng.standard_normal((n, c, oh, ow)).astype(dtype), th, tw), (16, c, t)),
-        ("input_grad", (rng.standard_normal((16, c, t)).astype(dtype), pad[0], pad[1], th, tw),
-         x.shape),
-    ]
-    for name, args, shape in pairs:
-        a, b, serial = (np.full(shape, np.nan, dtype=dtype) for _ in range(3))
-        getattr(Wk, name + "_numba")(*args, a)
-        getattr(Wk, name + "_numpy")(*args, b)
-        getattr(Wk, name + "_serial")(*args, serial)
-        np.testing.assert_allclose(a, b, **tol)
-        np.testing.assert_array_equal(serial, a)
+    check_twins(Wk, tile_kernel_cases(rng, x, pad, (oh, ow), 3), dtype, **tol)
 
 
 @pytest.mark.parametrize("pad", [(0, 0), (1, 0), (0, 1)])
@@ -154,18 +138,7 @@ def test_kernels_reuse_their_scratch_across_planes(pad):
     scratch (the padded plane, the sums) must not reach the next."""
     n, c, h, w = 5, 30, 7, 8
     oh, ow = h + pad[0] - 1, w + pad[1] - 1
-    th, tw = -(-oh // 3), -(-ow // 3)
-    t = n * th * tw
     rng = np.random.default_rng(3)
     x = rng.standard_normal((n, c, h, w)) * 10
-    cases = [
-        ("input_transform", (x, pad[0], pad[1], th, tw), (16, c, t)),
-        ("output_transform", (rng.standard_normal((16, c, t)), oh, ow), (n, c, oh, ow)),
-        ("output_grad", (rng.standard_normal((n, c, oh, ow)), th, tw), (16, c, t)),
-        ("input_grad", (rng.standard_normal((16, c, t)), pad[0], pad[1], th, tw), x.shape),
-    ]
-    for name, args, shape in cases:
-        a, b = np.full(shape, np.nan), np.full(shape, np.nan)
-        getattr(Wk, name + "_serial")(*args, a)
-        getattr(Wk, name + "_numpy")(*args, b)
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    check_twins(Wk, tile_kernel_cases(rng, x, pad, (oh, ow), 3), np.float64, rtol=1e-12,
+                atol=1e-12)

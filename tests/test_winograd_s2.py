@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import conv_algorithm, naive_conv2d, seeds
-from nnzero import gradcheck
+from helpers import (check_path_against_im2col, check_twins, naive_conv2d, seeds,
+                     tile_kernel_cases)
 from nnzero.functional import conv as F
 from nnzero.kernels import winograd_s2 as Wk
 from nnzero.layers import Conv2d
@@ -82,21 +82,6 @@ def test_transforms_and_products_give_the_convolution_and_its_gradients(n, c, o,
                                atol=1e-10)
 
 
-def _kernel_cases(rng, n, c, h, w, pad, oh, ow, dtype):
-    th, tw = -(-oh // 4), -(-ow // 4)
-    t = n * th * tw
-    x = (rng.standard_normal((n, c, h, w)) * 10).astype(dtype)
-    return [
-        ("input_transform", (x, pad[0], pad[1], th, tw), (25, 4 * c, t)),
-        ("output_transform", (rng.standard_normal((25, c, t)).astype(dtype), oh, ow),
-         (n, c, oh, ow)),
-        ("output_grad", (rng.standard_normal((n, c, oh, ow)).astype(dtype), th, tw),
-         (25, c, t)),
-        ("input_grad", (rng.standard_normal((25, 4 * c, t)).astype(dtype), pad[0], pad[1], th,
-                        tw), x.shape),
-    ]
-
-
 @given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(3, 20), w=st.integers(3, 20),
        pad=st.tuples(st.integers(0, 2), st.integers(0, 2)), k=st.sampled_from([3, 4]),
        dtype=st.sampled_from([np.float32, np.float64]), seed=seeds())
@@ -105,14 +90,9 @@ def test_kernels_equal_numpy_twins(n, c, h, w, pad, k, dtype, seed):
     if oh < 1 or ow < 1:
         return
     tol = dict(rtol=1e-5, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-11)
-    for name, args, shape in _kernel_cases(np.random.default_rng(seed), n, c, h, w, pad, oh, ow,
-                                           dtype):
-        a, b, serial = (np.full(shape, np.nan, dtype=dtype) for _ in range(3))
-        getattr(Wk, name + "_numba")(*args, a)
-        getattr(Wk, name + "_numpy")(*args, b)
-        getattr(Wk, name + "_serial")(*args, serial)
-        np.testing.assert_allclose(a, b, **tol)
-        np.testing.assert_array_equal(serial, a)
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((n, c, h, w)) * 10).astype(dtype)
+    check_twins(Wk, tile_kernel_cases(rng, x, pad, (oh, ow), 4, 25, 4), dtype, **tol)
 
 
 @pytest.mark.parametrize("pad", [(0, 0), (1, 0), (2, 1)])
@@ -120,13 +100,10 @@ def test_kernels_reuse_their_scratch_across_channels(pad):
     """Many channels through one call: whatever one channel leaves in a
     kernel's scratch (the padded planes, the sums) must not reach the next."""
     n, c, h, w = 3, 30, 13, 10
-    oh, ow = _out(h, pad[0], 3), _out(w, pad[1], 3)
-    for name, args, shape in _kernel_cases(np.random.default_rng(3), n, c, h, w, pad, oh, ow,
-                                           F64):
-        a, b = np.full(shape, np.nan), np.full(shape, np.nan)
-        getattr(Wk, name + "_serial")(*args, a)
-        getattr(Wk, name + "_numpy")(*args, b)
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-11)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((n, c, h, w)) * 10
+    cases = tile_kernel_cases(rng, x, pad, (_out(h, pad[0], 3), _out(w, pad[1], 3)), 4, 25, 4)
+    check_twins(Wk, cases, F64, rtol=1e-12, atol=1e-11)
 
 
 @given(n=st.integers(1, 2), c=st.integers(1, 3), o=st.integers(1, 3), h=st.integers(3, 11),
@@ -137,22 +114,8 @@ def test_conv2d_path_gradients_and_agreement_with_im2col(n, c, o, h, w, pad, k, 
         return
     rng = np.random.default_rng(seed)
     layer = Conv2d(c, o, k, stride=2, padding=pad, bias=bias, dtype=F64, rng=rng)
-    x = rng.standard_normal((n, c, h, w))
-    with conv_algorithm("winograd"):
-        y = layer(x)
-        assert isinstance(layer._ctx.cache, F.winograd.WinogradCache)
-        gradcheck(layer, x)
-        dy = rng.standard_normal(y.shape)
-        layer(x)
-        layer.zero_grad()
-        dx = layer.backward(dy)
-    grads = [p.grad.copy() for p in layer.parameters()]
-    layer.zero_grad()
-    with conv_algorithm("im2col"):
-        np.testing.assert_allclose(layer(x), y, rtol=1e-10, atol=1e-12)
-        np.testing.assert_allclose(layer.backward(dy), dx, rtol=1e-10, atol=1e-12)
-    for p, g in zip(layer.parameters(), grads):
-        np.testing.assert_allclose(p.grad, g, rtol=1e-10, atol=1e-12)
+    check_path_against_im2col(layer, rng.standard_normal((n, c, h, w)), "winograd",
+                              F.winograd.WinogradCache, rng)
 
 
 def test_auto_takes_it_for_wide_4x4_kernels_only_and_float32_agrees():

@@ -120,7 +120,10 @@ def _use_winograd(geo, x_shape, o, out_size, itemsize):
         return True
     k, s = geo.kernel[0], geo.stride[0]
     channels, size = min(x_shape[1], o), min(out_size)
-    rules = WINOGRAD_STRIDE2_RULES[k] if s == 2 else WINOGRAD_RULES if k == 3 else WINOGRAD_2X2_RULES
+    if s == 2:
+        rules = WINOGRAD_STRIDE2_RULES[k]
+    else:
+        rules = WINOGRAD_RULES if k == 3 else WINOGRAD_2X2_RULES
     return (any(size >= least_size and channels >= least for least_size, least in rules)
             and winograd.buffer_bytes(x_shape, out_size, itemsize, k, s) <= im2col_budget())
 

@@ -251,20 +251,35 @@ def input_transform_numpy(x, pt, pl, th_n, tw_n, v):
     v[...] = out.reshape(16, c, n * th_n * tw_n)
 
 
-def output_transform_numpy(m, oh, ow, y):
+def output_twin(at, m, oh, ow, y, batch_minor=False):
+    """The output transform Y = A^T M A of every tile as products, for any tile
+    family (``at``: its A^T, r x p): M (p*p, O, T), tiles numbered sample-major
+    (t = (n*TH + th)*TW + tw) or, with ``batch_minor``, t = (th*TW + tw)*N + n."""
     n, o = y.shape[:2]
-    th_n, tw_n = (oh + 1) // 2, (ow + 1) // 2
-    mm = m.reshape(4, 4, o, n, th_n, tw_n)
-    tiles = _sandwich("ai,ijontw,bj->notawb", AT, mm, AT)             # (N, O, TH, 2, TW, 2)
-    y[...] = tiles.reshape(n, o, 2 * th_n, 2 * tw_n)[:, :, :oh, :ow]
+    r, p = at.shape
+    th_n, tw_n = -(-oh // r), -(-ow // r)
+    if batch_minor:
+        tiles = _sandwich("ai,ijotwn,bj->notawb", at, m.reshape(p, p, o, th_n, tw_n, n), at)
+    else:
+        tiles = _sandwich("ai,ijontw,bj->notawb", at, m.reshape(p, p, o, n, th_n, tw_n), at)
+    y[...] = tiles.reshape(n, o, r * th_n, r * tw_n)[:, :, :oh, :ow]   # (N, O, TH, r, TW, r)
+
+
+def output_grad_twin(at, dy, th_n, tw_n, dm, batch_minor=False):
+    """dM = A dY A^T of every tile as products (see ``output_twin``)."""
+    n, o = dy.shape[:2]
+    r, p = at.shape
+    g = _pad_to(dy, 0, 0, r * th_n, r * tw_n).reshape(n, o, th_n, r, tw_n, r)
+    out = _sandwich("ai,notawb,bj->" + ("ijotwn" if batch_minor else "ijontw"), at, g, at)
+    dm[...] = out.reshape(p * p, o, n * th_n * tw_n)
+
+
+def output_transform_numpy(m, oh, ow, y):
+    output_twin(AT, m, oh, ow, y)
 
 
 def output_grad_numpy(dy, th_n, tw_n, dm):
-    n, o = dy.shape[:2]
-    dyp = _pad_to(dy, 0, 0, 2 * th_n, 2 * tw_n)
-    g = dyp.reshape(n, o, th_n, 2, tw_n, 2)
-    out = _sandwich("ai,notawb,bj->ijontw", AT, g, AT)
-    dm[...] = out.reshape(16, o, n * th_n * tw_n)
+    output_grad_twin(AT, dy, th_n, tw_n, dm)
 
 
 def input_grad_numpy(dv, pt, pl, th_n, tw_n, dx):

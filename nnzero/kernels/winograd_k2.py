@@ -34,7 +34,7 @@ import numpy as np
 
 from ._jit import choose, njit
 from ._pool import split_kernel
-from .winograd import _pad_to, _planes, _sandwich, _tiles
+from .winograd import _pad_to, _planes, _sandwich, _tiles, output_grad_twin, output_twin
 
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, -1, 0, 1]], dtype=np.float64)
 G = np.array([[1, 0], [0.5, 0.5], [0.5, -0.5], [0, 1]], dtype=np.float64)
@@ -270,11 +270,7 @@ def input_transform_numpy(x, pt, pl, th_n, tw_n, v):
 
 
 def output_transform_numpy(m, oh, ow, y):
-    n, o = y.shape[:2]
-    th_n, tw_n = (oh + 2) // 3, (ow + 2) // 3
-    mm = m.reshape(4, 4, o, n, th_n, tw_n)
-    tiles = _sandwich("ai,ijontw,bj->notawb", AT, mm, AT)             # (N, O, TH, 3, TW, 3)
-    y[...] = tiles.reshape(n, o, 3 * th_n, 3 * tw_n)[:, :, :oh, :ow]
+    output_twin(AT, m, oh, ow, y)
 
 
 def _shuffled(z, ph, pw):
@@ -307,10 +303,7 @@ def output_grad_shuffle_numpy(dy, th_n, tw_n, ph, pw, dm):
 
 
 def output_grad_numpy(dy, th_n, tw_n, dm):
-    n, o = dy.shape[:2]
-    g = _pad_to(dy, 0, 0, 3 * th_n, 3 * tw_n).reshape(n, o, th_n, 3, tw_n, 3)
-    out = _sandwich("ai,notawb,bj->ijontw", AT, g, AT)
-    dm[...] = out.reshape(16, o, n * th_n * tw_n)
+    output_grad_twin(AT, dy, th_n, tw_n, dm)
 
 
 def input_grad_numpy(dv, pt, pl, th_n, tw_n, dx):

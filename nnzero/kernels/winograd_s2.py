@@ -48,7 +48,7 @@ import numpy as np
 
 from ._jit import choose, njit
 from ._pool import split_kernel
-from .winograd import _pad_to, _sandwich, _tiles
+from .winograd import _pad_to, _sandwich, _tiles, output_grad_twin, output_twin
 
 BT = np.array([[2, -1, -2, 1, 0], [0, -2, -1, 1, 0], [0, 2, -3, 1, 0], [0, -1, 0, 1, 0],
                [0, 2, -1, -2, 1]], dtype=np.float64)
@@ -307,18 +307,11 @@ def input_transform_numpy(x, pt, pl, th_n, tw_n, v):
 
 
 def output_transform_numpy(m, oh, ow, y):
-    n, o = y.shape[:2]
-    th_n, tw_n = (oh + 3) // 4, (ow + 3) // 4
-    mm = m.reshape(5, 5, o, th_n, tw_n, n)
-    tiles = _sandwich("ai,ijotwn,bj->notawb", AT, mm, AT)             # (N, O, TH, 4, TW, 4)
-    y[...] = tiles.reshape(n, o, 4 * th_n, 4 * tw_n)[:, :, :oh, :ow]
+    output_twin(AT, m, oh, ow, y, batch_minor=True)
 
 
 def output_grad_numpy(dy, th_n, tw_n, dm):
-    n, o = dy.shape[:2]
-    g = _pad_to(dy, 0, 0, 4 * th_n, 4 * tw_n).reshape(n, o, th_n, 4, tw_n, 4)
-    out = _sandwich("ai,notawb,bj->ijotwn", AT, g, AT)
-    dm[...] = out.reshape(25, o, n * th_n * tw_n)
+    output_grad_twin(AT, dy, th_n, tw_n, dm, batch_minor=True)
 
 
 def input_grad_numpy(dv, pt, pl, th_n, tw_n, dx):
