@@ -95,7 +95,9 @@ def test_nested_calls_run_inline_and_blas_threads_are_restored(numba_threads):
      (16, 17)),
     (lambda: ConvTranspose2d(64, 32, 4, stride=2, padding=1, dtype=F64, rng=1),   # F(3x3, 2x2)
      (16, 17)),
-], ids=["conv", "conv1x1", "convT", "winograd", "grouped", "depthwise", "convT_winograd"])
+    (lambda: Conv2d(32, 16, 4, stride=2, padding=1, dtype=F64, rng=1), (16, 17)),   # F(4x4, 2x2)
+], ids=["conv", "conv1x1", "convT", "winograd", "grouped", "depthwise", "convT_winograd",
+        "winograd_stride2"])
 def test_one_or_two_threads_give_the_same_answer(numba_threads, n, budget, make, hw):
     rng = np.random.default_rng(0)
     channels = make().in_channels
