@@ -135,13 +135,15 @@ def check_twins(module, cases, dtype, **tol):
         np.testing.assert_array_equal(serial, a)
 
 
-def check_path_against_im2col(layer, x, algorithm, cache_type, rng):
+def check_path_against_im2col(layer, x, algorithm, cache_type, rng, family=None):
     """Under ``algorithm``, ``layer`` runs on ``x`` with a cache of
-    ``cache_type``, passes the gradient check, and gives im2col's outputs
-    and gradients (float64, to rounding)."""
+    ``cache_type`` (and Winograd tile ``family``, if given), passes the
+    gradient check, and gives im2col's outputs and gradients (float64, to
+    rounding)."""
     with conv_algorithm(algorithm):
         y = layer(x)
         assert isinstance(layer._ctx.cache, cache_type)
+        assert family is None or layer._ctx.cache.family == family
         gradcheck(layer, x)
         dy = rng.standard_normal(y.shape)
         layer(x)

@@ -333,27 +333,33 @@ def test_winograd_path_gradients_and_agreement(n, c, o, h, w, pad, kernel, bias,
                               F.winograd.WinogradCache, rng)
 
 
+def _family(layer):
+    cache = layer._ctx.cache
+    return cache.family if isinstance(cache, F.winograd.WinogradCache) else None
+
+
 def test_auto_picks_winograd_for_wide_3x3_and_float32_agrees():
+    """conv.WINOGRAD_F43_RULES first (outputs from 7x7, 8 to 256 channels),
+    then conv.WINOGRAD_RULES; each family's float32 result against float64."""
+    f43, f23 = "F(4x4,3x3)", "F(2x2,3x3)"
+    for c, o, size, family in [(32, 32, 16, f43), (16, 32, 15, f43), (8, 8, 7, f43),
+                               (64, 64, 6, f23), (32, 32, 6, None), (64, 64, 4, None),
+                               (4, 32, 32, None), (3, 32, 32, None), (512, 512, 8, f23),
+                               (512, 512, 4, None), (128, 512, 16, f23)]:
+        layer = Conv2d(c, o, 3, padding=1, rng=0)
+        layer(np.zeros((1, c, size, size), np.float32))
+        assert _family(layer) == family, (c, o, size)
     rng = np.random.default_rng(0)
-    layer = Conv2d(32, 32, 3, padding=1, rng=0)
-    x = rng.standard_normal((2, 32, 16, 16)).astype(np.float32)
-    layer(x[:, :, :15])                          # 15 output rows: im2col
-    assert not isinstance(layer._ctx.cache, F.winograd.WinogradCache)
-    narrow = Conv2d(16, 32, 3, padding=1, rng=0)
-    narrow(x[:, :16])                            # 16 input channels: im2col
-    assert not isinstance(narrow._ctx.cache, F.winograd.WinogradCache)
-    y = layer(x)
-    assert isinstance(layer._ctx.cache, F.winograd.WinogradCache)
-    ref = naive_conv2d(x.astype(F64), layer.weight.data.astype(F64),
-                       layer.bias.data.astype(F64), (1, 1), (1, 1), (1, 1), 1, (16, 16))
-    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-5)  # float32 rounding only
-    for c, size, takes in [(64, 8, True), (64, 6, True), (64, 4, False), (32, 8, False),
-                           (16, 32, True), (16, 16, False)]:   # conv.WINOGRAD_RULES
-        wide = Conv2d(c, c, 3, padding=1, rng=0)
-        wide(np.zeros((1, c, size, size), np.float32))
-        assert isinstance(wide._ctx.cache, F.winograd.WinogradCache) is takes, (c, size)
+    for c, size, family in [(32, 16, f43), (64, 6, f23)]:
+        layer = Conv2d(c, c, 3, padding=1, rng=0)
+        x = rng.standard_normal((2, c, size, size)).astype(np.float32)
+        y = layer(x)
+        assert _family(layer) == family
+        ref = naive_conv2d(x.astype(F64), layer.weight.data.astype(F64),
+                           layer.bias.data.astype(F64), (1, 1), (1, 1), (1, 1), 1, (size, size))
+        np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-5)  # float32 rounding only
     two = Conv2d(32, 32, 2, rng=0)               # 2x2 kernels: 64 channels or more
-    two(x)
+    two(rng.standard_normal((2, 32, 16, 16)).astype(np.float32))
     assert not isinstance(two._ctx.cache, F.winograd.WinogradCache)
     wide = Conv2d(64, 64, 2, rng=0)
     x64 = rng.standard_normal((2, 64, 17, 17)).astype(np.float32)

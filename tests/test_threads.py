@@ -89,15 +89,16 @@ def test_nested_calls_run_inline_and_blas_threads_are_restored(numba_threads):
     (lambda: Conv2d(4, 6, 1, dtype=F64, rng=1), (16, 17)),
     (lambda: ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2,
                              dtype=F64, rng=1), (16, 17)),
-    (lambda: Conv2d(32, 32, 3, padding=1, dtype=F64, rng=1), (16, 17)),   # Winograd
+    (lambda: Conv2d(32, 32, 3, padding=1, dtype=F64, rng=1), (16, 17)),   # F(4x4, 3x3)
+    (lambda: Conv2d(64, 64, 3, padding=1, dtype=F64, rng=1), (6, 6)),   # F(2x2, 3x3)
     (lambda: Conv2d(8, 12, 3, padding=1, groups=4, dtype=F64, rng=1), (16, 17)),   # direct
     (lambda: Conv2d(6, 6, 3, stride=2, padding=1, groups=6, dtype=F64, rng=1),   # depthwise
      (16, 17)),
     (lambda: ConvTranspose2d(64, 32, 4, stride=2, padding=1, dtype=F64, rng=1),   # F(3x3, 2x2)
      (16, 17)),
     (lambda: Conv2d(32, 16, 4, stride=2, padding=1, dtype=F64, rng=1), (16, 17)),   # F(4x4, 2x2)
-], ids=["conv", "conv1x1", "convT", "winograd", "grouped", "depthwise", "convT_winograd",
-        "winograd_stride2"])
+], ids=["conv", "conv1x1", "convT", "winograd", "winograd_f23", "grouped", "depthwise",
+        "convT_winograd", "winograd_stride2"])
 def test_one_or_two_threads_give_the_same_answer(numba_threads, n, budget, make, hw):
     rng = np.random.default_rng(0)
     channels = make().in_channels

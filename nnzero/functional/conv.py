@@ -59,10 +59,11 @@ _ALGORITHMS = ("auto", "im2col", "winograd")
 def set_conv_algorithm(name):
     """Choose how Conv2d computes: 'auto' (default), 'im2col' or 'winograd'.
 
-    'auto' takes Winograd (F(2x2, 3x3) for 3x3 kernels, F(3x3, 2x2) for 2x2
-    ones) for stride-1, undilated, ungrouped convolutions wide and large
-    enough (WINOGRAD_RULES, WINOGRAD_2X2_RULES: the more channels, the smaller
-    the outputs may be), and F(4x4, 2x2) over the input's phases for 4x4
+    'auto' takes Winograd (F(4x4, 3x3) or F(2x2, 3x3) for 3x3 kernels,
+    F(3x3, 2x2) for 2x2 ones) for stride-1, undilated, ungrouped convolutions
+    wide and large enough (WINOGRAD_F43_RULES, WINOGRAD_RULES,
+    WINOGRAD_2X2_RULES: the more channels, the smaller the outputs may be),
+    and F(4x4, 2x2) over the input's phases for 4x4
     kernels at stride 2 (WINOGRAD_STRIDE2_RULES), when the transformed tiles
     fit the im2col budget; grouped convolutions with few channels per group
     (depthwise ones at any stride, others at stride 1; see
@@ -73,8 +74,8 @@ def set_conv_algorithm(name):
     the kernel run as a stride-1 convolution and a pixel shuffle
     (``subpixel.py``; that convolution by Winograd when it is 2x2 and wide
     enough), the others through col2im. 'winograd' forces Winograd
-    wherever it applies (3x3 and 2x2 kernels at stride 1, 3x3 and 4x4 at
-    stride 2; the grouped ones still go direct); 'im2col' sends
+    wherever it applies (3x3 kernels at stride 1 by F(2x2, 3x3), 2x2 ones,
+    3x3 and 4x4 at stride 2; the grouped ones still go direct); 'im2col' sends
     everything, both directions, through im2col/col2im, convolutions with one
     product per sample. Returns the previous choice.
     """
@@ -111,21 +112,43 @@ WINOGRAD_2X2_RULES = ((16, 64),)
 # 0.86 with rounds 0.73-1.14; 8x8 1.56. The phases of a 3x3 kernel hold 9
 # taps in 16 places, so 7/16 of the products multiply zeros.
 WINOGRAD_STRIDE2_RULES = {3: (), 4: ((8, 16),)}
+# 3x3 kernels by F(4x4, 3x3) (``kernels/winograd_f43.py``: 2.25 multiplies per
+# output against F(2x2, 3x3)'s 4 and im2col's 9) on outputs of at least 7x7
+# with 8 to 256 channels, before the rules above. Measured the same way
+# (2026-11-28, N=32 unless said, against what auto took before: F(2x2, 3x3)
+# or im2col): 32x32 outputs 8 channels 0.88 (im2col), 16 0.82, 32 0.85, 64
+# (conv_mid) 0.78 and 0.87; 16x16: 16 channels 0.95 (im2col), 32 0.78, 128
+# 0.62 and 0.72; 14x14 256 0.82; 8x8: 16 0.82 (im2col), 32 0.75 (im2col), 64
+# 0.78, 256 0.87, 512 (16 samples) 1.13; 7x7 256 0.75; 56x56 64 (8 samples)
+# 0.79; left out: 6x6 64 channels 1.05 (tiles of 4 cover 8), 4x4 128 1.07,
+# 512 1.36, and 3 input channels 2.1. Its larger tiles round more: see the
+# kernels' docstring.
+WINOGRAD_F43_RULES = ((7, 8),)
+WINOGRAD_F43_MAX_CHANNELS = 256
 
 
-def _use_winograd(geo, x_shape, o, out_size, itemsize):
+def _winograd_family(geo, x_shape, o, out_size, itemsize):
+    """The Winograd tile family this convolution runs by, or None for the others."""
     if ALGORITHM[0] == "im2col" or not winograd.applicable(geo):
-        return False
-    if ALGORITHM[0] == "winograd":
-        return True
+        return None
     k, s = geo.kernel[0], geo.stride[0]
+    if ALGORITHM[0] == "winograd":
+        return winograd.DEFAULT[k, s]
     channels, size = min(x_shape[1], o), min(out_size)
+
+    def met(rules):
+        return any(size >= least_size and channels >= least for least_size, least in rules)
+
     if s == 2:
-        rules = WINOGRAD_STRIDE2_RULES[k]
+        family = winograd.DEFAULT[k, s] if met(WINOGRAD_STRIDE2_RULES[k]) else None
+    elif k == 2:
+        family = winograd.DEFAULT[k, s] if met(WINOGRAD_2X2_RULES) else None
+    elif met(WINOGRAD_F43_RULES) and max(x_shape[1], o) <= WINOGRAD_F43_MAX_CHANNELS:
+        family = "F(4x4,3x3)"
     else:
-        rules = WINOGRAD_RULES if k == 3 else WINOGRAD_2X2_RULES
-    return (any(size >= least_size and channels >= least for least_size, least in rules)
-            and winograd.buffer_bytes(x_shape, out_size, itemsize, k, s) <= im2col_budget())
+        family = winograd.DEFAULT[k, s] if met(WINOGRAD_RULES) else None
+    fits = family and winograd.buffer_bytes(x_shape, out_size, itemsize, family) <= im2col_budget()
+    return family if fits else None
 
 
 def _bias_in_columns(has_bias, groups, pointwise):
@@ -167,8 +190,9 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
     o = weight.shape[0]
     g = geo.groups
     oh, ow = geo.out_size(h, w)
-    if _use_winograd(geo, x.shape, o, (oh, ow), x.itemsize):
-        return winograd.conv2d_winograd_forward(x, weight, bias, geo, workspace)
+    family = _winograd_family(geo, x.shape, o, (oh, ow), x.itemsize)
+    if family:
+        return winograd.conv2d_winograd_forward(x, weight, bias, geo, workspace, family)
     if ALGORITHM[0] != "im2col" and direct.applicable(geo, c, o, (oh, ow)):
         return direct.direct_forward(x, weight, bias, geo, (oh, ow))
     if ALGORITHM[0] != "im2col" and conv_batch_minor.applicable((oh, ow)):

@@ -207,7 +207,7 @@ def winograd_pays(geo, x_shape, o, out_hw, itemsize):
     n, c = x_shape[:2]
     z_rows = plan[0].stride * plan[1].stride * o
     grid = (plan[0].windows, plan[1].windows)
-    per_channel = winograd.buffer_bytes((n, 1), grid, itemsize, 2)
+    per_channel = winograd.buffer_bytes((n, 1), grid, itemsize, "F(3x3,2x2)")
     if per_channel * (c + z_rows) > im2col_budget():
         return False
     if ALGORITHM[0] == "winograd":

@@ -1,10 +1,11 @@
 """Convolution by Winograd's minimal filtering, forward and backward.
 
-Three tile families. Two are stride-1 with 4x4 input tiles (P = 16 positions
+Four tile families. Two are stride-1 with 4x4 input tiles (P = 16 positions
 xi): F(2x2, 3x3) for 3x3 kernels (``kernels/winograd.py``, tiles every 2
 outputs) and F(3x3, 2x2) for 2x2 kernels (``kernels/winograd_k2.py``, tiles
-every 3). The third, F(4x4, 2x2) with 5x5 tiles (P = 25,
-``kernels/winograd_s2.py``), runs a stride-2 convolution with a 3x3 or 4x4
+every 3). F(4x4, 3x3) (``kernels/winograd_f43.py``) has 6x6 tiles (P = 36)
+every 4 outputs. F(4x4, 2x2) with 5x5 tiles (P = 25,
+``kernels/winograd_s2.py``) runs a stride-2 convolution with a 3x3 or 4x4
 kernel as a 2x2 stride-1 one over the input's four phases (C' = 4C channels,
 the weight split the same way). With the tile transforms (V = B^T d B per
 input tile, U = G g G^T per filter, Y = A^T M A per output tile) a
@@ -12,9 +13,10 @@ convolution is P independent GEMMs over the channels, one per position xi:
 
     M_xi (O, T) = U_xi (O, C') @ V_xi (C', T)                     T = N * tiles
 
-which is 2.25x fewer multiplies than im2col in the stride-1 families (16 per
+which is 2.25x fewer multiplies than im2col in the 4x4-tile families (16 per
 2x2 outputs instead of 36 for 3x3 kernels, 16 per 3x3 outputs instead of 36
-for 2x2 ones), and for stride 2 25 * 4 per 4x4 outputs instead of 16 * 16
+for 2x2 ones), 4x for F(4x4, 3x3) (36 per 4x4 outputs instead of 144), and
+for stride 2 25 * 4 per 4x4 outputs instead of 16 * 16
 (4x4 kernels, 2.56x fewer) or 16 * 9 (3x3, 1.44x). Differentiating each step:
 
     dM   = A dY A^T                  (per output tile)
@@ -41,6 +43,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..kernels import winograd as K3
+from ..kernels import winograd_f43 as F43
 from ..kernels import winograd_k2 as K2
 from ..kernels import winograd_s2 as S2
 from ._columns import bias_grad
@@ -58,25 +61,25 @@ class WinogradCache(NamedTuple):
     bounds: list        # the batch pieces (``_threads.piece_bounds``) v is laid out by
     v: np.ndarray       # flat: each piece's (P, C', T_piece) transformed input tiles
     u: np.ndarray       # (P, O, C') transformed filters
-    stride: int = 1
+    family: str         # its key in _FAMILIES
 
 
 class _Family(NamedTuple):
     K: object           # the kernels module: tile transforms and their gradients
     step: int           # output cells per tile side
-    positions: int      # P: cells per input tile (16 or 25), one product each
+    positions: int      # P: cells per input tile (16, 25 or 36), one product each
     phases: int         # C' = phases * C: the tiles' channels (4 after space-to-depth)
     kron: np.ndarray    # (P, taps): kron(G, G), see _filter_transform
 
 
-def _family(kernel, stride):
-    k = 2 if stride == 2 else kernel   # stride 2: a 2x2 kernel over the input's phases
-    K = {3: K3, 2: S2 if stride == 2 else K2}[k]
+def _family(K, stride=1):
     return _Family(K, K.AT.shape[0], K.BT.shape[0] ** 2, stride * stride, np.kron(K.G, K.G))
 
 
-# (kernel, stride) -> its family: F(2x2, 3x3), F(3x3, 2x2), and F(4x4, 2x2) over
-# the space-to-depth of a stride-2 convolution with a 3x3 or 4x4 kernel.
+# The tile families by name: F(2x2, 3x3) and F(4x4, 3x3) for 3x3 kernels,
+# F(3x3, 2x2) for 2x2 ones, and F(4x4, 2x2) over the space-to-depth of a
+# stride-2 convolution with a 3x3 or 4x4 kernel; DEFAULT is each (kernel,
+# stride)'s family unless the caller picks another (``conv.py``'s rules).
 # kron(G, G) (P, k*k): U[i*r+j] = sum_kl G[i,k] g[k,l] G[j,l] for every filter
 # at once is one small product, (P, k*k) @ (k*k, O*C), and so is the weight
 # gradient, G^T dU G = kron(G, G)^T @ dU. Both run with BLAS held to one
@@ -84,7 +87,10 @@ def _family(kernel, stride):
 # follow (``_threads.py``; the layer measured 1.7x slower for it). Measured
 # against the three-operand einsums they replace (64 -> 64 channels, 3x3):
 # 0.09 against 1.5 ms for U, and dW took 3.9 ms as an einsum.
-_FAMILIES = {key: _family(*key) for key in ((3, 1), (2, 1), (3, 2), (4, 2))}
+_FAMILIES = {"F(2x2,3x3)": _family(K3), "F(4x4,3x3)": _family(F43), "F(3x3,2x2)": _family(K2),
+             "F(4x4,2x2)/2": _family(S2, stride=2)}
+DEFAULT = {(3, 1): "F(2x2,3x3)", (2, 1): "F(3x3,2x2)", (3, 2): "F(4x4,2x2)/2",
+           (4, 2): "F(4x4,2x2)/2"}
 
 
 def _filter_transform(weight, fam):
@@ -119,29 +125,30 @@ def applicable(geo):
     """Undilated, ungrouped convolutions with a 3x3 or a 2x2 kernel at stride 1,
     or a 3x3 or 4x4 kernel at stride 2."""
     k, s = geo.kernel, geo.stride
-    return (k[0] == k[1] and s[0] == s[1] and (k[0], s[0]) in _FAMILIES
+    return (k[0] == k[1] and s[0] == s[1] and (k[0], s[0]) in DEFAULT
             and geo.dilation == (1, 1) and geo.groups == 1)
 
 
-def tiles(out_size, kernel, stride=1):
+def tiles(out_size, family):
     """(TH, TW): the tile grid covering an (OH, OW) output."""
-    step = _FAMILIES[kernel, stride].step
+    step = _FAMILIES[family].step
     return tuple(-(-s // step) for s in out_size)
 
 
-def buffer_bytes(x_shape, out_size, itemsize, kernel=3, stride=1):
+def buffer_bytes(x_shape, out_size, itemsize, family):
     """Bytes of the transformed input V, the buffer the backward pass keeps."""
     n, c = x_shape[:2]
-    fam = _FAMILIES[kernel, stride]
-    th, tw = tiles(out_size, kernel, stride)
+    fam = _FAMILIES[family]
+    th, tw = tiles(out_size, family)
     return fam.positions * fam.phases * c * n * th * tw * itemsize
 
 
 def winograd_forward(x, weight, pad, out_size, out, bias=None, workspace=None, shuffle=None,
-                     stride=1):
-    """Write conv(x, weight) + bias (stride ``stride``, padding ``pad`` before,
-    output size ``out_size``, zeros read past the image) into ``out``
-    (N, O, OH, OW) and return the cache.
+                     family=None):
+    """Write conv(x, weight) + bias (padding ``pad`` before, output size
+    ``out_size``, zeros read past the image; stride 2 for the stride-2
+    family) into ``out`` (N, O, OH, OW) by the tile ``family`` (by default
+    the stride-1 one of the kernel's size) and return the cache.
 
     ``shuffle=(ph, pw)`` (2x2 kernels only): the convolution is a transposed
     one's z (``subpixel.py``), ``out`` is that layer's y and ``bias`` its bias:
@@ -149,11 +156,12 @@ def winograd_forward(x, weight, pad, out_size, out, bias=None, workspace=None, s
     (``kernels/winograd_k2.py``)."""
     n = x.shape[0]
     o = weight.shape[0]
-    fam = _FAMILIES[weight.shape[2], stride]
+    family = family or DEFAULT[weight.shape[2], 1]
+    fam = _FAMILIES[family]
     K, pos = fam.K, fam.positions
     c = fam.phases * x.shape[1]
     oh, ow = out_size
-    th, tw = tiles(out_size, weight.shape[2], stride)
+    th, tw = tiles(out_size, family)
     t = n * th * tw
     v = scratch(workspace, "wino_v", (pos * c * t,), x.dtype)
     m = scratch(workspace, "wino_m", (pos * o * t,), x.dtype)
@@ -179,15 +187,15 @@ def winograd_forward(x, weight, pad, out_size, out, bias=None, workspace=None, s
     bounds = piece_bounds(n)
     run_pieces(bounds, piece)
     return WinogradCache(x.shape, weight, bias is not None, tuple(pad), (oh, ow), (th, tw),
-                         bounds, v, u, stride)
+                         bounds, v, u, family)
 
 
 def winograd_backward(dy, cache, dx, workspace=None, shuffle=None):
     """Write dL/dx into ``dx`` and return dL/dweight, from a contiguous dL/dy;
     with ``shuffle=(ph, pw)`` that is the transposed layer's dL/dy, whose
     phases are gathered into dL/dz tile by tile (see ``winograd_forward``)."""
-    x_shape, weight, _, pad, out_size, (th, tw), bounds, v, u, stride = cache
-    fam = _FAMILIES[weight.shape[2], stride]
+    x_shape, weight, _, pad, out_size, (th, tw), bounds, v, u, family = cache
+    fam = _FAMILIES[family]
     K, pos = fam.K, fam.positions
     o, c = u.shape[1], u.shape[2]
     dm = scratch(workspace, "wino_m", (pos * o * x_shape[0] * th * tw,), v.dtype)  # M is spent
@@ -212,15 +220,17 @@ def winograd_backward(dy, cache, dx, workspace=None, shuffle=None):
     return _filter_grad(du, weight.shape, fam)
 
 
-def conv2d_winograd_forward(x, weight, bias, geo, workspace=None):
-    """``conv2d_forward`` for an ``applicable`` geometry: x (N, C, H, W)
-    contiguous, weight (O, C, k, k); returns (y, cache)."""
+def conv2d_winograd_forward(x, weight, bias, geo, workspace=None, family=None):
+    """``conv2d_forward`` for an ``applicable`` geometry by ``family`` (by
+    default DEFAULT's): x (N, C, H, W) contiguous, weight (O, C, k, k);
+    returns (y, cache)."""
     n, _, h, w = x.shape
     o = weight.shape[0]
     oh, ow = geo.out_size(h, w)
     y = np.empty((n, o, oh, ow), dtype=x.dtype)
+    family = family or DEFAULT[geo.kernel[0], geo.stride[0]]
     return y, winograd_forward(x, weight, geo.pad_before, (oh, ow), y, bias, workspace,
-                               stride=geo.stride[0])
+                               family=family)
 
 
 def conv2d_winograd_backward(dy, cache, workspace=None):

@@ -1,0 +1,281 @@
+"""Tile transforms of Winograd's F(4x4, 3x3) (Lavin & Gray 2015), for 3x3 kernels
+at stride 1 on large outputs.
+
+The larger sibling of ``winograd.py``'s F(2x2, 3x3): each 4x4 output tile
+comes from a 6x6 input tile (tiles every 4 rows/columns, overlapping by 2)
+with 36 multiplies instead of 144, 2.25 per output against F(2x2, 3x3)'s 4
+(1.78x fewer). The matrices are Toom-Cook's at the points 0, 1, -1, 1/2, -2
+and infinity, rows of B^T and columns of A^T scaled to integers (G takes the
+factors):
+
+    B^T = [[2,-3,-4, 3, 2, 0],   G = [[ 1/2,    0,     0  ],   A^T = [[1, 1, 1, 8, 1, 0],
+           [0,-2, 1, 5, 2, 0],        [ 1/6,   1/6,   1/6 ],          [0, 1,-1, 4,-2, 0],
+           [0, 2,-5, 1, 2, 0],        [-1/6,   1/6,  -1/6 ],          [0, 1, 1, 2, 4, 0],
+           [0,-2,-1, 2, 1, 0],        [-2/15, -1/15, -1/30],          [0, 1,-1, 1,-8, 1]]
+           [0, 1,-2,-1, 2, 0],        [ 1/30, -1/15,  2/15],
+           [0, 2,-3,-4, 3, 2]]        [   0,     0,   1/2 ]]
+
+    y = A^T [(G g G^T) . (B^T d B)] A        (d: 6x6 input tile, g: 3x3 filter)
+
+It rounds more than F(2x2, 3x3). With Lavin's points 0, +-1, +-2 the float32
+outputs and gradients of a layer (64 channels on 32x32, 256 on 16x16) came
+within 4e-6 to 1.1e-5 of their largest value of the exact result, against
+~5e-7 for F(2x2, 3x3); with 1/2 and -2 in place of 2 and -2 (the pair
+Barabasz et al. 2020 found best), 1.7e-6 to 4.3e-6, so those are used here. Layouts
+are those of ``winograd_s2.py``: V, M, dM, dV are (36, channels, T),
+xi = 6*i + j, tiles numbered batch-minor, t = (th*TW + tw)*N + n, and every
+kernel runs channel by channel over all the samples of its call, its
+innermost loops over the samples.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._jit import choose, njit
+from ._pool import split_kernel
+from .winograd import _pad_to, _sandwich, _tiles, output_grad_twin, output_twin
+from .winograd_s2 import _tile_offsets
+
+BT = np.array([[2, -3, -4, 3, 2, 0], [0, -2, 1, 5, 2, 0], [0, 2, -5, 1, 2, 0],
+               [0, -2, -1, 2, 1, 0], [0, 1, -2, -1, 2, 0], [0, 2, -3, -4, 3, 2]],
+              dtype=np.float64)
+G = np.array([[1 / 2, 0, 0], [1 / 6, 1 / 6, 1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+              [-2 / 15, -1 / 15, -1 / 30], [1 / 30, -1 / 15, 2 / 15], [0, 0, 1 / 2]],
+             dtype=np.float64)
+AT = np.array([[1, 1, 1, 8, 1, 0], [0, 1, -1, 4, -2, 0], [0, 1, 1, 2, 4, 0],
+               [0, 1, -1, 1, -8, 1]], dtype=np.float64)
+
+
+@njit
+def _input_transform_range(x, pt, pl, th_n, tw_n, v, lo, hi):
+    # units: input channels, each over every sample at once; the channel's
+    # planes go into one zero-padded batch-minor buffer (4*TH + 2 rows and
+    # 4*TW + 2 columns: every cell a tile reads), read plane by plane in order
+    n, c, h, w = x.shape
+    rows, cols = 4 * th_n + 2, 4 * tw_n + 2
+    rn = cols * n
+    dk = np.zeros((rows, rn), dtype=x.dtype)
+    tk = np.empty((6, th_n, rn), dtype=x.dtype)   # the rows of B^T d, per (i, th)
+    r_lo, r_hi = max(0, -pt), min(h, rows - pt)
+    q_lo, q_hi = max(0, -pl), min(w, cols - pl)
+    for ch in range(lo, hi):
+        for b in range(n):
+            for r in range(r_lo, r_hi):
+                src = x[b, ch, r]
+                dst = dk[r + pt, (q_lo + pl) * n + b:]
+                for q in range(q_hi - q_lo):
+                    dst[q * n] = src[q_lo + q]
+        for th in range(th_n):
+            r0 = 4 * th
+            d0, d1, d2, d3, d4, d5 = dk[r0], dk[r0 + 1], dk[r0 + 2], dk[r0 + 3], dk[r0 + 4], dk[r0 + 5]
+            t0, t1, t2 = tk[0, th], tk[1, th], tk[2, th]
+            t3, t4, t5 = tk[3, th], tk[4, th], tk[5, th]
+            for k in range(rn):  # rows of B^T d, whole width and batch at once
+                t0[k] = 2 * (d0[k] - 2 * d2[k] + d4[k]) + 3 * (d3[k] - d1[k])
+                t1[k] = 2 * (d4[k] - d1[k]) + d2[k] + 5 * d3[k]
+                t2[k] = 2 * (d1[k] + d4[k]) - 5 * d2[k] + d3[k]
+                t3[k] = 2 * (d3[k] - d1[k]) + d4[k] - d2[k]
+                t4[k] = 2 * (d4[k] - d2[k]) + d1[k] - d3[k]
+                t5[k] = 2 * (d1[k] - 2 * d3[k] + d5[k]) + 3 * (d4[k] - d2[k])
+        for i in range(6):  # columns: (B^T d) B, every sample of a tile at once
+            v0, v1, v2 = v[6 * i, ch], v[6 * i + 1, ch], v[6 * i + 2, ch]
+            v3, v4, v5 = v[6 * i + 3, ch], v[6 * i + 4, ch], v[6 * i + 5, ch]
+            for th in range(th_n):
+                src = tk[i, th]
+                for tw in range(tw_n):
+                    k = 4 * tw * n
+                    a0, a1, a2 = src[k:], src[k + n:], src[k + 2 * n:]
+                    a3, a4, a5 = src[k + 3 * n:], src[k + 4 * n:], src[k + 5 * n:]
+                    t = (th * tw_n + tw) * n
+                    for b in range(n):
+                        e0, e1, e2, e3, e4, e5 = a0[b], a1[b], a2[b], a3[b], a4[b], a5[b]
+                        v0[t + b] = 2 * (e0 - 2 * e2 + e4) + 3 * (e3 - e1)
+                        v1[t + b] = 2 * (e4 - e1) + e2 + 5 * e3
+                        v2[t + b] = 2 * (e1 + e4) - 5 * e2 + e3
+                        v3[t + b] = 2 * (e3 - e1) + e4 - e2
+                        v4[t + b] = 2 * (e4 - e2) + e1 - e3
+                        v5[t + b] = 2 * (e1 - 2 * e3 + e5) + 3 * (e4 - e2)
+
+
+@njit
+def _output_transform_range(m, oh, ow, y, lo, hi):
+    # units: output channels, each over every tile of every sample at once
+    n = y.shape[0]
+    th_n, tw_n = (oh + 3) // 4, (ow + 3) // 4
+    t_all = n * th_n * tw_n
+    rk = np.empty((24, t_all), dtype=y.dtype)
+    yk = np.empty((16, t_all), dtype=y.dtype)
+    yf = yk.ravel()
+    rowoff, coloff = _tile_offsets(n, th_n, tw_n, t_all)
+    for oc in range(lo, hi):
+        for j in range(6):   # r_a,j = (A^T M)_a,j, every tile at once
+            m0, m1, m2 = m[j, oc], m[6 + j, oc], m[12 + j, oc]
+            m3, m4, m5 = m[18 + j, oc], m[24 + j, oc], m[30 + j, oc]
+            ra, rb, rc, rd = rk[j], rk[6 + j], rk[12 + j], rk[18 + j]
+            for t in range(t_all):
+                s, d = m1[t] + m2[t], m1[t] - m2[t]
+                ra[t] = m0[t] + s + 8 * m3[t] + m4[t]
+                rb[t] = d + 4 * m3[t] - 2 * m4[t]
+                rc[t] = s + 2 * m3[t] + 4 * m4[t]
+                rd[t] = d + m3[t] - 8 * m4[t] + m5[t]
+        for a in range(4):   # the tile's row a: r_a A
+            q0, q1, q2 = rk[6 * a], rk[6 * a + 1], rk[6 * a + 2]
+            q3, q4, q5 = rk[6 * a + 3], rk[6 * a + 4], rk[6 * a + 5]
+            e0, e1, e2, e3 = yk[4 * a], yk[4 * a + 1], yk[4 * a + 2], yk[4 * a + 3]
+            for t in range(t_all):
+                s, d = q1[t] + q2[t], q1[t] - q2[t]
+                e0[t] = q0[t] + s + 8 * q3[t] + q4[t]
+                e1[t] = d + 4 * q3[t] - 2 * q4[t]
+                e2[t] = s + 2 * q3[t] + 4 * q4[t]
+                e3[t] = d + q3[t] - 8 * q4[t] + q5[t]
+        for b in range(n):
+            for r in range(oh):
+                dst = y[b, oc, r]
+                ro = rowoff[r] + b
+                for q in range(ow):
+                    dst[q] = yf[ro + coloff[q]]
+
+
+@njit
+def _output_grad_range(dy, th_n, tw_n, dm, lo, hi):
+    # units: output channels of dY, gathered into 4x4 tiles, then dM = A dY A^T
+    n, o, oh, ow = dy.shape
+    t_all = n * th_n * tw_n
+    g = np.zeros((16, t_all), dtype=dy.dtype)   # cells past the output stay zero
+    e = np.empty((24, t_all), dtype=dy.dtype)
+    gf = g.ravel()
+    rowoff, coloff = _tile_offsets(n, th_n, tw_n, t_all)
+    for oc in range(lo, hi):
+        for b in range(n):
+            for r in range(oh):
+                src = dy[b, oc, r]
+                ro = rowoff[r] + b
+                for q in range(ow):
+                    gf[ro + coloff[q]] = src[q]
+        for c in range(4):   # rows of A dY, every tile at once
+            g0, g1, g2, g3 = g[c], g[4 + c], g[8 + c], g[12 + c]
+            e0, e1, e2 = e[c], e[4 + c], e[8 + c]
+            e3, e4, e5 = e[12 + c], e[16 + c], e[20 + c]
+            for t in range(t_all):
+                s, d = g0[t] + g2[t], g1[t] + g3[t]
+                e0[t] = g0[t]
+                e1[t] = s + d
+                e2[t] = s - d
+                e3[t] = 8 * g0[t] + 4 * g1[t] + 2 * g2[t] + g3[t]
+                e4[t] = g0[t] - 2 * g1[t] + 4 * g2[t] - 8 * g3[t]
+                e5[t] = g3[t]
+        for i in range(6):   # columns: (A dY) A^T, written as whole rows of dM
+            f0, f1, f2, f3 = e[4 * i], e[4 * i + 1], e[4 * i + 2], e[4 * i + 3]
+            o0, o1, o2 = dm[6 * i, oc], dm[6 * i + 1, oc], dm[6 * i + 2, oc]
+            o3, o4, o5 = dm[6 * i + 3, oc], dm[6 * i + 4, oc], dm[6 * i + 5, oc]
+            for t in range(t_all):
+                s, d = f0[t] + f2[t], f1[t] + f3[t]
+                o0[t] = f0[t]
+                o1[t] = s + d
+                o2[t] = s - d
+                o3[t] = 8 * f0[t] + 4 * f1[t] + 2 * f2[t] + f3[t]
+                o4[t] = f0[t] - 2 * f1[t] + 4 * f2[t] - 8 * f3[t]
+                o5[t] = f3[t]
+
+
+@njit
+def _input_grad_range(dv, pt, pl, th_n, tw_n, dx, lo, hi):
+    # units: input channels; dd = B dV B^T over every tile at once, then added
+    # back (tiles overlap by two cells) into a batch-minor padded buffer
+    n, c, h, w = dx.shape
+    rows, cols = 4 * th_n + 2, 4 * tw_n + 2
+    t_all = n * th_n * tw_n
+    acc = np.empty((rows, cols * n), dtype=dx.dtype)
+    hh = np.empty((36, t_all), dtype=dx.dtype)
+    ff = np.empty((36, t_all), dtype=dx.dtype)
+    for ch in range(lo, hi):
+        for r in range(rows):   # the sums start from 0 for every channel
+            ar = acc[r]
+            for k in range(cols * n):
+                ar[k] = 0
+        for i in range(6):   # H = dV B^T, every tile at once
+            v0, v1, v2 = dv[6 * i, ch], dv[6 * i + 1, ch], dv[6 * i + 2, ch]
+            v3, v4, v5 = dv[6 * i + 3, ch], dv[6 * i + 4, ch], dv[6 * i + 5, ch]
+            h0, h1, h2 = hh[6 * i], hh[6 * i + 1], hh[6 * i + 2]
+            h3, h4, h5 = hh[6 * i + 3], hh[6 * i + 4], hh[6 * i + 5]
+            for t in range(t_all):
+                h0[t] = 2 * v0[t]
+                h1[t] = 2 * (v2[t] - v1[t] - v3[t] + v5[t]) - 3 * v0[t] + v4[t]
+                h2[t] = v1[t] - v3[t] - 4 * v0[t] - 5 * v2[t] - 2 * v4[t] - 3 * v5[t]
+                h3[t] = 3 * v0[t] + 5 * v1[t] + v2[t] + 2 * v3[t] - v4[t] - 4 * v5[t]
+                h4[t] = 2 * (v0[t] + v1[t] + v2[t] + v4[t]) + v3[t] + 3 * v5[t]
+                h5[t] = 2 * v5[t]
+        for l in range(6):   # F = B H: the tile's cell (k, l) in row 6k + l
+            h0, h1, h2 = hh[l], hh[6 + l], hh[12 + l]
+            h3, h4, h5 = hh[18 + l], hh[24 + l], hh[30 + l]
+            f0, f1, f2 = ff[l], ff[6 + l], ff[12 + l]
+            f3, f4, f5 = ff[18 + l], ff[24 + l], ff[30 + l]
+            for t in range(t_all):
+                f0[t] = 2 * h0[t]
+                f1[t] = 2 * (h2[t] - h1[t] - h3[t] + h5[t]) - 3 * h0[t] + h4[t]
+                f2[t] = h1[t] - h3[t] - 4 * h0[t] - 5 * h2[t] - 2 * h4[t] - 3 * h5[t]
+                f3[t] = 3 * h0[t] + 5 * h1[t] + h2[t] + 2 * h3[t] - h4[t] - 4 * h5[t]
+                f4[t] = 2 * (h0[t] + h1[t] + h2[t] + h4[t]) + h3[t] + 3 * h5[t]
+                f5[t] = 2 * h5[t]
+        for th in range(th_n):
+            for k in range(6):
+                dst = acc[4 * th + k]
+                for l in range(6):
+                    src = ff[6 * k + l]
+                    for tw in range(tw_n):
+                        o = (4 * tw + l) * n
+                        t = (th * tw_n + tw) * n
+                        for b in range(n):
+                            dst[o + b] += src[t + b]
+        for b in range(n):
+            for r in range(h):
+                rr = r + pt
+                for q in range(w):
+                    qp = q + pl
+                    dx[b, ch, r, q] = acc[rr, qp * n + b] if (rr < rows and qp < cols) else 0
+
+
+# -- NumPy twins: the same transforms as matrix products on strided tile views --------
+def input_transform_numpy(x, pt, pl, th_n, tw_n, v):
+    n, c = x.shape[:2]
+    d = _tiles(_pad_to(x, pt, pl, 4 * th_n + 2, 4 * tw_n + 2), th_n, tw_n, 6, 4)
+    out = _sandwich("ik,nctwkl,jl->ijctwn", BT, d, BT)
+    v[...] = out.reshape(36, c, n * th_n * tw_n)
+
+
+def output_transform_numpy(m, oh, ow, y):
+    output_twin(AT, m, oh, ow, y, batch_minor=True)
+
+
+def output_grad_numpy(dy, th_n, tw_n, dm):
+    output_grad_twin(AT, dy, th_n, tw_n, dm, batch_minor=True)
+
+
+def input_grad_numpy(dv, pt, pl, th_n, tw_n, dx):
+    n, c, h, w = dx.shape
+    f = _sandwich("ik,ijctwn,jl->nctwkl", BT, dv.reshape(6, 6, c, th_n, tw_n, n), BT)
+    rows, cols = max(4 * th_n + 2, pt + h), max(4 * tw_n + 2, pl + w)
+    acc = np.zeros((n, c, rows, cols), dtype=dx.dtype)
+    for k in range(6):
+        for l in range(6):  # one offset at a time: no position repeats within a slice
+            acc[:, :, k:k + 4 * th_n:4, l:l + 4 * tw_n:4] += f[..., k, l]
+    dx[...] = acc[:, :, pt:pt + h, pl:pl + w]
+
+
+input_transform_numba, input_transform_serial = split_kernel(
+    _input_transform_range, lambda x, *rest: x.shape[1])
+output_transform_numba, output_transform_serial = split_kernel(
+    _output_transform_range, lambda m, oh, ow, y: y.shape[1])
+output_grad_numba, output_grad_serial = split_kernel(
+    _output_grad_range, lambda dy, *rest: dy.shape[1])
+input_grad_numba, input_grad_serial = split_kernel(
+    _input_grad_range, lambda dv, pt, pl, th_n, tw_n, dx: dx.shape[1])
+
+input_transform = choose(input_transform_numba, input_transform_numpy)
+output_transform = choose(output_transform_numba, output_transform_numpy)
+output_grad = choose(output_grad_numba, output_grad_numpy)
+input_grad = choose(input_grad_numba, input_grad_numpy)
+input_transform_one_thread = choose(input_transform_serial, input_transform_numpy)
+output_transform_one_thread = choose(output_transform_serial, output_transform_numpy)
+output_grad_one_thread = choose(output_grad_serial, output_grad_numpy)
+input_grad_one_thread = choose(input_grad_serial, input_grad_numpy)

@@ -1,0 +1,100 @@
+"""Winograd's F(4x4, 3x3) (kernels/winograd_f43.py): the matrices compute a
+three-tap correlation, the transforms and products give the convolution and
+its gradients, every numba kernel equals its NumPy twin, and Conv2d by it
+agrees with im2col."""
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from helpers import (check_path_against_im2col, check_twins, naive_conv2d, seeds,
+                     tile_kernel_cases)
+from nnzero.functional import conv as F
+from nnzero.kernels import winograd_f43 as Wk
+from nnzero.layers import Conv2d
+
+pytestmark = pytest.mark.usefixtures("split_every_kernel_call")  # see conftest.py
+
+F64 = np.float64
+
+
+def test_the_matrices_compute_a_three_tap_correlation():
+    d, g = np.array([1.0, -2.0, 3.5, 0.25, 4.0, -1.5]), np.array([0.5, -3.0, 2.0])
+    expected = [d[i:i + 3] @ g for i in range(4)]
+    np.testing.assert_allclose(Wk.AT @ ((Wk.G @ g) * (Wk.BT @ d)), expected, rtol=1e-14)
+
+
+@given(n=st.integers(1, 3), c=st.integers(1, 3), o=st.integers(1, 3), h=st.integers(1, 13),
+       w=st.integers(1, 13), pad=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+       seed=seeds())
+def test_transforms_and_products_give_the_convolution_and_its_gradients(n, c, o, h, w, pad,
+                                                                       seed):
+    oh, ow = h + 2 * pad[0] - 2, w + 2 * pad[1] - 2
+    if oh < 1 or ow < 1:
+        return
+    th, tw = -(-oh // 4), -(-ow // 4)
+    t = n * th * tw
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w))
+    wt = rng.standard_normal((o, c, 3, 3))
+
+    def conv(x_, w_):
+        return naive_conv2d(x_, w_, np.zeros(o), (1, 1), pad, (1, 1), 1, (oh, ow))
+
+    u = np.einsum("ik,ockl,jl->ijoc", Wk.G, wt, Wk.G).reshape(36, o, c)
+    v = np.empty((36, c, t))
+    Wk.input_transform(x, pad[0], pad[1], th, tw, v)
+    y = np.empty((n, o, oh, ow))
+    Wk.output_transform(u @ v, oh, ow, y)
+    np.testing.assert_allclose(y, conv(x, wt), rtol=1e-11, atol=1e-11)
+    dy = rng.standard_normal(y.shape)
+    dm = np.empty((36, o, t))
+    Wk.output_grad(dy, th, tw, dm)
+    dx = np.empty_like(x)
+    Wk.input_grad(u.transpose(0, 2, 1) @ dm, pad[0], pad[1], th, tw, dx)
+    du = (dm @ v.transpose(0, 2, 1)).reshape(6, 6, o, c)
+    dw = np.einsum("ik,ijoc,jl->ockl", Wk.G, du, Wk.G)
+    ex, ew = rng.standard_normal(x.shape), rng.standard_normal(wt.shape)
+    np.testing.assert_allclose(np.sum(dx * ex), np.sum(conv(ex, wt) * dy), rtol=1e-10,
+                               atol=1e-10)
+    np.testing.assert_allclose(np.sum(dw * ew), np.sum(conv(x, ew) * dy), rtol=1e-10,
+                               atol=1e-10)
+
+
+@given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(1, 20), w=st.integers(1, 20),
+       pad=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=seeds())
+def test_kernels_equal_numpy_twins(n, c, h, w, pad, dtype, seed):
+    oh, ow = h + 2 * pad[0] - 2, w + 2 * pad[1] - 2
+    if oh < 1 or ow < 1:
+        return
+    tol = dict(rtol=1e-5, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-11)
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((n, c, h, w)) * 10).astype(dtype)
+    check_twins(Wk, tile_kernel_cases(rng, x, pad, (oh, ow), 4, 36), dtype, **tol)
+
+
+@pytest.mark.parametrize("pad", [(0, 0), (1, 0), (2, 1)])
+def test_kernels_reuse_their_scratch_across_channels(pad):
+    """Many channels through one call: whatever one channel leaves in a
+    kernel's scratch (the padded planes, the sums) must not reach the next."""
+    n, c, h, w = 3, 30, 13, 10
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((n, c, h, w)) * 10
+    cases = tile_kernel_cases(rng, x, pad, (h + 2 * pad[0] - 2, w + 2 * pad[1] - 2), 4, 36)
+    check_twins(Wk, cases, F64, rtol=1e-12, atol=1e-11)
+
+
+@given(n=st.integers(1, 2), c=st.integers(1, 3), o=st.integers(1, 3), h=st.integers(1, 10),
+       w=st.integers(1, 10), pad=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+       bias=st.booleans(), seed=seeds())
+def test_conv2d_path_gradients_and_agreement_with_im2col(n, c, o, h, w, pad, bias, seed):
+    if h + 2 * pad[0] < 3 or w + 2 * pad[1] < 3:
+        return
+    rng = np.random.default_rng(seed)
+    layer = Conv2d(c, o, 3, padding=pad, bias=bias, dtype=F64, rng=rng)
+    with mock.patch.object(F, "WINOGRAD_F43_RULES", ((1, 1),)):   # every size and width
+        check_path_against_im2col(layer, rng.standard_normal((n, c, h, w)), "auto",
+                                  F.winograd.WinogradCache, rng, family="F(4x4,3x3)")
