@@ -122,6 +122,41 @@ def tile_kernel_cases(rng, x, pad, out_size, step, positions=16, phases=1):
             ("input_grad", (draw(positions, cp, t), pt, pl, th, tw), x.shape)]
 
 
+def check_tile_algebra(K, conv, x, wt, pad, out_size, rng, split=None, join=None):
+    """A Winograd family's four tile kernels (module ``K``, its matrices BT, G,
+    AT) and its P products compute ``conv(x, wt)`` (the direct sum, output
+    ``out_size``) and, through the backward kernels, its gradients, checked
+    against directional derivatives (<y, dy> is linear in x and in wt).
+    ``split``/``join``: the weight to the family's filters (O, C', r, r) and
+    that map's adjoint (the stride-2 family's phases); identity otherwise."""
+    split = split or (lambda w: w)
+    join = join or (lambda dw: dw)
+    n, o = x.shape[0], wt.shape[0]
+    p, step = K.BT.shape[0], K.AT.shape[0]
+    (oh, ow), (pt, pl) = out_size, pad
+    th, tw = -(-oh // step), -(-ow // step)
+    t = n * th * tw
+    wp = split(wt)
+    u = np.einsum("ik,ockl,jl->ijoc", K.G, wp, K.G).reshape(p * p, o, wp.shape[1])
+    v = np.empty((p * p, wp.shape[1], t))
+    K.input_transform(x, pt, pl, th, tw, v)
+    y = np.empty((n, o, oh, ow))
+    K.output_transform(u @ v, oh, ow, y)
+    np.testing.assert_allclose(y, conv(x, wt), rtol=1e-11, atol=1e-11)
+    dy = rng.standard_normal(y.shape)
+    dm = np.empty((p * p, o, t))
+    K.output_grad(dy, th, tw, dm)
+    dx = np.empty_like(x)
+    K.input_grad(u.transpose(0, 2, 1) @ dm, pt, pl, th, tw, dx)
+    du = (dm @ v.transpose(0, 2, 1)).reshape(p, p, o, wp.shape[1])
+    dw = join(np.einsum("ik,ijoc,jl->ockl", K.G, du, K.G))
+    ex, ew = rng.standard_normal(x.shape), rng.standard_normal(wt.shape)
+    np.testing.assert_allclose(np.sum(dx * ex), np.sum(conv(ex, wt) * dy), rtol=1e-10,
+                               atol=1e-10)
+    np.testing.assert_allclose(np.sum(dw * ew), np.sum(conv(x, ew) * dy), rtol=1e-10,
+                               atol=1e-10)
+
+
 def check_twins(module, cases, dtype, **tol):
     """For each ``(name, args, out_shape)``: the module's ``name_numba`` (split
     over the threads) equals its NumPy twin ``name_numpy`` to ``tol``, and its

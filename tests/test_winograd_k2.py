@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import check_twins, seeds, tile_kernel_cases
+from helpers import check_tile_algebra, check_twins, seeds, tile_kernel_cases
 from nnzero.functional import subpixel
 from nnzero.kernels import winograd_k2 as Wk
 
@@ -42,31 +42,11 @@ def test_transforms_and_products_give_the_correlation_and_its_gradients(n, c, o,
     oh, ow = h + pad[0] - 1 + extra[0], w + pad[1] - 1 + extra[1]
     if oh < 1 or ow < 1:
         return
-    th, tw = -(-oh // 3), -(-ow // 3)
-    t = n * th * tw
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, c, h, w))
     wt = rng.standard_normal((o, c, 2, 2))
-    u = np.einsum("ik,ockl,jl->ijoc", Wk.G, wt, Wk.G).reshape(16, o, c)
-    v = np.empty((16, c, t))
-    Wk.input_transform(x, pad[0], pad[1], th, tw, v)
-    y = np.empty((n, o, oh, ow))
-    Wk.output_transform(u @ v, oh, ow, y)
-    np.testing.assert_allclose(y, _correlate(x, wt, pad[0], pad[1], oh, ow), rtol=1e-12,
-                               atol=1e-12)
-    dy = rng.standard_normal(y.shape)
-    dm = np.empty((16, o, t))
-    Wk.output_grad(dy, th, tw, dm)
-    dx = np.empty_like(x)
-    Wk.input_grad(u.transpose(0, 2, 1) @ dm, pad[0], pad[1], th, tw, dx)
-    dw = np.einsum("ik,ijoc,jl->ockl", Wk.G, (dm @ v.transpose(0, 2, 1)).reshape(4, 4, o, c),
-                   Wk.G)
-    # <y(x + e), dy> is linear in x and in w: compare against directional derivatives
-    ex, ew = rng.standard_normal(x.shape), rng.standard_normal(wt.shape)
-    along_x = np.sum(_correlate(ex, wt, pad[0], pad[1], oh, ow) * dy)
-    along_w = np.sum(_correlate(x, ew, pad[0], pad[1], oh, ow) * dy)
-    np.testing.assert_allclose(np.sum(dx * ex), along_x, rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(np.sum(dw * ew), along_w, rtol=1e-10, atol=1e-10)
+    check_tile_algebra(Wk, lambda x_, w_: _correlate(x_, w_, pad[0], pad[1], oh, ow), x, wt,
+                       pad, (oh, ow), rng)
 
 
 @st.composite

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import (check_path_against_im2col, check_twins, naive_conv2d, seeds,
-                     tile_kernel_cases)
+from helpers import (check_path_against_im2col, check_tile_algebra, check_twins, naive_conv2d,
+                     seeds, tile_kernel_cases)
 from nnzero.functional import conv as F
 from nnzero.kernels import winograd_s2 as Wk
 from nnzero.layers import Conv2d
@@ -53,8 +53,6 @@ def test_transforms_and_products_give_the_convolution_and_its_gradients(n, c, o,
     oh, ow = _out(h, pad[0], k), _out(w, pad[1], k)
     if oh < 1 or ow < 1:
         return
-    th, tw = -(-oh // 4), -(-ow // 4)
-    t = n * th * tw
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, c, h, w))
     wt = rng.standard_normal((o, c, k, k))
@@ -62,24 +60,8 @@ def test_transforms_and_products_give_the_convolution_and_its_gradients(n, c, o,
     def conv(x_, w_):
         return naive_conv2d(x_, w_, np.zeros(o), (2, 2), pad, (1, 1), 1, (oh, ow))
 
-    u = np.einsum("ik,ockl,jl->ijoc", Wk.G, Wk.weight_to_phases(wt), Wk.G).reshape(25, o, 4 * c)
-    v = np.empty((25, 4 * c, t))
-    Wk.input_transform(x, pad[0], pad[1], th, tw, v)
-    y = np.empty((n, o, oh, ow))
-    Wk.output_transform(u @ v, oh, ow, y)
-    np.testing.assert_allclose(y, conv(x, wt), rtol=1e-11, atol=1e-11)
-    dy = rng.standard_normal(y.shape)
-    dm = np.empty((25, o, t))
-    Wk.output_grad(dy, th, tw, dm)
-    dx = np.empty_like(x)
-    Wk.input_grad(u.transpose(0, 2, 1) @ dm, pad[0], pad[1], th, tw, dx)
-    du = (dm @ v.transpose(0, 2, 1)).reshape(5, 5, o, 4 * c)
-    dw = Wk.weight_from_phases(np.einsum("ik,ijoc,jl->ockl", Wk.G, du, Wk.G), k)
-    ex, ew = rng.standard_normal(x.shape), rng.standard_normal(wt.shape)
-    np.testing.assert_allclose(np.sum(dx * ex), np.sum(conv(ex, wt) * dy), rtol=1e-10,
-                               atol=1e-10)
-    np.testing.assert_allclose(np.sum(dw * ew), np.sum(conv(x, ew) * dy), rtol=1e-10,
-                               atol=1e-10)
+    check_tile_algebra(Wk, conv, x, wt, pad, (oh, ow), rng, split=Wk.weight_to_phases,
+                       join=lambda dw: Wk.weight_from_phases(dw, k))
 
 
 @given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(3, 20), w=st.integers(3, 20),

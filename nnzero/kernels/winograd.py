@@ -243,12 +243,33 @@ def _pad_to(a, top, left, rows, cols):
     return out
 
 
+def tiles_twin(bt, xp, th_n, tw_n, step, batch_minor=False):
+    """V = B^T d B of every (p x p) tile of a padded image xp (N, C, rows, cols),
+    tiles every ``step`` cells, as products: (p*p, C, T), T sample-major or,
+    with ``batch_minor``, t = (th*TW + tw)*N + n."""
+    n, c = xp.shape[:2]
+    p = bt.shape[0]
+    d = _tiles(xp, th_n, tw_n, p, step)                               # (N, C, TH, TW, p, p)
+    out = _sandwich("ik,nctwkl,jl->ij" + ("ctwn" if batch_minor else "cntw"), bt, d, bt)
+    return out.reshape(p * p, c, n * th_n * tw_n)
+
+
+def tiles_grad_twin(bt, dv, n, th_n, tw_n, step, rows, cols, batch_minor=False):
+    """The adjoint of ``tiles_twin``: B dV B^T of every tile added back where
+    it sits, into a zero (N, C, rows, cols) image."""
+    p, c = bt.shape[0], dv.shape[1]
+    order = (th_n, tw_n, n) if batch_minor else (n, th_n, tw_n)
+    spec = "ik,ij" + ("ctwn" if batch_minor else "cntw") + ",jl->nctwkl"
+    f = _sandwich(spec, bt, dv.reshape((p, p, c) + order), bt)
+    acc = np.zeros((n, c, rows, cols), dtype=dv.dtype)
+    for k in range(p):
+        for l in range(p):  # one offset at a time: no position repeats within a slice
+            acc[:, :, k:k + step * th_n:step, l:l + step * tw_n:step] += f[..., k, l]
+    return acc
+
+
 def input_transform_numpy(x, pt, pl, th_n, tw_n, v):
-    n, c = x.shape[:2]
-    xp = _pad_to(x, pt, pl, 2 * th_n + 2, 2 * tw_n + 2)
-    d = _tiles(xp, th_n, tw_n, 4, 2)                                  # (N, C, TH, TW, 4, 4)
-    out = _sandwich("ik,nctwkl,jl->ijcntw", BT, d, BT)
-    v[...] = out.reshape(16, c, n * th_n * tw_n)
+    v[...] = tiles_twin(BT, _pad_to(x, pt, pl, 2 * th_n + 2, 2 * tw_n + 2), th_n, tw_n, 2)
 
 
 def output_twin(at, m, oh, ow, y, batch_minor=False):
@@ -283,14 +304,9 @@ def output_grad_numpy(dy, th_n, tw_n, dm):
 
 
 def input_grad_numpy(dv, pt, pl, th_n, tw_n, dx):
-    n, c, h, w = dx.shape
-    f = _sandwich("ik,ijcntw,jl->nctwkl", BT, dv.reshape(4, 4, c, n, th_n, tw_n), BT)
-    rows, cols = max(2 * th_n + 2, pt + h), max(2 * tw_n + 2, pl + w)
-    acc = np.zeros((n, c, rows, cols), dtype=dx.dtype)
-    for k in range(4):
-        for l in range(4):  # one offset at a time: no position repeats within a slice
-            acc[:, :, k:k + 2 * th_n:2, l:l + 2 * tw_n:2] += f[..., k, l]
-    dx[...] = acc[:, :, pt:pt + h, pl:pl + w]
+    n, c, h, wd = dx.shape
+    rows, cols = max(2 * th_n + 2, pt + h), max(2 * tw_n + 2, pl + wd)
+    dx[...] = tiles_grad_twin(BT, dv, n, th_n, tw_n, 2, rows, cols)[:, :, pt:pt + h, pl:pl + wd]
 
 
 # the Python entry points: the planes split over the threads, or all on this one

@@ -33,8 +33,8 @@ import numpy as np
 
 from ._jit import choose, njit
 from ._pool import split_kernel
-from .winograd import _pad_to, _sandwich, _tiles, output_grad_twin, output_twin
-from .winograd_s2 import _tile_offsets
+from .winograd import _pad_to, output_grad_twin, output_twin, tiles_grad_twin, tiles_twin
+from .winograd_s2 import _planes_in, _planes_out, _tile_offsets, _tiles_in, _tiles_out
 
 BT = np.array([[2, -3, -4, 3, 2, 0], [0, -2, 1, 5, 2, 0], [0, 2, -5, 1, 2, 0],
                [0, -2, -1, 2, 1, 0], [0, 1, -2, -1, 2, 0], [0, 2, -3, -4, 3, 2]],
@@ -51,23 +51,17 @@ def _input_transform_range(x, pt, pl, th_n, tw_n, v, lo, hi):
     # units: input channels, each over every sample at once; the channel's
     # planes go into one zero-padded batch-minor buffer (4*TH + 2 rows and
     # 4*TW + 2 columns: every cell a tile reads), read plane by plane in order
-    n, c, h, w = x.shape
+    n = x.shape[0]
     rows, cols = 4 * th_n + 2, 4 * tw_n + 2
     rn = cols * n
     dk = np.zeros((rows, rn), dtype=x.dtype)
     tk = np.empty((6, th_n, rn), dtype=x.dtype)   # the rows of B^T d, per (i, th)
-    r_lo, r_hi = max(0, -pt), min(h, rows - pt)
-    q_lo, q_hi = max(0, -pl), min(w, cols - pl)
     for ch in range(lo, hi):
-        for b in range(n):
-            for r in range(r_lo, r_hi):
-                src = x[b, ch, r]
-                dst = dk[r + pt, (q_lo + pl) * n + b:]
-                for q in range(q_hi - q_lo):
-                    dst[q * n] = src[q_lo + q]
+        _planes_in(x, ch, pt, pl, dk)
         for th in range(th_n):
             r0 = 4 * th
-            d0, d1, d2, d3, d4, d5 = dk[r0], dk[r0 + 1], dk[r0 + 2], dk[r0 + 3], dk[r0 + 4], dk[r0 + 5]
+            d0, d1, d2 = dk[r0], dk[r0 + 1], dk[r0 + 2]
+            d3, d4, d5 = dk[r0 + 3], dk[r0 + 4], dk[r0 + 5]
             t0, t1, t2 = tk[0, th], tk[1, th], tk[2, th]
             t3, t4, t5 = tk[3, th], tk[4, th], tk[5, th]
             for k in range(rn):  # rows of B^T d, whole width and batch at once
@@ -128,30 +122,20 @@ def _output_transform_range(m, oh, ow, y, lo, hi):
                 e1[t] = d + 4 * q3[t] - 2 * q4[t]
                 e2[t] = s + 2 * q3[t] + 4 * q4[t]
                 e3[t] = d + q3[t] - 8 * q4[t] + q5[t]
-        for b in range(n):
-            for r in range(oh):
-                dst = y[b, oc, r]
-                ro = rowoff[r] + b
-                for q in range(ow):
-                    dst[q] = yf[ro + coloff[q]]
+        _tiles_out(yf, rowoff, coloff, oc, y)
 
 
 @njit
 def _output_grad_range(dy, th_n, tw_n, dm, lo, hi):
     # units: output channels of dY, gathered into 4x4 tiles, then dM = A dY A^T
-    n, o, oh, ow = dy.shape
+    n = dy.shape[0]
     t_all = n * th_n * tw_n
     g = np.zeros((16, t_all), dtype=dy.dtype)   # cells past the output stay zero
     e = np.empty((24, t_all), dtype=dy.dtype)
     gf = g.ravel()
     rowoff, coloff = _tile_offsets(n, th_n, tw_n, t_all)
     for oc in range(lo, hi):
-        for b in range(n):
-            for r in range(oh):
-                src = dy[b, oc, r]
-                ro = rowoff[r] + b
-                for q in range(ow):
-                    gf[ro + coloff[q]] = src[q]
+        _tiles_in(dy, oc, rowoff, coloff, gf)
         for c in range(4):   # rows of A dY, every tile at once
             g0, g1, g2, g3 = g[c], g[4 + c], g[8 + c], g[12 + c]
             e0, e1, e2 = e[c], e[4 + c], e[8 + c]
@@ -182,7 +166,7 @@ def _output_grad_range(dy, th_n, tw_n, dm, lo, hi):
 def _input_grad_range(dv, pt, pl, th_n, tw_n, dx, lo, hi):
     # units: input channels; dd = B dV B^T over every tile at once, then added
     # back (tiles overlap by two cells) into a batch-minor padded buffer
-    n, c, h, w = dx.shape
+    n = dx.shape[0]
     rows, cols = 4 * th_n + 2, 4 * tw_n + 2
     t_all = n * th_n * tw_n
     acc = np.empty((rows, cols * n), dtype=dx.dtype)
@@ -227,20 +211,13 @@ def _input_grad_range(dv, pt, pl, th_n, tw_n, dx, lo, hi):
                         t = (th * tw_n + tw) * n
                         for b in range(n):
                             dst[o + b] += src[t + b]
-        for b in range(n):
-            for r in range(h):
-                rr = r + pt
-                for q in range(w):
-                    qp = q + pl
-                    dx[b, ch, r, q] = acc[rr, qp * n + b] if (rr < rows and qp < cols) else 0
+        _planes_out(acc, ch, pt, pl, dx)
 
 
 # -- NumPy twins: the same transforms as matrix products on strided tile views --------
 def input_transform_numpy(x, pt, pl, th_n, tw_n, v):
-    n, c = x.shape[:2]
-    d = _tiles(_pad_to(x, pt, pl, 4 * th_n + 2, 4 * tw_n + 2), th_n, tw_n, 6, 4)
-    out = _sandwich("ik,nctwkl,jl->ijctwn", BT, d, BT)
-    v[...] = out.reshape(36, c, n * th_n * tw_n)
+    xp = _pad_to(x, pt, pl, 4 * th_n + 2, 4 * tw_n + 2)
+    v[...] = tiles_twin(BT, xp, th_n, tw_n, 4, batch_minor=True)
 
 
 def output_transform_numpy(m, oh, ow, y):
@@ -253,12 +230,8 @@ def output_grad_numpy(dy, th_n, tw_n, dm):
 
 def input_grad_numpy(dv, pt, pl, th_n, tw_n, dx):
     n, c, h, w = dx.shape
-    f = _sandwich("ik,ijctwn,jl->nctwkl", BT, dv.reshape(6, 6, c, th_n, tw_n, n), BT)
     rows, cols = max(4 * th_n + 2, pt + h), max(4 * tw_n + 2, pl + w)
-    acc = np.zeros((n, c, rows, cols), dtype=dx.dtype)
-    for k in range(6):
-        for l in range(6):  # one offset at a time: no position repeats within a slice
-            acc[:, :, k:k + 4 * th_n:4, l:l + 4 * tw_n:4] += f[..., k, l]
+    acc = tiles_grad_twin(BT, dv, n, th_n, tw_n, 4, rows, cols, batch_minor=True)
     dx[...] = acc[:, :, pt:pt + h, pl:pl + w]
 
 

@@ -34,7 +34,8 @@ import numpy as np
 
 from ._jit import choose, njit
 from ._pool import split_kernel
-from .winograd import _pad_to, _planes, _sandwich, _tiles, output_grad_twin, output_twin
+from .winograd import (_pad_to, _planes, output_grad_twin, output_twin, tiles_grad_twin,
+                       tiles_twin)
 
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, -1, 0, 1]], dtype=np.float64)
 G = np.array([[1, 0], [0.5, 0.5], [0.5, -0.5], [0, 1]], dtype=np.float64)
@@ -263,10 +264,7 @@ def _input_grad_range(dv, pt, pl, th_n, tw_n, dx, lo, hi):
 
 # -- NumPy twins: the same transforms as matrix products on strided tile views --------
 def input_transform_numpy(x, pt, pl, th_n, tw_n, v):
-    n, c = x.shape[:2]
-    d = _tiles(_pad_to(x, pt, pl, 3 * th_n + 1, 3 * tw_n + 1), th_n, tw_n, 4, 3)
-    out = _sandwich("ik,nctwkl,jl->ijcntw", BT, d, BT)
-    v[...] = out.reshape(16, c, n * th_n * tw_n)
+    v[...] = tiles_twin(BT, _pad_to(x, pt, pl, 3 * th_n + 1, 3 * tw_n + 1), th_n, tw_n, 3)
 
 
 def output_transform_numpy(m, oh, ow, y):
@@ -308,13 +306,8 @@ def output_grad_numpy(dy, th_n, tw_n, dm):
 
 def input_grad_numpy(dv, pt, pl, th_n, tw_n, dx):
     n, c, h, w = dx.shape
-    f = _sandwich("ik,ijcntw,jl->nctwkl", BT, dv.reshape(4, 4, c, n, th_n, tw_n), BT)
     rows, cols = max(3 * th_n + 1, pt + h), max(3 * tw_n + 1, pl + w)
-    acc = np.zeros((n, c, rows, cols), dtype=dx.dtype)
-    for k in range(4):
-        for l in range(4):  # one offset at a time: no position repeats within a slice
-            acc[:, :, k:k + 3 * th_n:3, l:l + 3 * tw_n:3] += f[..., k, l]
-    dx[...] = acc[:, :, pt:pt + h, pl:pl + w]
+    dx[...] = tiles_grad_twin(BT, dv, n, th_n, tw_n, 3, rows, cols)[:, :, pt:pt + h, pl:pl + w]
 
 
 input_transform_numba, input_transform_serial = split_kernel(

@@ -48,7 +48,7 @@ import numpy as np
 
 from ._jit import choose, njit
 from ._pool import split_kernel
-from .winograd import _pad_to, _sandwich, _tiles, output_grad_twin, output_twin
+from .winograd import _pad_to, output_grad_twin, output_twin, tiles_grad_twin, tiles_twin
 
 BT = np.array([[2, -1, -2, 1, 0], [0, -2, -1, 1, 0], [0, 2, -3, 1, 0], [0, -1, 0, 1, 0],
                [0, 2, -1, -2, 1]], dtype=np.float64)
@@ -91,22 +91,85 @@ def weight_from_phases(dw, k):
 
 
 @njit
+def _tile_offsets(n, th_n, tw_n, t_all):
+    """Where output cell (r, q) of sample 0 sits in a (16, T) row block: row
+    (r%4)*4 + q%4, column ((r//4)*TW + q//4)*n (plus the sample)."""
+    rowoff = np.empty(4 * th_n, dtype=np.int64)
+    coloff = np.empty(4 * tw_n, dtype=np.int64)
+    for r in range(4 * th_n):
+        rowoff[r] = (r % 4) * 4 * t_all + (r // 4) * tw_n * n
+    for q in range(4 * tw_n):
+        coloff[q] = (q % 4) * t_all + (q // 4) * n
+    return rowoff, coloff
+
+
+# The steps the batch-minor kernels here and in ``winograd_f43.py`` share.
+@njit
+def _planes_in(x, ch, pt, pl, dk):
+    """Channel ch's planes of every sample into the batch-minor padded buffer
+    dk (rows, cols*n), at (pt, pl); the cells past the image keep their zeros.
+    Each plane is read in order (reading one cell of every sample at once,
+    planes C*H*W apart, took 2.5x as long)."""
+    n, _, h, w = x.shape
+    rows, cols = dk.shape[0], dk.shape[1] // n
+    r_lo, r_hi = max(0, -pt), min(h, rows - pt)
+    q_lo, q_hi = max(0, -pl), min(w, cols - pl)
+    for b in range(n):
+        for r in range(r_lo, r_hi):
+            src = x[b, ch, r]
+            dst = dk[r + pt, (q_lo + pl) * n + b:]
+            for q in range(q_hi - q_lo):
+                dst[q * n] = src[q_lo + q]
+
+
+@njit
+def _planes_out(acc, ch, pt, pl, dx):
+    """dx's channel ch of every sample from the batch-minor sums acc (rows,
+    cols*n) at (pt, pl); cells no tile reached get 0."""
+    n, _, h, w = dx.shape
+    rows, cols = acc.shape[0], acc.shape[1] // n
+    for b in range(n):
+        for r in range(h):
+            rr = r + pt
+            for q in range(w):
+                qp = q + pl
+                dx[b, ch, r, q] = acc[rr, qp * n + b] if (rr < rows and qp < cols) else 0
+
+
+@njit
+def _tiles_out(yf, rowoff, coloff, oc, y):
+    """Output channel oc of every sample from its (16, T) tile rows yf (flat)."""
+    n, _, oh, ow = y.shape
+    for b in range(n):
+        for r in range(oh):
+            dst = y[b, oc, r]
+            ro = rowoff[r] + b
+            for q in range(ow):
+                dst[q] = yf[ro + coloff[q]]
+
+
+@njit
+def _tiles_in(dy, oc, rowoff, coloff, gf):
+    """dY's channel oc of every sample into its (16, T) tile rows gf (flat)."""
+    n, _, oh, ow = dy.shape
+    for b in range(n):
+        for r in range(oh):
+            src = dy[b, oc, r]
+            ro = rowoff[r] + b
+            for q in range(ow):
+                gf[ro + coloff[q]] = src[q]
+
+
+@njit
 def _input_transform_range(x, pt, pl, th_n, tw_n, v, lo, hi):
     # units: input channels, each over every sample at once
-    n, c, h, w = x.shape
+    n = x.shape[0]
     rows, cols = 8 * th_n + 2, 8 * tw_n + 2
     rn = cols * n                                   # one padded row, batch-minor
     dk = np.zeros((rows, rn), dtype=x.dtype)
     tk = np.empty((2, 5, th_n, rn), dtype=x.dtype)  # the rows of B^T d, per (p, i, th)
-    r_lo, r_hi = max(0, -pt), min(h, rows - pt)
-    q_lo, q_hi = max(0, -pl), min(w, cols - pl)
     for ch in range(lo, hi):
-        for b in range(n):   # each plane read in order (a plane is C*H*W apart)
-            for r in range(r_lo, r_hi):
-                src = x[b, ch, r]
-                dst = dk[r + pt, (q_lo + pl) * n + b:]
-                for q in range(q_hi - q_lo):
-                    dst[q * n] = src[q_lo + q]
+        _planes_in(x, ch, pt, pl, dk)
         for th in range(th_n):
             for p in range(2):
                 r0 = 8 * th + p
@@ -142,19 +205,6 @@ def _input_transform_range(x, pt, pl, th_n, tw_n, v, lo, hi):
 
 
 @njit
-def _tile_offsets(n, th_n, tw_n, t_all):
-    """Where output cell (r, q) of sample 0 sits in a (16, T) row block: row
-    (r%4)*4 + q%4, column ((r//4)*TW + q//4)*n (plus the sample)."""
-    rowoff = np.empty(4 * th_n, dtype=np.int64)
-    coloff = np.empty(4 * tw_n, dtype=np.int64)
-    for r in range(4 * th_n):
-        rowoff[r] = (r % 4) * 4 * t_all + (r // 4) * tw_n * n
-    for q in range(4 * tw_n):
-        coloff[q] = (q % 4) * t_all + (q // 4) * n
-    return rowoff, coloff
-
-
-@njit
 def _output_transform_range(m, oh, ow, y, lo, hi):
     # units: output channels, each over every tile of every sample at once
     n = y.shape[0]
@@ -185,30 +235,20 @@ def _output_transform_range(m, oh, ow, y, lo, hi):
                 e1[t] = d + 2 * s3[t]
                 e2[t] = s + 4 * s3[t]
                 e3[t] = d + 8 * s3[t] + s4[t]
-        for b in range(n):
-            for r in range(oh):
-                dst = y[b, oc, r]
-                ro = rowoff[r] + b
-                for q in range(ow):
-                    dst[q] = yf[ro + coloff[q]]
+        _tiles_out(yf, rowoff, coloff, oc, y)
 
 
 @njit
 def _output_grad_range(dy, th_n, tw_n, dm, lo, hi):
     # units: output channels of dY, gathered into 4x4 tiles, then dM = A dY A^T
-    n, o, oh, ow = dy.shape
+    n = dy.shape[0]
     t_all = n * th_n * tw_n
     g = np.zeros((16, t_all), dtype=dy.dtype)   # cells past the output stay zero
     e = np.empty((20, t_all), dtype=dy.dtype)
     gf = g.ravel()
     rowoff, coloff = _tile_offsets(n, th_n, tw_n, t_all)
     for oc in range(lo, hi):
-        for b in range(n):
-            for r in range(oh):
-                src = dy[b, oc, r]
-                ro = rowoff[r] + b
-                for q in range(ow):
-                    gf[ro + coloff[q]] = src[q]
+        _tiles_in(dy, oc, rowoff, coloff, gf)
         for c in range(4):   # rows of A dY, every tile at once
             g0, g1, g2, g3 = g[c], g[4 + c], g[8 + c], g[12 + c]
             e0, e1, e2 = e[c], e[4 + c], e[8 + c]
@@ -237,7 +277,7 @@ def _output_grad_range(dy, th_n, tw_n, dm, lo, hi):
 def _input_grad_range(dv, pt, pl, th_n, tw_n, dx, lo, hi):
     # units: input channels; dd = B dV B^T over every tile at once, then added
     # back (tiles overlap by one cell) into a batch-minor padded buffer
-    n, c, h, w = dx.shape
+    n = dx.shape[0]
     rows, cols = 8 * th_n + 2, 8 * tw_n + 2
     t_all = n * th_n * tw_n
     acc = np.empty((rows, cols * n), dtype=dx.dtype)
@@ -283,12 +323,7 @@ def _input_grad_range(dv, pt, pl, th_n, tw_n, dx, lo, hi):
                                 t = (th * tw_n + tw) * n
                                 for b in range(n):
                                     dst[o + b] += src[t + b]
-        for b in range(n):
-            for r in range(h):
-                rr = r + pt
-                for q in range(w):
-                    qp = q + pl
-                    dx[b, ch, r, q] = acc[rr, qp * n + b] if (rr < rows and qp < cols) else 0
+        _planes_out(acc, ch, pt, pl, dx)
 
 
 # -- NumPy twins: space-to-depth, then the transforms as products on tile views -------
@@ -300,10 +335,8 @@ def _to_phases(xp):
 
 
 def input_transform_numpy(x, pt, pl, th_n, tw_n, v):
-    n, c = x.shape[:2]
     z = _to_phases(_pad_to(x, pt, pl, 8 * th_n + 2, 8 * tw_n + 2))
-    out = _sandwich("ik,nctwkl,jl->ijctwn", BT, _tiles(z, th_n, tw_n, 5, 4), BT)
-    v[...] = out.reshape(25, 4 * c, n * th_n * tw_n)
+    v[...] = tiles_twin(BT, z, th_n, tw_n, 4, batch_minor=True)
 
 
 def output_transform_numpy(m, oh, ow, y):
@@ -316,11 +349,8 @@ def output_grad_numpy(dy, th_n, tw_n, dm):
 
 def input_grad_numpy(dv, pt, pl, th_n, tw_n, dx):
     n, c, h, w = dx.shape
-    f = _sandwich("ik,ijctwn,jl->nctwkl", BT, dv.reshape(5, 5, 4 * c, th_n, tw_n, n), BT)
-    dz = np.zeros((n, 4 * c, 4 * th_n + 1, 4 * tw_n + 1), dtype=dx.dtype)
-    for k in range(5):
-        for l in range(5):  # one offset at a time: no position repeats within a slice
-            dz[:, :, k:k + 4 * th_n:4, l:l + 4 * tw_n:4] += f[..., k, l]
+    dz = tiles_grad_twin(BT, dv, n, th_n, tw_n, 4, 4 * th_n + 1, 4 * tw_n + 1,
+                         batch_minor=True)                          # (N, 4C, R, Q)
     rows, cols = max(8 * th_n + 2, pt + h), max(8 * tw_n + 2, pl + w)
     acc = np.zeros((n, c, rows, cols), dtype=dx.dtype)
     # back from the phases: the inverse of _to_phases
