@@ -87,8 +87,8 @@ def _family(K, stride=1):
 # follow (``_threads.py``; the layer measured 1.7x slower for it). Measured
 # against the three-operand einsums they replace (64 -> 64 channels, 3x3):
 # 0.09 against 1.5 ms for U, and dW took 3.9 ms as an einsum.
-_FAMILIES = {"F(2x2,3x3)": _family(K3), "F(4x4,3x3)": _family(F43), "F(3x3,2x2)": _family(K2),
-             "F(4x4,2x2)/2": _family(S2, stride=2)}
+_FAMILIES = {"F(2x2,3x3)": _family(K3), "F(4x4,3x3)": _family(F43),
+             "F(3x3,2x2)": _family(K2), "F(4x4,2x2)/2": _family(S2, stride=2)}
 DEFAULT = {(3, 1): "F(2x2,3x3)", (2, 1): "F(3x3,2x2)", (3, 2): "F(4x4,2x2)/2",
            (4, 2): "F(4x4,2x2)/2"}
 
