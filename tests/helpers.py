@@ -3,7 +3,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from nnzero import gradcheck
-from nnzero.functional.conv import set_conv_algorithm
+from nnzero.functional.conv import conv2d_forward, set_conv_algorithm
 from nnzero.shapes import conv_output_size
 
 
@@ -168,6 +168,16 @@ def check_twins(module, cases, dtype, **tol):
         getattr(module, name + "_serial")(*args, serial)
         np.testing.assert_allclose(a, b, **tol)
         np.testing.assert_array_equal(serial, a)
+
+
+def float64_im2col(layer, x):
+    """A zero-padded Conv2d's output for x, computed in float64 by im2col (itself
+    checked against ``naive_conv2d``): the reference for float32 fast paths."""
+    bias = None if layer.bias is None else layer.bias.data.astype(np.float64)
+    with conv_algorithm("im2col"):
+        y, _ = conv2d_forward(x.astype(np.float64), layer.weight.data.astype(np.float64), bias,
+                              layer.stride, layer.padding, layer.dilation, layer.groups)
+    return y
 
 
 def check_path_against_im2col(layer, x, algorithm, cache_type, rng, family=None):

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from helpers import (check_path_against_im2col, conv_algorithm, conv_configs, fits,
-                     naive_conv2d, naive_conv_transpose2d, seeds)
+                     float64_im2col, naive_conv2d, naive_conv_transpose2d, seeds)
 from nnzero import gradcheck
 from nnzero.functional import conv as F
 from nnzero.layers import Conv2d, ConvTranspose2d
@@ -355,9 +355,8 @@ def test_auto_picks_winograd_for_wide_3x3_and_float32_agrees():
         x = rng.standard_normal((2, c, size, size)).astype(np.float32)
         y = layer(x)
         assert _family(layer) == family
-        ref = naive_conv2d(x.astype(F64), layer.weight.data.astype(F64),
-                           layer.bias.data.astype(F64), (1, 1), (1, 1), (1, 1), 1, (size, size))
-        np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-5)  # float32 rounding only
+        np.testing.assert_allclose(y, float64_im2col(layer, x), rtol=1e-4,
+                                   atol=1e-5)  # float32 rounding only
     two = Conv2d(32, 32, 2, rng=0)               # 2x2 kernels: 64 channels or more
     two(rng.standard_normal((2, 32, 16, 16)).astype(np.float32))
     assert not isinstance(two._ctx.cache, F.winograd.WinogradCache)
@@ -365,9 +364,7 @@ def test_auto_picks_winograd_for_wide_3x3_and_float32_agrees():
     x64 = rng.standard_normal((2, 64, 17, 17)).astype(np.float32)
     y = wide(x64)
     assert isinstance(wide._ctx.cache, F.winograd.WinogradCache)
-    ref = naive_conv2d(x64.astype(F64), wide.weight.data.astype(F64),
-                       wide.bias.data.astype(F64), (1, 1), (0, 0), (1, 1), 1, (16, 16))
-    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(y, float64_im2col(wide, x64), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="set_conv_algorithm"):
         F.set_conv_algorithm("fft")
 

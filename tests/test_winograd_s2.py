@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import (check_path_against_im2col, check_tile_algebra, check_twins, naive_conv2d,
-                     seeds, tile_kernel_cases)
+from helpers import (check_path_against_im2col, check_tile_algebra, check_twins,
+                     float64_im2col, naive_conv2d, seeds, tile_kernel_cases)
 from nnzero.functional import conv as F
 from nnzero.kernels import winograd_s2 as Wk
 from nnzero.layers import Conv2d
@@ -113,6 +113,5 @@ def test_auto_takes_it_for_wide_4x4_kernels_only_and_float32_agrees():
     x = rng.standard_normal((2, 32, 34, 30)).astype(np.float32)
     y = layer(x)
     assert isinstance(layer._ctx.cache, F.winograd.WinogradCache)
-    ref = naive_conv2d(x.astype(F64), layer.weight.data.astype(F64), layer.bias.data.astype(F64),
-                       (2, 2), (1, 1), (1, 1), 1, y.shape[2:])
-    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)   # float32 rounding only
+    np.testing.assert_allclose(y, float64_im2col(layer, x), rtol=1e-4,
+                               atol=1e-4)   # float32 rounding only
