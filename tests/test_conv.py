@@ -1,5 +1,6 @@
 """Conv2d and ConvTranspose2d: gradients, a naive reference, the adjoint
 property, shapes, memory chunking, layouts and errors."""
+import numba
 import numpy as np
 import pytest
 from hypothesis import given
@@ -339,20 +340,23 @@ def _family(layer):
 
 
 def test_auto_picks_winograd_for_wide_3x3_and_float32_agrees():
-    """conv.WINOGRAD_F43_RULES first (outputs from 7x7, 8 to 256 channels),
-    then conv.WINOGRAD_RULES; each family's float32 result against float64."""
+    """conv.WINOGRAD_F43_RULES first (outputs from 7x7, 8 to 256 channels, 4
+    samples per thread), then conv.WINOGRAD_RULES; each family's float32
+    result against float64."""
     f43, f23 = "F(4x4,3x3)", "F(2x2,3x3)"
-    for c, o, size, family in [(32, 32, 16, f43), (16, 32, 15, f43), (8, 8, 7, f43),
-                               (64, 64, 6, f23), (32, 32, 6, None), (64, 64, 4, None),
-                               (4, 32, 32, None), (3, 32, 32, None), (512, 512, 8, f23),
-                               (512, 512, 4, None), (128, 512, 16, f23)]:
+    n = F.WINOGRAD_BATCH_MINOR_SAMPLES * numba.get_num_threads()   # enough for F(4x4, 3x3)
+    for c, o, size, batch, family in [
+            (32, 32, 16, n, f43), (16, 32, 15, n, f43), (8, 8, 7, n, f43), (32, 32, 16, 1, f23),
+            (32, 32, 16, n - 1, f23), (64, 64, 6, n, f23), (32, 32, 6, n, None),
+            (64, 64, 4, n, None), (4, 32, 32, n, None), (3, 32, 32, n, None),
+            (512, 512, 8, 1, f23), (512, 512, 4, 1, None), (128, 512, 16, 1, f23)]:
         layer = Conv2d(c, o, 3, padding=1, rng=0)
-        layer(np.zeros((1, c, size, size), np.float32))
-        assert _family(layer) == family, (c, o, size)
+        layer(np.zeros((batch, c, size, size), np.float32))
+        assert _family(layer) == family, (c, o, size, batch)
     rng = np.random.default_rng(0)
     for c, size, family in [(32, 16, f43), (64, 6, f23)]:
         layer = Conv2d(c, c, 3, padding=1, rng=0)
-        x = rng.standard_normal((2, c, size, size)).astype(np.float32)
+        x = rng.standard_normal((n, c, size, size)).astype(np.float32)
         y = layer(x)
         assert _family(layer) == family
         np.testing.assert_allclose(y, float64_im2col(layer, x), rtol=1e-4,

@@ -99,7 +99,10 @@ def test_nested_calls_run_inline_and_blas_threads_are_restored(numba_threads):
     (lambda: Conv2d(32, 16, 4, stride=2, padding=1, dtype=F64, rng=1), (16, 17)),   # F(4x4, 2x2)
 ], ids=["conv", "conv1x1", "convT", "winograd", "winograd_f23", "grouped", "depthwise",
         "convT_winograd", "winograd_stride2"])
-def test_one_or_two_threads_give_the_same_answer(numba_threads, n, budget, make, hw):
+def test_one_or_two_threads_give_the_same_answer(numba_threads, n, budget, make, hw,
+                                                monkeypatch):
+    # the same algorithm on one thread and on two, whatever the batch
+    monkeypatch.setattr(F, "WINOGRAD_BATCH_MINOR_SAMPLES", 1)
     rng = np.random.default_rng(0)
     channels = make().in_channels
     x = rng.standard_normal((n, channels) + hw)

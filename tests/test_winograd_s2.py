@@ -3,6 +3,7 @@
 transforms and products give the stride-2 convolution and its gradients, every
 numba kernel equals its NumPy twin, and Conv2d takes the path where its rule
 says and agrees with im2col."""
+import numba
 import numpy as np
 import pytest
 from hypothesis import given
@@ -101,16 +102,19 @@ def test_conv2d_path_gradients_and_agreement_with_im2col(n, c, o, h, w, pad, k, 
 
 
 def test_auto_takes_it_for_wide_4x4_kernels_only_and_float32_agrees():
-    """conv.WINOGRAD_STRIDE2_RULES: 4x4 kernels, outputs from 8x8, 16 channels."""
-    for c, o, size, k, takes in [(16, 32, 16, 4, True), (32, 64, 16, 4, True),
-                                 (8, 64, 16, 4, False), (64, 64, 8, 4, False),
-                                 (64, 64, 16, 3, False)]:
+    """conv.WINOGRAD_STRIDE2_RULES: 4x4 kernels, outputs from 8x8, 16 channels,
+    4 samples per thread (conv.WINOGRAD_BATCH_MINOR_SAMPLES)."""
+    n = F.WINOGRAD_BATCH_MINOR_SAMPLES * numba.get_num_threads()
+    for c, o, size, k, batch, takes in [(16, 32, 16, 4, n, True), (32, 64, 16, 4, n, True),
+                                        (32, 64, 16, 4, n - 1, False), (32, 64, 16, 4, 1, False),
+                                        (8, 64, 16, 4, n, False), (64, 64, 8, 4, n, False),
+                                        (64, 64, 16, 3, n, False)]:
         layer = Conv2d(c, o, k, stride=2, padding=1, rng=0)
-        layer(np.zeros((1, c, size, size), np.float32))
+        layer(np.zeros((batch, c, size, size), np.float32))
         assert isinstance(layer._ctx.cache, F.winograd.WinogradCache) is takes, (c, o, size, k)
     rng = np.random.default_rng(0)
     layer = Conv2d(32, 48, 4, stride=2, padding=1, rng=0)
-    x = rng.standard_normal((2, 32, 34, 30)).astype(np.float32)
+    x = rng.standard_normal((n, 32, 34, 30)).astype(np.float32)
     y = layer(x)
     assert isinstance(layer._ctx.cache, F.winograd.WinogradCache)
     np.testing.assert_allclose(y, float64_im2col(layer, x), rtol=1e-4,

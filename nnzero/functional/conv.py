@@ -51,7 +51,7 @@ from ._columns import (ALGORITHM, Geometry, bias_grad, chunk_size, columns_are_i
                        from_columns, im2col_budget, make_geometry, set_im2col_budget,
                        to_columns)
 from ._scratch import scratch
-from ._threads import batch_pieces
+from ._threads import batch_pieces, piece_bounds
 
 _ALGORITHMS = ("auto", "im2col", "winograd")
 
@@ -125,6 +125,14 @@ WINOGRAD_STRIDE2_RULES = {3: (), 4: ((8, 16),)}
 # kernels' docstring.
 WINOGRAD_F43_RULES = ((7, 8),)
 WINOGRAD_F43_MAX_CHANNELS = 256
+# F(4x4, 3x3) and the stride-2 family number their tiles batch-minor (their
+# loops run over a thread's samples), so they need a few samples per thread:
+# 64 -> 128 channels, 4x4 kernel at stride 2 on 32x32, against im2col
+# (2026-11-28, 2 threads, 5 rounds): N=2 2.4x slower, N=4 1.53x, N=8 0.84;
+# one 32x32 -> 64 sample on 64x64 1.23x; 3x3, 64 channels on 16x16 by
+# F(4x4, 3x3) against F(2x2, 3x3): N=1 1.38, N=4 1.05, N=8 0.99, N=16 0.85;
+# 256 channels on 14x14, N=1: 1.9.
+WINOGRAD_BATCH_MINOR_SAMPLES = 4
 
 
 def _winograd_family(geo, x_shape, o, out_size, itemsize):
@@ -135,15 +143,19 @@ def _winograd_family(geo, x_shape, o, out_size, itemsize):
     if ALGORITHM[0] == "winograd":
         return winograd.DEFAULT[k, s]
     channels, size = min(x_shape[1], o), min(out_size)
+    pieces = len(piece_bounds(x_shape[0])) - 1
+    batch_minor = x_shape[0] >= WINOGRAD_BATCH_MINOR_SAMPLES * pieces
 
     def met(rules):
         return any(size >= least_size and channels >= least for least_size, least in rules)
 
     if s == 2:
-        family = winograd.DEFAULT[k, s] if met(WINOGRAD_STRIDE2_RULES[k]) else None
+        takes = batch_minor and met(WINOGRAD_STRIDE2_RULES[k])
+        family = winograd.DEFAULT[k, s] if takes else None
     elif k == 2:
         family = winograd.DEFAULT[k, s] if met(WINOGRAD_2X2_RULES) else None
-    elif met(WINOGRAD_F43_RULES) and max(x_shape[1], o) <= WINOGRAD_F43_MAX_CHANNELS:
+    elif (batch_minor and met(WINOGRAD_F43_RULES)
+          and max(x_shape[1], o) <= WINOGRAD_F43_MAX_CHANNELS):
         family = "F(4x4,3x3)"
     else:
         family = winograd.DEFAULT[k, s] if met(WINOGRAD_RULES) else None
