@@ -204,7 +204,7 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
     oh, ow = geo.out_size(h, w)
     family = _winograd_family(geo, x.shape, o, (oh, ow), x.itemsize)
     if family:
-        return winograd.conv2d_winograd_forward(x, weight, bias, geo, workspace, family)
+        return winograd.conv2d_winograd_forward(x, weight, bias, geo, family, workspace)
     if ALGORITHM[0] != "im2col" and direct.applicable(geo, c, o, (oh, ow)):
         return direct.direct_forward(x, weight, bias, geo, (oh, ow))
     if ALGORITHM[0] != "im2col" and conv_batch_minor.applicable((oh, ow)):

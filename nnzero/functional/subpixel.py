@@ -227,7 +227,7 @@ def _winograd_forward(x, w_conv, bias, conv_geo, plan, y, workspace):
     grid = (plan[0].windows, plan[1].windows)
     weight = w_conv.reshape(z_rows, x.shape[1], conv_geo.kernel[0], conv_geo.kernel[1])
     return winograd.winograd_forward(x, weight, conv_geo.pad_before, grid, y, bias, workspace,
-                                     shuffle=_phase_tables(plan))
+                                     shuffle=_phase_tables(plan), family="F(3x3,2x2)")
 
 
 def _winograd_backward(dy, cache, workspace):

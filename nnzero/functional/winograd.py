@@ -107,9 +107,8 @@ def _filter_grad(du, weight_shape, fam):
     """dW (O, C, k, k) of dU (P, O, C'): G^T dU G for every (o, c')."""
     o, c4 = du.shape[1:]
     with blas_one_thread():
-        dw = fam.kron.T.astype(du.dtype) @ du.reshape(fam.positions, o * c4)   # (taps, O*C')
-    taps = dw.shape[0]
-    r = int(round(taps ** 0.5))
+        dw = fam.kron.T.astype(du.dtype) @ du.reshape(fam.positions, o * c4)   # (r*r, O*C')
+    r = fam.K.G.shape[1]                                                       # filter side
     dw = dw.T.reshape(o, c4, r, r)
     if fam.phases > 1:
         return fam.K.weight_from_phases(dw, weight_shape[2])
@@ -144,11 +143,11 @@ def buffer_bytes(x_shape, out_size, itemsize, family):
 
 
 def winograd_forward(x, weight, pad, out_size, out, bias=None, workspace=None, shuffle=None,
-                     family=None):
+                     *, family):
     """Write conv(x, weight) + bias (padding ``pad`` before, output size
     ``out_size``, zeros read past the image; stride 2 for the stride-2
-    family) into ``out`` (N, O, OH, OW) by the tile ``family`` (by default
-    the stride-1 one of the kernel's size) and return the cache.
+    family) into ``out`` (N, O, OH, OW) by the tile ``family`` (a key of
+    ``_FAMILIES``) and return the cache.
 
     ``shuffle=(ph, pw)`` (2x2 kernels only): the convolution is a transposed
     one's z (``subpixel.py``), ``out`` is that layer's y and ``bias`` its bias:
@@ -156,7 +155,6 @@ def winograd_forward(x, weight, pad, out_size, out, bias=None, workspace=None, s
     (``kernels/winograd_k2.py``)."""
     n = x.shape[0]
     o = weight.shape[0]
-    family = family or DEFAULT[weight.shape[2], 1]
     fam = _FAMILIES[family]
     K, pos = fam.K, fam.positions
     c = fam.phases * x.shape[1]
@@ -220,15 +218,13 @@ def winograd_backward(dy, cache, dx, workspace=None, shuffle=None):
     return _filter_grad(du, weight.shape, fam)
 
 
-def conv2d_winograd_forward(x, weight, bias, geo, workspace=None, family=None):
-    """``conv2d_forward`` for an ``applicable`` geometry by ``family`` (by
-    default DEFAULT's): x (N, C, H, W) contiguous, weight (O, C, k, k);
-    returns (y, cache)."""
+def conv2d_winograd_forward(x, weight, bias, geo, family, workspace=None):
+    """``conv2d_forward`` for an ``applicable`` geometry by the tile ``family``:
+    x (N, C, H, W) contiguous, weight (O, C, k, k); returns (y, cache)."""
     n, _, h, w = x.shape
     o = weight.shape[0]
     oh, ow = geo.out_size(h, w)
     y = np.empty((n, o, oh, ow), dtype=x.dtype)
-    family = family or DEFAULT[geo.kernel[0], geo.stride[0]]
     return y, winograd_forward(x, weight, geo.pad_before, (oh, ow), y, bias, workspace,
                                family=family)
 

@@ -21,8 +21,9 @@ It rounds more than F(2x2, 3x3). With Lavin's points 0, +-1, +-2 the float32
 outputs and gradients of a layer (64 channels on 32x32, 256 on 16x16) came
 within 4e-6 to 1.1e-5 of their largest value of the exact result, against
 ~5e-7 for F(2x2, 3x3); with 1/2 and -2 in place of 2 and -2 (the pair
-Barabasz et al. 2020 found best), 1.7e-6 to 4.3e-6, so those are used here. Layouts
-are those of ``winograd_s2.py``: V, M, dM, dV are (36, channels, T),
+Barabasz et al. 2020 found best), 1.7e-6 to 4.3e-6, so those are used here.
+
+Layouts are those of ``winograd_s2.py``: V, M, dM, dV are (36, channels, T),
 xi = 6*i + j, tiles numbered batch-minor, t = (th*TW + tw)*N + n, and every
 kernel runs channel by channel over all the samples of its call, its
 innermost loops over the samples.
