@@ -1,0 +1,230 @@
+"""The convolution kernels (im2col, col2im and the Winograd tile transforms)
+equal their NumPy twins on drawn inputs and never write outside their outputs."""
+import numpy as np
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from helpers import check_twins, seeds, tile_kernel_cases
+from nnzero.kernels import im2col as I
+from nnzero.kernels import winograd as Wk
+
+
+pytestmark = pytest.mark.usefixtures("split_every_kernel_call")  # see conftest.py
+
+
+@given(n=st.integers(0, 2), c=st.integers(1, 3), h=st.integers(1, 7), w=st.integers(1, 7),
+       k=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       s=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       p=st.tuples(st.integers(0, 3), st.integers(0, 3)),
+       d=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       out=st.tuples(st.integers(1, 6), st.integers(1, 6)),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=seeds())
+def test_im2col_col2im_numba_equal_numpy_twins(n, c, h, w, k, s, p, d, out, dtype, seed):
+    """Any window grid, even one reaching far past the image, on both kernels."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    args = (*k, *s, *p, *d, *out)
+    a = np.full((n, c * k[0] * k[1], out[0] * out[1]), np.nan, dtype=dtype)
+    b = a.copy()
+    I.im2col_numba(x, *args, a, False)
+    I.im2col_numpy(x, *args, b, False)
+    np.testing.assert_array_equal(a, b)
+    serial = np.full_like(a, np.nan)
+    I.im2col_serial(x, *args, serial, False)   # the same loops, on this thread
+    np.testing.assert_array_equal(serial, a)
+    cols = rng.standard_normal(a.shape).astype(dtype)
+    xa = np.full_like(x, np.nan)
+    xb = np.full_like(x, np.nan)
+    I.col2im_numba(cols, *args, xa, False)
+    I.col2im_numpy(cols, *args, xb, False)
+    serial = np.full_like(x, np.nan)
+    I.col2im_serial(cols, *args, serial, False)
+    np.testing.assert_array_equal(serial, xa)
+    np.testing.assert_allclose(xa, xb, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-5 if dtype == np.float32 else 1e-12)
+    # col2im is the adjoint of im2col
+    np.testing.assert_allclose(np.sum(a.astype(np.float64) * cols), np.sum(x * xa.astype(np.float64)),
+                               rtol=1e-4 if dtype == np.float32 else 1e-10, atol=1e-6)
+    # the batch-minor layout (K, N, L) holds the same numbers, reordered, both ways
+    for kernel in (I.im2col_numba, I.im2col_numpy):
+        km = np.full((a.shape[1], n, a.shape[2]), np.nan, dtype=dtype)
+        kernel(x, *args, km, True)
+        np.testing.assert_array_equal(km, a.transpose(1, 0, 2))
+    for kernel in (I.col2im_numba, I.col2im_numpy):
+        xk = np.full_like(x, np.nan)
+        kernel(np.ascontiguousarray(cols.transpose(1, 0, 2)), *args, xk, True)
+        np.testing.assert_array_equal(xk, xa if kernel is I.col2im_numba else xb)
+    # blocks with a row past C*KH*KW (where convolution keeps its ones row):
+    # the same columns above it, the row itself untouched, by every kernel
+    for kernel in (I.im2col_numba, I.im2col_serial, I.im2col_numpy):
+        wide = np.full((n, a.shape[1] + 1, a.shape[2]), 3.25, dtype=dtype)
+        kernel(x, *args, wide, False)
+        np.testing.assert_array_equal(wide[:, :-1], a)
+        assert (wide[:, -1] == 3.25).all()
+
+
+@given(n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(1, 7), w=st.integers(1, 7),
+       k=st.tuples(st.integers(1, 5), st.integers(1, 5)),
+       s=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       p=st.tuples(st.integers(0, 4), st.integers(0, 4)),
+       d=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       out=st.tuples(st.integers(1, 6), st.integers(1, 6)), seed=seeds())
+@example(n=2, c=3, h=1, w=2, k=(1, 1), s=(1, 1), p=(0, 3), d=(3, 2), out=(1, 1), seed=0)
+def test_im2col_col2im_never_write_outside_their_output(n, c, h, w, k, s, p, d, out, seed):
+    """Outputs are views into a larger buffer filled with a sentinel: the cells
+    around them must survive (a kernel offset whose every window column lies in
+    the padding once made im2col zero-fill past the end of its row)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w))
+    args = (*k, *s, *p, *d, *out)
+    guard = 64
+    for kernel, shape, src in ((I.im2col_numba, (n, c * k[0] * k[1], out[0] * out[1]), x),
+                               (I.im2col_serial, (n, c * k[0] * k[1], out[0] * out[1]), x),
+                               (I.col2im_numba, x.shape, None),
+                               (I.col2im_serial, x.shape, None)):
+        size = int(np.prod(shape))
+        buf = np.full(size + 2 * guard, 7.5)
+        dst = buf[guard:guard + size].reshape(shape)
+        if src is None:
+            src = rng.standard_normal((n, c * k[0] * k[1], out[0] * out[1]))
+        kernel(src, *args, dst, False)
+        assert np.all(buf[:guard] == 7.5) and np.all(buf[guard + size:] == 7.5)
+    # the batch-minor layout too
+    shape = (c * k[0] * k[1], n, out[0] * out[1])
+    size = int(np.prod(shape))
+    buf = np.full(size + 2 * guard, 7.5)
+    I.im2col_numba(x, *args, buf[guard:guard + size].reshape(shape), True)
+    assert np.all(buf[:guard] == 7.5) and np.all(buf[guard + size:] == 7.5)
+    buf = np.full(x.size + 2 * guard, 7.5)
+    I.col2im_numba(rng.standard_normal(shape), *args, buf[guard:guard + x.size].reshape(x.shape),
+                   True)
+    assert np.all(buf[:guard] == 7.5) and np.all(buf[guard + x.size:] == 7.5)
+
+
+def test_conv_whose_kernel_offsets_lie_wholly_in_the_padding():
+    """Conv2d(1, 1, 5, padding=2) on a 1x1 image: offsets 0, 1, 3, 4 of the kernel
+    never touch the image; only the centre tap does."""
+    from nnzero.layers import Conv2d
+    layer = Conv2d(1, 1, 5, padding=2, bias=False, dtype=np.float64, rng=0)
+    y = layer(np.full((3, 1, 1, 1), 2.0))
+    np.testing.assert_allclose(y.ravel(), 2.0 * layer.weight.data[0, 0, 2, 2])
+    dx = layer.backward(np.ones_like(y))
+    np.testing.assert_allclose(dx.ravel(), layer.weight.data[0, 0, 2, 2])
+
+
+def test_kernel_wrappers_refuse_inconsistent_shapes():
+    x = np.zeros((1, 2, 4, 4))
+    with pytest.raises(ValueError, match="cols must have shape"):
+        I.im2col(x, (3, 3), (1, 1), (0, 0), (1, 1), (2, 2), out=np.empty((1, 18, 5)))
+    with pytest.raises(ValueError, match="invalid geometry"):
+        I.col2im(np.empty((1, 18, 4)), x.shape, (3, 3), (0, 1), (0, 0), (1, 1), (2, 2))
+    with pytest.raises(ValueError, match=r"cols must have shape \(18, 1, 4\)"):
+        I.im2col(x, (3, 3), (1, 1), (0, 0), (1, 1), (2, 2), out=np.empty((1, 18, 4)),
+                 kmajor=True)
+    with pytest.raises(ValueError, match="out must be C-contiguous"):
+        I.im2col(x, (3, 3), (1, 1), (0, 0), (1, 1), (2, 2),
+                 out=np.empty((1, 18, 8))[:, :, ::2])
+    with pytest.raises(ValueError, match="extra_rows must be >= 0, got -1"):
+        I.im2col(x, (3, 3), (1, 1), (0, 0), (1, 1), (2, 2), out=np.empty((1, 17, 4)),
+                 extra_rows=-1)
+    with pytest.raises(ValueError, match="extra_rows=1 needs the sample-major layout"):
+        I.im2col(x, (3, 3), (1, 1), (0, 0), (1, 1), (2, 2), kmajor=True, extra_rows=1)
+    with pytest.raises(ValueError, match=r"cols must have shape \(1, 19, 4\)"):
+        I.im2col(x, (3, 3), (1, 1), (0, 0), (1, 1), (2, 2), out=np.empty((1, 18, 4)),
+                 extra_rows=1)
+    x = np.arange(32.0).reshape(1, 2, 4, 4)
+    km = I.im2col(x, (3, 3), (1, 1), (0, 0), (1, 1), (2, 2), kmajor=True)
+    assert km.shape == (18, 1, 4)
+    np.testing.assert_array_equal(
+        km[:, 0], I.im2col(x, (3, 3), (1, 1), (0, 0), (1, 1), (2, 2))[0])
+    np.testing.assert_array_equal(km[4, 0], [5.0, 6.0, 9.0, 10.0])  # centre tap, channel 0
+
+
+@pytest.mark.parametrize("stride,pad,dilation", [(1, 0, 1), (1, 2, 1), (1, 1, 2), (2, 1, 1),
+                                                 (3, 2, 1)])
+def test_im2col_col2im_reuse_their_scratch_across_planes(stride, pad, dilation):
+    """Each thread's padded scratch plane serves many image planes in turn, so
+    nothing one leaves behind may reach the next (large values make a stale
+    entry obvious)."""
+    n, c, h, w, k = 5, 30, 7, 6, 3
+    oh = (h + 2 * pad - dilation * (k - 1) - 1) // stride + 1
+    ow = (w + 2 * pad - dilation * (k - 1) - 1) // stride + 1
+    args = (k, k, stride, stride, pad, pad, dilation, dilation, oh, ow)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((n, c, h, w)) * 1e3
+    cols = rng.standard_normal((n, c * k * k, oh * ow)) * 1e3
+    for kmajor in (False, True):
+        shape = (c * k * k, n, oh * ow) if kmajor else cols.shape
+        expected = np.full(shape, np.nan)
+        I.im2col_numpy(x, *args, expected, kmajor)
+        col_in = cols.transpose(1, 0, 2).copy() if kmajor else cols
+        x_expected = np.full(x.shape, np.nan)
+        I.col2im_numpy(col_in, *args, x_expected, kmajor)
+        for im2col, col2im in ((I.im2col_numba, I.col2im_numba),
+                               (I.im2col_serial, I.col2im_serial)):
+            got = np.full(shape, np.nan)
+            im2col(x, *args, got, kmajor)
+            np.testing.assert_array_equal(got, expected)
+            x_got = np.full(x.shape, np.nan)
+            col2im(col_in, *args, x_got, kmajor)
+            np.testing.assert_allclose(x_got, x_expected, rtol=1e-12, atol=1e-9)
+
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_batch_minor_kernels_with_partial_sample_blocks(stride):
+    """The batch-minor kernels take one channel of a block of samples at a time
+    (``windows.sample_block``): on 38x38 planes two samples per block, so three
+    samples make a full block and a partial one, and each thread's scratch
+    serves many of the 140 units. Outputs sit inside sentinel-filled buffers."""
+    from nnzero.kernels.windows import padded_size, sample_block
+    n, c, h, k, pad = 3, 70, 38, 3, 1
+    oh = (h + 2 * pad - k) // stride + 1
+    args = (k, k, stride, stride, pad, pad, 1, 1, oh, oh)
+    hp, wp = padded_size.py_func(h, h, *args)
+    assert sample_block.py_func(n, hp, wp) == 2
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((n, c, h, h)) * 1e3
+    shape = (c * k * k, n, oh * oh)
+    cols = rng.standard_normal(shape) * 1e3
+    expected = np.empty(shape)
+    I.im2col_numpy(x, *args, expected, True)
+    x_expected = np.empty(x.shape)
+    I.col2im_numpy(cols, *args, x_expected, True)
+    guard = 64
+    for im2col, col2im in ((I.im2col_numba, I.col2im_numba), (I.im2col_serial, I.col2im_serial)):
+        buf = np.full(expected.size + 2 * guard, np.nan)
+        im2col(x, *args, buf[guard:-guard].reshape(shape), True)
+        np.testing.assert_array_equal(buf[guard:-guard].reshape(shape), expected)
+        assert np.isnan(buf[:guard]).all() and np.isnan(buf[-guard:]).all()
+        buf = np.full(x.size + 2 * guard, np.nan)
+        col2im(cols, *args, buf[guard:-guard].reshape(x.shape), True)
+        np.testing.assert_allclose(buf[guard:-guard].reshape(x.shape), x_expected, rtol=1e-12,
+                                   atol=1e-9)
+        assert np.isnan(buf[:guard]).all() and np.isnan(buf[-guard:]).all()
+
+
+@given(n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(1, 8), w=st.integers(1, 8),
+       pad=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=seeds())
+def test_winograd_kernels_equal_numpy_twins(n, c, h, w, pad, dtype, seed):
+    oh, ow = h + 2 * pad[0] - 2, w + 2 * pad[1] - 2
+    if oh < 1 or ow < 1:
+        return
+    rng = np.random.default_rng(seed)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    check_twins(Wk, tile_kernel_cases(rng, x, pad, (oh, ow), 2), dtype, **tol)
+
+
+@pytest.mark.parametrize("pad", [(0, 0), (1, 2), (2, 1)])
+def test_winograd_kernels_reuse_their_scratch_across_planes(pad):
+    """More planes than scratch slices (64): each slice serves several planes in
+    turn, so whatever one plane leaves in it must not reach the next."""
+    n, c, h, w = 5, 30, 7, 6
+    oh, ow = h + 2 * pad[0] - 2, w + 2 * pad[1] - 2
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((n, c, h, w)) * 10
+    check_twins(Wk, tile_kernel_cases(rng, x, pad, (oh, ow), 2), np.float64, rtol=1e-12,
+                atol=1e-12)
