@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from helpers import check_twins, seeds, tile_kernel_cases
 from nnzero.kernels import im2col as I
-from nnzero.kernels import winograd as Wk
+from nnzero.functional import winograd
 
 
 pytestmark = pytest.mark.usefixtures("split_every_kernel_call")  # see conftest.py
@@ -205,26 +205,52 @@ def test_batch_minor_kernels_with_partial_sample_blocks(stride):
         assert np.isnan(buf[:guard]).all() and np.isnan(buf[-guard:]).all()
 
 
-@given(n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(1, 8), w=st.integers(1, 8),
-       pad=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+# Each Winograd family's kernel sides, the scale of its drawn input and its
+# float32 and float64 absolute tolerances (the 6x6 and 5x5 tiles' transforms
+# have larger coefficients, so their sums round further from the twin's).
+FAMILIES = {"F(2x2,3x3)": ((3,), 1.0, 1e-5, 1e-12), "F(3x3,2x2)": ((2,), 1.0, 1e-5, 1e-12),
+            "F(4x4,3x3)": ((3,), 10.0, 1e-4, 1e-11), "F(4x4,2x2)/2": ((3, 4), 10.0, 1e-4, 1e-11)}
+
+
+def _family_cases(family, rng, x, pad, k):
+    """The family's kernels module and its four kernels' cases on x, or None
+    when the k x k kernel leaves no output."""
+    fam = winograd._FAMILIES[family]
+    stride = 2 if fam.phases > 1 else 1
+    out = tuple((size + 2 * p - k) // stride + 1 for size, p in zip(x.shape[2:], pad))
+    if min(out) < 1:
+        return None
+    return fam.K, tile_kernel_cases(rng, x, pad, out, fam.step, fam.positions, fam.phases)
+
+
+def test_every_family_is_checked():
+    assert set(FAMILIES) == set(winograd._FAMILIES)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+@given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(1, 20), w=st.integers(1, 20),
+       pad=st.tuples(st.integers(0, 2), st.integers(0, 2)), data=st.data(),
        dtype=st.sampled_from([np.float32, np.float64]), seed=seeds())
-def test_winograd_kernels_equal_numpy_twins(n, c, h, w, pad, dtype, seed):
-    oh, ow = h + 2 * pad[0] - 2, w + 2 * pad[1] - 2
-    if oh < 1 or ow < 1:
-        return
+def test_winograd_kernels_equal_numpy_twins(family, n, c, h, w, pad, data, dtype, seed):
+    kernels, scale, atol32, atol64 = FAMILIES[family]
+    k = data.draw(st.sampled_from(kernels), label="k")
     rng = np.random.default_rng(seed)
-    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
-    x = rng.standard_normal((n, c, h, w)).astype(dtype)
-    check_twins(Wk, tile_kernel_cases(rng, x, pad, (oh, ow), 2), dtype, **tol)
+    x = (rng.standard_normal((n, c, h, w)) * scale).astype(dtype)
+    cases = _family_cases(family, rng, x, pad, k)
+    if cases is None:
+        return
+    tol = dict(rtol=1e-5, atol=atol32) if dtype == np.float32 else dict(rtol=1e-12, atol=atol64)
+    check_twins(*cases, dtype, **tol)
 
 
-@pytest.mark.parametrize("pad", [(0, 0), (1, 2), (2, 1)])
-def test_winograd_kernels_reuse_their_scratch_across_planes(pad):
-    """More planes than scratch slices (64): each slice serves several planes in
-    turn, so whatever one plane leaves in it must not reach the next."""
-    n, c, h, w = 5, 30, 7, 6
-    oh, ow = h + 2 * pad[0] - 2, w + 2 * pad[1] - 2
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("pad", [(0, 0), (1, 0), (2, 1)])
+def test_winograd_kernels_reuse_their_scratch(family, pad):
+    """More planes and channels than the kernels' scratch slices (64): each
+    slice serves several in turn, so whatever one leaves in it (the padded
+    planes, the sums) must not reach the next."""
+    kernels, scale, _, atol64 = FAMILIES[family]
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((n, c, h, w)) * 10
-    check_twins(Wk, tile_kernel_cases(rng, x, pad, (oh, ow), 2), np.float64, rtol=1e-12,
-                atol=1e-12)
+    x = rng.standard_normal((5, 30, 13, 10)) * scale
+    check_twins(*_family_cases(family, rng, x, pad, kernels[-1]), np.float64, rtol=1e-12,
+                atol=atol64)

@@ -1,7 +1,7 @@
 """Winograd's F(4x4, 3x3) (kernels/winograd_f43.py): the matrices compute a
 three-tap correlation, the transforms and products give the convolution and
-its gradients, every numba kernel equals its NumPy twin, and Conv2d by it
-agrees with im2col."""
+its gradients, and Conv2d by it agrees with im2col (the kernels' NumPy twins:
+test_kernels_conv.py)."""
 from unittest import mock
 
 import numpy as np
@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import (check_path_against_im2col, check_tile_algebra, check_twins, naive_conv2d,
-                     seeds, tile_kernel_cases)
+from helpers import check_path_against_im2col, check_tile_algebra, naive_conv2d, seeds
 from nnzero.functional import conv as F
 from nnzero.kernels import winograd_f43 as Wk
 from nnzero.layers import Conv2d
@@ -42,30 +41,6 @@ def test_transforms_and_products_give_the_convolution_and_its_gradients(n, c, o,
         return naive_conv2d(x_, w_, np.zeros(o), (1, 1), pad, (1, 1), 1, (oh, ow))
 
     check_tile_algebra(Wk, conv, x, wt, pad, (oh, ow), rng)
-
-
-@given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(1, 20), w=st.integers(1, 20),
-       pad=st.tuples(st.integers(0, 2), st.integers(0, 2)),
-       dtype=st.sampled_from([np.float32, np.float64]), seed=seeds())
-def test_kernels_equal_numpy_twins(n, c, h, w, pad, dtype, seed):
-    oh, ow = h + 2 * pad[0] - 2, w + 2 * pad[1] - 2
-    if oh < 1 or ow < 1:
-        return
-    tol = dict(rtol=1e-5, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-11)
-    rng = np.random.default_rng(seed)
-    x = (rng.standard_normal((n, c, h, w)) * 10).astype(dtype)
-    check_twins(Wk, tile_kernel_cases(rng, x, pad, (oh, ow), 4, 36), dtype, **tol)
-
-
-@pytest.mark.parametrize("pad", [(0, 0), (1, 0), (2, 1)])
-def test_kernels_reuse_their_scratch_across_channels(pad):
-    """Many channels through one call: whatever one channel leaves in a
-    kernel's scratch (the padded planes, the sums) must not reach the next."""
-    n, c, h, w = 3, 30, 13, 10
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((n, c, h, w)) * 10
-    cases = tile_kernel_cases(rng, x, pad, (h + 2 * pad[0] - 2, w + 2 * pad[1] - 2), 4, 36)
-    check_twins(Wk, cases, F64, rtol=1e-12, atol=1e-11)
 
 
 @given(n=st.integers(1, 2), c=st.integers(1, 3), o=st.integers(1, 3), h=st.integers(1, 10),

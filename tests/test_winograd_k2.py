@@ -1,12 +1,12 @@
 """Winograd's F(3x3, 2x2) (kernels/winograd_k2.py): the transforms compute a
-2x2 correlation, every numba kernel equals its NumPy twin, and the shuffled
-forms equal the plain ones followed by the sub-pixel shuffle."""
+2x2 correlation and the shuffled forms equal the plain ones followed by the
+sub-pixel shuffle (the kernels' NumPy twins: test_kernels_conv.py)."""
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import check_tile_algebra, check_twins, seeds, tile_kernel_cases
+from helpers import check_tile_algebra, seeds
 from nnzero.functional import subpixel
 from nnzero.kernels import winograd_k2 as Wk
 
@@ -97,28 +97,3 @@ def test_shuffled_kernels_equal_plain_ones_and_the_shuffle(plan, n, o, dtype, se
         dm = np.full_like(m, np.nan)
         getattr(Wk, "output_grad_shuffle_" + impl)(dy, th, tw, ph, pw, dm)
         np.testing.assert_allclose(dm, dm_expected, **tol)
-
-
-@given(n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(1, 8), w=st.integers(1, 8),
-       pad=st.tuples(st.integers(0, 2), st.integers(0, 2)),
-       dtype=st.sampled_from([np.float32, np.float64]), seed=seeds())
-def test_kernels_equal_numpy_twins(n, c, h, w, pad, dtype, seed):
-    oh, ow = h + 2 * pad[0] - 1, w + 2 * pad[1] - 1
-    if oh < 1 or ow < 1:
-        return
-    rng = np.random.default_rng(seed)
-    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
-    x = rng.standard_normal((n, c, h, w)).astype(dtype)
-    check_twins(Wk, tile_kernel_cases(rng, x, pad, (oh, ow), 3), dtype, **tol)
-
-
-@pytest.mark.parametrize("pad", [(0, 0), (1, 0), (0, 1)])
-def test_kernels_reuse_their_scratch_across_planes(pad):
-    """Many planes through one call: whatever one plane leaves in a kernel's
-    scratch (the padded plane, the sums) must not reach the next."""
-    n, c, h, w = 5, 30, 7, 8
-    oh, ow = h + pad[0] - 1, w + pad[1] - 1
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((n, c, h, w)) * 10
-    check_twins(Wk, tile_kernel_cases(rng, x, pad, (oh, ow), 3), np.float64, rtol=1e-12,
-                atol=1e-12)

@@ -1,16 +1,16 @@
 """Winograd's F(4x4, 2x2) over the phases of a stride-2 convolution
 (kernels/winograd_s2.py): the matrices compute a two-tap correlation, the
-transforms and products give the stride-2 convolution and its gradients, every
-numba kernel equals its NumPy twin, and Conv2d takes the path where its rule
-says and agrees with im2col."""
+transforms and products give the stride-2 convolution and its gradients, and
+Conv2d takes the path where its rule says and agrees with im2col (the kernels'
+NumPy twins: test_kernels_conv.py)."""
 import numba
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import (check_path_against_im2col, check_tile_algebra, check_twins,
-                     float64_im2col, naive_conv2d, seeds, tile_kernel_cases)
+from helpers import (check_path_against_im2col, check_tile_algebra, float64_im2col, naive_conv2d,
+                     seeds)
 from nnzero.functional import conv as F
 from nnzero.kernels import winograd_s2 as Wk
 from nnzero.layers import Conv2d
@@ -63,30 +63,6 @@ def test_transforms_and_products_give_the_convolution_and_its_gradients(n, c, o,
 
     check_tile_algebra(Wk, conv, x, wt, pad, (oh, ow), rng, split=Wk.weight_to_phases,
                        join=lambda dw: Wk.weight_from_phases(dw, k))
-
-
-@given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(3, 20), w=st.integers(3, 20),
-       pad=st.tuples(st.integers(0, 2), st.integers(0, 2)), k=st.sampled_from([3, 4]),
-       dtype=st.sampled_from([np.float32, np.float64]), seed=seeds())
-def test_kernels_equal_numpy_twins(n, c, h, w, pad, k, dtype, seed):
-    oh, ow = _out(h, pad[0], k), _out(w, pad[1], k)
-    if oh < 1 or ow < 1:
-        return
-    tol = dict(rtol=1e-5, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-11)
-    rng = np.random.default_rng(seed)
-    x = (rng.standard_normal((n, c, h, w)) * 10).astype(dtype)
-    check_twins(Wk, tile_kernel_cases(rng, x, pad, (oh, ow), 4, 25, 4), dtype, **tol)
-
-
-@pytest.mark.parametrize("pad", [(0, 0), (1, 0), (2, 1)])
-def test_kernels_reuse_their_scratch_across_channels(pad):
-    """Many channels through one call: whatever one channel leaves in a
-    kernel's scratch (the padded planes, the sums) must not reach the next."""
-    n, c, h, w = 3, 30, 13, 10
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((n, c, h, w)) * 10
-    cases = tile_kernel_cases(rng, x, pad, (_out(h, pad[0], 3), _out(w, pad[1], 3)), 4, 25, 4)
-    check_twins(Wk, cases, F64, rtol=1e-12, atol=1e-11)
 
 
 @given(n=st.integers(1, 2), c=st.integers(1, 3), o=st.integers(1, 3), h=st.integers(3, 11),
