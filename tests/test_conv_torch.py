@@ -1,0 +1,207 @@
+"""Conv2d and ConvTranspose2d against PyTorch, when it is installed (it is an
+optional reference: without it these tests skip).
+
+Drawn float64 layers must agree with ``torch.nn.functional`` to rounding, in
+values and in every gradient, for each option (including 'same', output_padding
+and ``forward(x, output_size)``); and every fast float32 path the 'auto' rules
+pick on realistic shapes (each Winograd family, the batch-minor products, the
+direct loops, the sub-pixel transposed convolution) must agree with PyTorch's
+float64 result to float32 rounding of the output's scale."""
+import numba
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from helpers import conv_configs, fits
+from nnzero.layers import Conv2d, ConvTranspose2d
+from nnzero.shapes import conv_transpose_output_size
+
+F64 = np.float64
+EXACT = dict(rtol=1e-10, atol=1e-12)
+
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+def _run(torch, fn, x, weight, bias, dy):
+    """fn's output and its gradients for x, weight and bias (None without), in float64."""
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    wt = torch.tensor(weight, dtype=torch.float64, requires_grad=True)
+    bt = None if bias is None else torch.tensor(bias, dtype=torch.float64, requires_grad=True)
+    yt = fn(xt, wt, bt)
+    if dy is None:
+        return yt.detach().numpy(), None, None, None
+    yt.backward(torch.tensor(dy, dtype=torch.float64))
+    return (yt.detach().numpy(), xt.grad.numpy(), wt.grad.numpy(),
+            None if bt is None else bt.grad.numpy())
+
+
+def _check(layer, x, y, dy, ref, **tol):
+    """layer's forward y, and its backward for dy, against ``ref`` (y, dx, dw, db)."""
+    np.testing.assert_allclose(y, ref[0], **tol)
+    np.testing.assert_allclose(layer.backward(dy), ref[1], **tol)
+    np.testing.assert_allclose(layer.weight.grad, ref[2], **tol)
+    if layer.bias is not None:
+        np.testing.assert_allclose(layer.bias.grad, ref[3], **tol)
+
+
+# PyTorch warns that it copies the input for 'same' with an even kernel (speed only)
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
+@given(cfg=conv_configs())
+def test_conv2d_matches_pytorch(cfg):
+    torch = _torch()
+    if not fits(cfg):
+        return
+    rng = np.random.default_rng(cfg["seed"])
+    layer = Conv2d(cfg["c"], cfg["o"], cfg["kernel"], cfg["stride"], cfg["padding"],
+                   cfg["dilation"], cfg["groups"], bias=cfg["bias"], dtype=F64, rng=rng)
+    x = rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"]))
+    y = layer(x)
+    dy = rng.standard_normal(y.shape)
+    bias = None if layer.bias is None else layer.bias.data
+
+    def fn(xt, wt, bt):
+        return torch.nn.functional.conv2d(xt, wt, bt, cfg["stride"], cfg["padding"],
+                                          cfg["dilation"], cfg["groups"])
+
+    _check(layer, x, y, dy, _run(torch, fn, x, layer.weight.data, bias, dy), **EXACT)
+
+
+@given(cfg=conv_configs(transposed=True), data=st.data())
+def test_conv_transpose2d_matches_pytorch(cfg, data):
+    """Every output_padding in range, and ``output_size`` against the module's
+    own rule for it (``torch.nn.ConvTranspose2d.forward(x, output_size)``)."""
+    torch = _torch()
+    s, d = cfg["stride"], cfg["dilation"]
+    op = tuple(data.draw(st.integers(0, max(si, di) - 1)) for si, di in zip(s, d))
+    try:
+        conv_transpose_output_size((cfg["h"], cfg["w"]), cfg["kernel"], s, cfg["padding"], op, d)
+    except ValueError:
+        return
+    rng = np.random.default_rng(cfg["seed"])
+    layer = ConvTranspose2d(cfg["c"], cfg["o"], cfg["kernel"], s, cfg["padding"], op,
+                            cfg["groups"], cfg["bias"], d, dtype=F64, rng=rng)
+    x = rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"]))
+    y = layer(x)
+    dy = rng.standard_normal(y.shape)
+    bias = None if layer.bias is None else layer.bias.data
+
+    def fn(xt, wt, bt):
+        return torch.nn.functional.conv_transpose2d(xt, wt, bt, s, cfg["padding"], op,
+                                                    cfg["groups"], d)
+
+    _check(layer, x, y, dy, _run(torch, fn, x, layer.weight.data, bias, dy), **EXACT)
+
+    ref = torch.nn.ConvTranspose2d(cfg["c"], cfg["o"], cfg["kernel"], s, cfg["padding"], 0,
+                                   cfg["groups"], cfg["bias"], d, dtype=torch.float64)
+    ref.weight.data = torch.tensor(layer.weight.data)
+    if cfg["bias"]:
+        ref.bias.data = torch.tensor(layer.bias.data)
+    plain = ConvTranspose2d(cfg["c"], cfg["o"], cfg["kernel"], s, cfg["padding"], 0,
+                            cfg["groups"], cfg["bias"], d, dtype=F64, rng=0)
+    plain.weight.data[...] = layer.weight.data
+    if cfg["bias"]:
+        plain.bias.data[...] = layer.bias.data
+    # torch's rule: output_size picks output_padding in [0, stride)
+    lo = [(size - 1) * si - 2 * p + di * (k - 1) + 1 for size, si, p, di, k in
+          zip((cfg["h"], cfg["w"]), s, cfg["padding"], d, cfg["kernel"])]
+    if any(m + si - 1 < 1 for m, si in zip(lo, s)):
+        return
+    want = tuple(data.draw(st.integers(max(m, 1), m + si - 1)) for m, si in zip(lo, s))
+    yt = ref(torch.tensor(x), output_size=list(want)).detach().numpy()
+    np.testing.assert_allclose(plain(x, output_size=want), yt, **EXACT)
+    too_big = (lo[0] + s[0], want[1])
+    with pytest.raises(ValueError):
+        ref(torch.tensor(x), output_size=list(too_big))
+    with pytest.raises(ValueError, match="ConvTranspose2d: requested an output size"):
+        plain(x, output_size=too_big)
+
+
+# Realistic float32 layers and the path 'auto' takes for each (the rules are
+# in functional/conv.py and subpixel.py; N = 0 stands for the 4 samples per
+# thread the F(4x4, ...) families need):
+# (path, (N, C, H, O, kernel, stride, padding, groups)).
+FLOAT32_CONV = [
+    ("F(4x4,3x3)", (0, 32, 16, 32, 3, 1, 1, 1)),
+    ("F(2x2,3x3)", (2, 32, 32, 32, 3, 1, 1, 1)),
+    ("F(3x3,2x2)", (2, 64, 17, 64, 2, 1, 0, 1)),
+    ("F(4x4,2x2)/2", (0, 16, 16, 32, 4, 2, 1, 1)),
+    ("im2col", (4, 16, 32, 32, 3, 2, 1, 1)),          # 3x3 at stride 2
+    ("im2col", (4, 32, 16, 48, 1, 1, 0, 1)),          # pointwise
+    ("im2col", (4, 3, 32, 16, 3, 1, 1, 1)),           # a stem
+    ("batch-minor", (4, 32, 7, 64, 3, 1, 1, 1)),
+    ("batch-minor", (4, 32, 8, 48, 1, 1, 0, 1)),
+    ("direct", (4, 32, 12, 32, 3, 1, 1, 8)),          # grouped
+    ("direct", (4, 24, 15, 24, 3, 2, 1, 24)),         # depthwise 3x3 at stride 2
+    ("direct", (4, 24, 15, 24, 5, 2, 2, 24)),         # depthwise 5x5 at stride 2
+]
+# (path, (N, C, H, O, kernel, stride, padding, output_padding))
+FLOAT32_CONVT = [
+    ("sub-pixel Winograd", (4, 64, 8, 32, 4, 2, 1, 0)),
+    ("sub-pixel im2col", (4, 8, 8, 8, 4, 2, 1, 0)),
+    ("col2im", (4, 16, 7, 8, 3, 2, 1, 1)),
+]
+
+
+def _path(cache):
+    """The name of the path a layer's forward took, from its cache."""
+    kind = type(cache).__name__
+    if kind == "WinogradCache":
+        return cache.family
+    if kind == "SubpixelCache":
+        return "sub-pixel " + ("im2col" if cache.wino is None else "Winograd")
+    return {"BatchMinorCache": "batch-minor", "DirectCache": "direct", "ConvCache": "im2col",
+            "ConvTransposeCache": "col2im"}[kind]
+
+
+def _check_float32(layer, x, fn, path, rng):
+    """layer takes ``path`` on x, and its float32 output and gradients come
+    within 1e-5 of the float64 result's scale."""
+    torch = _torch()
+    y = layer(x)
+    assert _path(layer._ctx.cache) == path
+    assert y.dtype == np.float32
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    bias = None if layer.bias is None else layer.bias.data
+    ref = _run(torch, fn, x, layer.weight.data, bias, dy)
+    got = (y, layer.backward(dy), layer.weight.grad, None if bias is None else layer.bias.grad)
+    for name, a, b in zip(("y", "dx", "dw", "db"), got, ref):
+        if b is None:
+            continue
+        assert a.dtype == np.float32, name
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * np.abs(b).max(), err_msg=name)
+
+
+def _ids(table):
+    return [f"{path}-{'x'.join(map(str, shape))}" for path, shape in table]
+
+
+@pytest.mark.parametrize("path,shape", FLOAT32_CONV, ids=_ids(FLOAT32_CONV))
+def test_float32_conv2d_paths_match_pytorch(path, shape):
+    torch = _torch()
+    n, c, h, o, k, s, p, g = shape
+    n = n or 4 * numba.get_num_threads()
+    rng = np.random.default_rng(sum(shape))
+    layer = Conv2d(c, o, k, stride=s, padding=p, groups=g, rng=rng)
+    x = rng.standard_normal((n, c, h, h)).astype(np.float32)
+
+    def fn(xt, wt, bt):
+        return torch.nn.functional.conv2d(xt, wt, bt, s, p, 1, g)
+
+    _check_float32(layer, x, fn, path, rng)
+
+
+@pytest.mark.parametrize("path,shape", FLOAT32_CONVT, ids=_ids(FLOAT32_CONVT))
+def test_float32_conv_transpose2d_paths_match_pytorch(path, shape):
+    torch = _torch()
+    n, c, h, o, k, s, p, op = shape
+    rng = np.random.default_rng(sum(shape))
+    layer = ConvTranspose2d(c, o, k, stride=s, padding=p, output_padding=op, rng=rng)
+    x = rng.standard_normal((n, c, h, h)).astype(np.float32)
+
+    def fn(xt, wt, bt):
+        return torch.nn.functional.conv_transpose2d(xt, wt, bt, s, p, op)
+
+    _check_float32(layer, x, fn, path, rng)
