@@ -235,3 +235,40 @@ def fits(cfg):
         return True
     except ValueError:
         return False
+
+
+# Realistic layers and the path 'auto' takes for each (the rules are
+# in functional/conv.py and subpixel.py; N = 0 stands for the 4 samples per
+# thread the F(4x4, ...) families need):
+# (path, (N, C, H, O, kernel, stride, padding, groups)).
+CONV_PATHS = [
+    ("F(4x4,3x3)", (0, 32, 16, 32, 3, 1, 1, 1)),
+    ("F(2x2,3x3)", (2, 32, 32, 32, 3, 1, 1, 1)),
+    ("F(3x3,2x2)", (2, 64, 17, 64, 2, 1, 0, 1)),
+    ("F(4x4,2x2)/2", (0, 16, 16, 32, 4, 2, 1, 1)),
+    ("im2col", (4, 16, 32, 32, 3, 2, 1, 1)),          # 3x3 at stride 2
+    ("im2col", (4, 32, 16, 48, 1, 1, 0, 1)),          # pointwise
+    ("im2col", (4, 3, 32, 16, 3, 1, 1, 1)),           # a stem
+    ("batch-minor", (4, 32, 7, 64, 3, 1, 1, 1)),
+    ("batch-minor", (4, 32, 8, 48, 1, 1, 0, 1)),
+    ("direct", (4, 32, 12, 32, 3, 1, 1, 8)),          # grouped
+    ("direct", (4, 24, 15, 24, 3, 2, 1, 24)),         # depthwise 3x3 at stride 2
+    ("direct", (4, 24, 15, 24, 5, 2, 2, 24)),         # depthwise 5x5 at stride 2
+]
+# (path, (N, C, H, O, kernel, stride, padding, output_padding))
+CONVT_PATHS = [
+    ("sub-pixel Winograd", (4, 64, 8, 32, 4, 2, 1, 0)),
+    ("sub-pixel im2col", (4, 8, 8, 8, 4, 2, 1, 0)),
+    ("col2im", (4, 16, 7, 8, 3, 2, 1, 1)),
+]
+
+
+def conv_path(cache):
+    """The name of the path a layer's forward took, from its cache."""
+    kind = type(cache).__name__
+    if kind == "WinogradCache":
+        return cache.family
+    if kind == "SubpixelCache":
+        return "sub-pixel " + ("im2col" if cache.wino is None else "Winograd")
+    return {"BatchMinorCache": "batch-minor", "DirectCache": "direct", "ConvCache": "im2col",
+            "ConvTransposeCache": "col2im"}[kind]

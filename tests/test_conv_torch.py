@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import conv_configs, fits
+from helpers import CONV_PATHS, CONVT_PATHS, conv_configs, conv_path, fits
 from nnzero.layers import Conv2d, ConvTranspose2d
 from nnzero.shapes import conv_transpose_output_size
 
@@ -119,49 +119,12 @@ def test_conv_transpose2d_matches_pytorch(cfg, data):
         plain(x, output_size=too_big)
 
 
-# Realistic float32 layers and the path 'auto' takes for each (the rules are
-# in functional/conv.py and subpixel.py; N = 0 stands for the 4 samples per
-# thread the F(4x4, ...) families need):
-# (path, (N, C, H, O, kernel, stride, padding, groups)).
-FLOAT32_CONV = [
-    ("F(4x4,3x3)", (0, 32, 16, 32, 3, 1, 1, 1)),
-    ("F(2x2,3x3)", (2, 32, 32, 32, 3, 1, 1, 1)),
-    ("F(3x3,2x2)", (2, 64, 17, 64, 2, 1, 0, 1)),
-    ("F(4x4,2x2)/2", (0, 16, 16, 32, 4, 2, 1, 1)),
-    ("im2col", (4, 16, 32, 32, 3, 2, 1, 1)),          # 3x3 at stride 2
-    ("im2col", (4, 32, 16, 48, 1, 1, 0, 1)),          # pointwise
-    ("im2col", (4, 3, 32, 16, 3, 1, 1, 1)),           # a stem
-    ("batch-minor", (4, 32, 7, 64, 3, 1, 1, 1)),
-    ("batch-minor", (4, 32, 8, 48, 1, 1, 0, 1)),
-    ("direct", (4, 32, 12, 32, 3, 1, 1, 8)),          # grouped
-    ("direct", (4, 24, 15, 24, 3, 2, 1, 24)),         # depthwise 3x3 at stride 2
-    ("direct", (4, 24, 15, 24, 5, 2, 2, 24)),         # depthwise 5x5 at stride 2
-]
-# (path, (N, C, H, O, kernel, stride, padding, output_padding))
-FLOAT32_CONVT = [
-    ("sub-pixel Winograd", (4, 64, 8, 32, 4, 2, 1, 0)),
-    ("sub-pixel im2col", (4, 8, 8, 8, 4, 2, 1, 0)),
-    ("col2im", (4, 16, 7, 8, 3, 2, 1, 1)),
-]
-
-
-def _path(cache):
-    """The name of the path a layer's forward took, from its cache."""
-    kind = type(cache).__name__
-    if kind == "WinogradCache":
-        return cache.family
-    if kind == "SubpixelCache":
-        return "sub-pixel " + ("im2col" if cache.wino is None else "Winograd")
-    return {"BatchMinorCache": "batch-minor", "DirectCache": "direct", "ConvCache": "im2col",
-            "ConvTransposeCache": "col2im"}[kind]
-
-
 def _check_float32(layer, x, fn, path, rng):
     """layer takes ``path`` on x, and its float32 output and gradients come
     within 1e-5 of the float64 result's scale."""
     torch = _torch()
     y = layer(x)
-    assert _path(layer._ctx.cache) == path
+    assert conv_path(layer._ctx.cache) == path
     assert y.dtype == np.float32
     dy = rng.standard_normal(y.shape).astype(np.float32)
     bias = None if layer.bias is None else layer.bias.data
@@ -178,11 +141,11 @@ def _ids(table):
     return [f"{path}-{'x'.join(map(str, shape))}" for path, shape in table]
 
 
-@pytest.mark.parametrize("path,shape", FLOAT32_CONV, ids=_ids(FLOAT32_CONV))
+@pytest.mark.parametrize("path,shape", CONV_PATHS, ids=_ids(CONV_PATHS))
 def test_float32_conv2d_paths_match_pytorch(path, shape):
     torch = _torch()
     n, c, h, o, k, s, p, g = shape
-    n = n or 4 * numba.get_num_threads()
+    n = n or 4 * numba.get_num_threads()   # see CONV_PATHS
     rng = np.random.default_rng(sum(shape))
     layer = Conv2d(c, o, k, stride=s, padding=p, groups=g, rng=rng)
     x = rng.standard_normal((n, c, h, h)).astype(np.float32)
@@ -193,7 +156,7 @@ def test_float32_conv2d_paths_match_pytorch(path, shape):
     _check_float32(layer, x, fn, path, rng)
 
 
-@pytest.mark.parametrize("path,shape", FLOAT32_CONVT, ids=_ids(FLOAT32_CONVT))
+@pytest.mark.parametrize("path,shape", CONVT_PATHS, ids=_ids(CONVT_PATHS))
 def test_float32_conv_transpose2d_paths_match_pytorch(path, shape):
     torch = _torch()
     n, c, h, o, k, s, p, op = shape

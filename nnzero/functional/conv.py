@@ -47,6 +47,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import conv_batch_minor, direct, winograd
+from ._conv_checks import check_conv2d, check_dy
 from ._columns import (ALGORITHM, Geometry, bias_grad, chunk_size, columns_are_input,  # noqa: F401
                        from_columns, im2col_budget, make_geometry, set_im2col_budget,
                        to_columns)
@@ -190,12 +191,13 @@ class ConvCache(NamedTuple):
 
 def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
                    workspace=None):
-    """y (N, O, OH, OW) = conv(x, weight) + bias; inputs assumed validated (see layers).
+    """y (N, O, OH, OW) = conv(x, weight) + bias (arguments checked by ``_conv_checks``).
 
     ``workspace``: an optional dict whose buffers are reused between calls; the
     cache then refers to them, so only the latest cache of a workspace is valid
     (a layer owns one and keeps only its latest cache anyway).
     """
+    x, weight = check_conv2d(x, weight, bias, stride, padding, dilation, groups)
     geo = make_geometry(weight.shape[2:], stride, padding, dilation, groups)
     x = np.ascontiguousarray(x)
     n, c, h, w = x.shape
@@ -241,8 +243,19 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
     return y.reshape(n, o, oh, ow), ConvCache(x, weight, bias is not None, geo, (oh, ow), kept)
 
 
+def _output(cache):
+    """The shape and dtype of the forward's output, from any of its caches."""
+    if isinstance(cache, winograd.WinogradCache):
+        n, dtype = cache.x_shape[0], cache.v.dtype
+    else:
+        n, dtype = cache.x.shape[0], cache.x.dtype
+    return (n, cache.weight.shape[0]) + tuple(cache.out_size), dtype
+
+
 def conv2d_backward(dy, cache, workspace=None):
-    """Return ``(dx, dweight, dbias)`` (``dbias`` None without bias)."""
+    """Return ``(dx, dweight, dbias)`` (``dbias`` None without bias) for dL/dy
+    of the forward's output shape."""
+    dy = check_dy(dy, *_output(cache), "conv2d_backward")
     if isinstance(cache, winograd.WinogradCache):
         return winograd.conv2d_winograd_backward(dy, cache, workspace)
     if isinstance(cache, direct.DirectCache):

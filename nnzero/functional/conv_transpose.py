@@ -38,6 +38,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import subpixel
+from ._conv_checks import check_conv_transpose2d, check_dy
 from ._columns import (ALGORITHM, Geometry, bias_grad, channels_first, chunk_size, from_columns,
                        make_geometry, pair, to_columns)
 from ._scratch import samples, scratch
@@ -64,7 +65,10 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
                              dilation=1, groups=1, workspace=None):
     """y (N, O, OH, OW), OH = (H-1)*S - 2P + D*(KH-1) + output_padding + 1.
 
-    ``workspace``: an optional dict whose column buffer is reused between calls."""
+    ``workspace``: an optional dict whose column buffer is reused between calls.
+    Arguments are checked by ``_conv_checks``."""
+    x, weight = check_conv_transpose2d(x, weight, bias, stride, padding, output_padding,
+                                       dilation, groups)
     geo = make_geometry(weight.shape[2:], stride, padding, dilation, groups)
     op = pair(output_padding)
     x = np.ascontiguousarray(x)
@@ -108,7 +112,10 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
 
 
 def conv_transpose2d_backward(dy, cache, workspace=None):
-    """Return ``(dx, dweight, dbias)``."""
+    """Return ``(dx, dweight, dbias)`` for dL/dy of the forward's output shape."""
+    out_shape = (subpixel.output_shape(cache) if isinstance(cache, subpixel.SubpixelCache)
+                 else cache.out_shape)
+    dy = check_dy(dy, out_shape, cache.x.dtype, "conv_transpose2d_backward")
     if isinstance(cache, subpixel.SubpixelCache):
         return subpixel.subpixel_backward(dy, cache, workspace)
     x, weight, has_bias, geo, out_shape = cache

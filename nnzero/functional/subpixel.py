@@ -163,6 +163,13 @@ class SubpixelCache(NamedTuple):
     wino: object = None      # the WinogradCache of the stride-1 convolution, when it ran so
 
 
+def output_shape(cache):
+    """The layer's output shape (N, O, OH, OW) from its cache: each output
+    cell lies in exactly one phase of each axis."""
+    size = tuple(sum(count for _, _, count in axis.phases) for axis in cache.plan)
+    return (cache.x.shape[0], cache.weight_shape[1] * cache.conv_geo.groups) + size
+
+
 def _views(y, z, g, og, plan):
     """(y's view, z's view) for every phase pair: y (m, O, OH, OW), z (m, G*S*S*Og, Th, Tw)."""
     ah, aw = plan

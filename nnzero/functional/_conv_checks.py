@@ -1,0 +1,92 @@
+"""Argument checks of the functional convolutions, at their entry points.
+
+The kernels trust their callers (``kernels/``), and the layers check their
+own arguments, but ``conv2d_forward`` and the rest are public too: called
+directly with an impossible geometry, a weight that does not match the
+input, or an upstream gradient of the wrong shape, they must raise a clear
+error rather than index past an array inside a kernel (a dy larger than the
+output once made the Winograd gradient transforms write past their buffers).
+Each error names the function, the argument, what it got and what it needs.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._checks import as_float_array, nonnegative_pair, positive_int, positive_pair
+from ..shapes import check_output_padding, conv_output_size, conv_transpose_output_size
+
+
+def _float4d(a, who, arg, layout):
+    a = as_float_array(a, who, arg)
+    if a.ndim != 4:
+        raise ValueError(f"{who}: {arg} must have shape {layout}, got {a.shape}")
+    return a
+
+
+def _bias(bias, o, who):
+    if bias is None:
+        return
+    bias = as_float_array(bias, who, "bias")
+    if bias.shape != (o,):
+        raise ValueError(f"{who}: bias must have shape ({o},) (one per output channel), "
+                         f"got {bias.shape}")
+
+
+def check_conv2d(x, weight, bias, stride, padding, dilation, groups):
+    """x (N, C, H, W), weight (O, C/groups, KH, KW), bias (O,) or None, and a
+    geometry with an output of at least 1x1. Returns x and weight as float arrays."""
+    who = "conv2d_forward"
+    x = _float4d(x, who, "x", "(N, C, H, W)")
+    weight = _float4d(weight, who, "weight", "(O, C/groups, KH, KW)")
+    g = positive_int(groups, who, "groups")
+    o, cg = weight.shape[:2]
+    if x.shape[1] != cg * g or o % g:
+        raise ValueError(f"{who}: weight of shape {weight.shape} with groups={g} needs x with "
+                         f"{cg * g} channels and O divisible by groups, got x of shape "
+                         f"{x.shape}")
+    _bias(bias, o, who)
+    positive_pair(stride, who, "stride")
+    positive_pair(dilation, who, "dilation")
+    if not isinstance(padding, str):
+        nonnegative_pair(padding, who, "padding")
+    try:
+        conv_output_size(x.shape[2:], weight.shape[2:], stride, padding, dilation)
+    except ValueError as err:
+        raise ValueError(f"{who}: x of shape {x.shape}, weight of shape {weight.shape}: "
+                         f"{err}") from None
+    return x, weight
+
+
+def check_conv_transpose2d(x, weight, bias, stride, padding, output_padding, dilation, groups):
+    """x (N, C, H, W), weight (C, O/groups, KH, KW), bias (O,) or None, an
+    output_padding PyTorch allows and an output of at least 1x1. Returns x
+    and weight as float arrays."""
+    who = "conv_transpose2d_forward"
+    x = _float4d(x, who, "x", "(N, C, H, W)")
+    weight = _float4d(weight, who, "weight", "(C, O/groups, KH, KW)")
+    g = positive_int(groups, who, "groups")
+    if x.shape[1] != weight.shape[0] or weight.shape[0] % g:
+        raise ValueError(f"{who}: weight of shape {weight.shape} with groups={g} needs x with "
+                         f"{weight.shape[0]} channels, divisible by groups, got x of shape "
+                         f"{x.shape}")
+    _bias(bias, weight.shape[1] * g, who)
+    s = positive_pair(stride, who, "stride")
+    d = positive_pair(dilation, who, "dilation")
+    nonnegative_pair(padding, who, "padding")
+    check_output_padding(output_padding, s, d, who)
+    try:
+        conv_transpose_output_size(x.shape[2:], weight.shape[2:], s, padding, output_padding, d)
+    except ValueError as err:
+        raise ValueError(f"{who}: x of shape {x.shape}, weight of shape {weight.shape}: "
+                         f"{err}") from None
+    return x, weight
+
+
+def check_dy(dy, out_shape, dtype, who):
+    """dy as a contiguous array of the forward's dtype, if it has the
+    forward output's shape ``out_shape``."""
+    dy = as_float_array(dy, who, "dy")
+    if dy.shape != tuple(out_shape):
+        raise ValueError(f"{who}: dy must have the shape of the forward's output "
+                         f"{tuple(out_shape)}, got {dy.shape}")
+    return np.ascontiguousarray(dy, dtype=dtype)

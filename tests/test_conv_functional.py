@@ -1,0 +1,113 @@
+"""The functional convolutions check their own arguments: called directly,
+with no layer in front, a bad geometry, a weight that does not match x, or a
+dy that is not the forward output's shape gets a clear error, on every path
+(a dy too large once made the Winograd gradient transforms write past their
+buffers)."""
+import numba
+import numpy as np
+import pytest
+
+from helpers import CONV_PATHS, CONVT_PATHS, conv_path
+from nnzero.functional.conv import (conv2d_backward, conv2d_forward, conv_transpose2d_backward,
+                                    conv_transpose2d_forward)
+
+F32 = np.float32
+X = np.zeros((2, 4, 8, 8), F32)
+W = np.zeros((6, 4, 3, 3), F32)
+WT = np.zeros((4, 3, 3, 3), F32)   # transposed: (C, O/groups, KH, KW)
+
+
+@pytest.mark.parametrize("args,kwargs,err,match", [
+    ((X[0], W), {}, ValueError,
+     r"conv2d_forward: x must have shape \(N, C, H, W\), got \(4, 8, 8\)"),
+    ((X, W[0]), {}, ValueError, r"weight must have shape \(O, C/groups, KH, KW\), got \(4, 3, 3\)"),
+    ((X.astype(int), W), {}, TypeError, "conv2d_forward: x must be a floating-point array"),
+    ((X, W.astype(np.int32)), {}, TypeError, "weight must be a floating-point array"),
+    ((X, W[:, :3]), {}, ValueError, r"needs x with 3 channels .* got x of shape \(2, 4, 8, 8\)"),
+    ((X, W[:, :1]), dict(groups=2), ValueError, "with groups=2 needs x with 2 channels"),
+    ((X, W[:5, :2]), dict(groups=2), ValueError, "O divisible by groups"),
+    ((X, W, np.zeros(5, F32)), {}, ValueError, r"bias must have shape \(6,\) .* got \(5,\)"),
+    ((X, W), dict(stride=0), ValueError, "conv2d_forward: stride must be positive, got 0"),
+    ((X, W), dict(dilation=(1, -1)), ValueError, "dilation must be positive"),
+    ((X, W), dict(padding=-1), ValueError, "padding must be non-negative, got -1"),
+    ((X, W), dict(padding="full"), ValueError, "padding string must be 'valid' or 'same'"),
+    ((X, W), dict(padding="same", stride=2), ValueError, "padding='same' needs stride 1"),
+    ((X, W), dict(groups=0), ValueError, "groups must be a positive int, got 0"),
+    ((X, np.zeros((6, 4, 9, 9), F32)), {}, ValueError, r"dilated kernel \(9\) is larger"),
+    ((X, W), dict(dilation=5), ValueError, r"dilated kernel \(11\) is larger"),
+])
+def test_conv2d_forward_errors(args, kwargs, err, match):
+    with pytest.raises(err, match=match):
+        conv2d_forward(*args, **kwargs)
+
+
+@pytest.mark.parametrize("args,kwargs,err,match", [
+    ((X[0], WT), {}, ValueError, r"conv_transpose2d_forward: x must have shape \(N, C, H, W\)"),
+    ((X.astype(bool), WT), {}, TypeError, "x must be a floating-point array"),
+    ((X, WT[:3]), {}, ValueError, r"needs x with 3 channels, divisible by groups"),
+    ((X, WT), dict(groups=3), ValueError, "divisible by groups"),
+    ((X, WT, np.zeros(4, F32)), {}, ValueError, r"bias must have shape \(3,\)"),
+    ((X, WT[:, :1], np.zeros(3, F32)), dict(groups=2), ValueError, r"bias must have shape \(2,\)"),
+    ((X, WT), dict(stride=(1, 0)), ValueError, "stride must be positive"),
+    ((X, WT), dict(padding=(0, -2)), ValueError, "padding must be non-negative"),
+    ((X, WT), dict(padding="same"), TypeError, "padding must be an int or a pair"),
+    ((X, WT), dict(stride=2, output_padding=2), ValueError,
+     "output_padding must be smaller than either stride or dilation"),
+    ((X, WT), dict(padding=6), ValueError, "too small"),
+])
+def test_conv_transpose2d_forward_errors(args, kwargs, err, match):
+    with pytest.raises(err, match=match):
+        conv_transpose2d_forward(*args, **kwargs)
+
+
+def _wrong_shapes(shape):
+    n, o, h, w = shape
+    return [(n + 1, o, h, w), (n, o + 1, h, w), (n, o, h + 1, w), (n, o, h, w - 1),
+            (n, o, 4 * h, 4 * w), (n, o, h * w), (1, n, o, h, w)]
+
+
+def _conv_case(shape):
+    n, c, h, o, k, s, p, g = shape
+    n = n or 4 * numba.get_num_threads()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, c, h, h)).astype(F32)
+    w = rng.standard_normal((o, c // g, k, k)).astype(F32)
+    return conv2d_forward(x, w, np.zeros(o, F32), s, p, 1, g)
+
+
+@pytest.mark.parametrize("path,shape", CONV_PATHS)
+def test_conv2d_backward_refuses_a_dy_of_another_shape_on_every_path(path, shape):
+    y, cache = _conv_case(shape)
+    assert conv_path(cache) == path
+    for bad in _wrong_shapes(y.shape):
+        with pytest.raises(ValueError, match=r"conv2d_backward: dy must have the shape of the "
+                                             rf"forward's output \({y.shape[0]}, "):
+            conv2d_backward(np.ones(bad, F32), cache)
+    with pytest.raises(TypeError, match="conv2d_backward: dy must be a floating-point array"):
+        conv2d_backward(np.ones(y.shape, np.int64), cache)
+    dy = np.random.default_rng(1).standard_normal(y.shape)   # float64: cast to y's dtype
+    dx, dw, db = conv2d_backward(dy, cache)
+    assert dx.dtype == dw.dtype == db.dtype == F32
+    y, cache = _conv_case(shape)
+    dx32, dw32, db32 = conv2d_backward(dy.astype(F32), cache)
+    np.testing.assert_array_equal(dx, dx32)
+    np.testing.assert_array_equal(dw, dw32)
+
+
+@pytest.mark.parametrize("path,shape", CONVT_PATHS)
+def test_conv_transpose2d_backward_refuses_a_dy_of_another_shape_on_every_path(path, shape):
+    n, c, h, o, k, s, p, op = shape
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, c, h, h)).astype(F32)
+    w = rng.standard_normal((c, o, k, k)).astype(F32)
+    y, cache = conv_transpose2d_forward(x, w, None, s, p, op)
+    assert conv_path(cache) == path
+    for bad in _wrong_shapes(y.shape):
+        with pytest.raises(ValueError, match="conv_transpose2d_backward: dy must have the shape"):
+            conv_transpose2d_backward(np.ones(bad, F32), cache)
+    dy = rng.standard_normal(y.shape).astype(F32)
+    dx, dw, db = conv_transpose2d_backward(dy, cache)
+    assert db is None
+    # the right shape still goes through: dx is the convolution of dy with the same weight
+    np.testing.assert_allclose(dx, conv2d_forward(dy, w, None, s, p)[0], rtol=1e-4,
+                               atol=1e-4 * np.abs(dx).max())
