@@ -166,6 +166,38 @@ def test_tiny_im2col_budget_gives_the_same_result(transposed, groups, algorithm)
         np.testing.assert_allclose(p.grad, g, rtol=1e-12)
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+def test_winograd_holds_its_tiles_and_products_within_the_budget(transposed):
+    """Winograd keeps V (P, C', T) and M (P, O, T) at once: a budget that
+    holds V but not V and M together sends the layer to im2col, where it
+    gives the same answer (a wide 4x output: M is 4 times V)."""
+    from nnzero.functional import winograd
+    rng = np.random.default_rng(0)
+    if transposed:   # kernel 4, stride 2: a 2x2 convolution to 4*O channels (sub-pixel)
+        layer = ConvTranspose2d(2, 2, 4, stride=2, padding=1, dtype=F64, rng=1)
+        shape, out, family, o = (3, 2, 6, 6), (7, 7), "F(3x3,2x2)", 8
+    else:
+        layer = Conv2d(2, 8, 3, padding=1, dtype=F64, rng=1)
+        shape, out, family, o = (3, 2, 6, 6), (6, 6), "F(2x2,3x3)", 8
+    x = rng.standard_normal(shape)
+    both = winograd.buffer_bytes(shape, out, 8, family, o)
+    tiles = winograd.buffer_bytes(shape, out, 8, family, 0)
+    assert both == 5 * tiles
+    results = []
+    for budget in (both, both - 1):
+        old = F.set_im2col_budget(budget)
+        try:
+            with conv_algorithm("winograd"):
+                y = layer(x)
+                cache = layer._ctx.cache
+                wino = cache.wino if transposed else cache
+                results.append((isinstance(wino, winograd.WinogradCache), y))
+        finally:
+            F.set_im2col_budget(old)
+    assert [took for took, _ in results] == [True, False]
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-12, atol=1e-12)
+
+
 def test_bias_rides_in_the_columns_as_a_row_of_ones():
     """to_columns(ones_row=True): the same columns plus a row of ones, so that
     [W | b] @ cols is the convolution with its bias and the weight gradient's

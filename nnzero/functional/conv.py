@@ -66,7 +66,7 @@ def set_conv_algorithm(name):
     WINOGRAD_2X2_RULES: the more channels, the smaller the outputs may be),
     and F(4x4, 2x2) over the input's phases for 4x4
     kernels at stride 2 (WINOGRAD_STRIDE2_RULES), when the transformed tiles
-    fit the im2col budget; grouped convolutions with few channels per group
+    and their products fit the im2col budget together; grouped convolutions with few channels per group
     (depthwise ones at any stride, others at stride 1; see
     ``direct.applicable``) to the direct loops of ``direct.py``, and im2col
     otherwise: those with small output planes with batch-minor columns and
@@ -75,8 +75,9 @@ def set_conv_algorithm(name):
     the kernel run as a stride-1 convolution and a pixel shuffle
     (``subpixel.py``; that convolution by Winograd when it is 2x2 and wide
     enough), the others through col2im. 'winograd' forces Winograd
-    wherever it applies (3x3 kernels at stride 1 by F(2x2, 3x3), 2x2 ones,
-    3x3 and 4x4 at stride 2; the grouped ones still go direct); 'im2col' sends
+    wherever it applies and fits the budget (3x3 kernels at stride 1 by
+    F(2x2, 3x3), 2x2 ones, 3x3 and 4x4 at stride 2; the grouped ones still go
+    direct); 'im2col' sends
     everything, both directions, through im2col/col2im, convolutions with one
     product per sample. Returns the previous choice.
     """
@@ -141,6 +142,15 @@ def _winograd_family(geo, x_shape, o, out_size, itemsize):
     if ALGORITHM[0] == "im2col" or not winograd.applicable(geo):
         return None
     k, s = geo.kernel[0], geo.stride[0]
+    family = _rule_family(k, s, x_shape, o, out_size)
+    fits = family and winograd.buffer_bytes(x_shape, out_size, itemsize, family,
+                                            o) <= im2col_budget()
+    return family if fits else None
+
+
+def _rule_family(k, s, x_shape, o, out_size):
+    """The family 'auto' picks by the rules above (the default one when
+    'winograd' is forced), or None."""
     if ALGORITHM[0] == "winograd":
         return winograd.DEFAULT[k, s]
     channels, size = min(x_shape[1], o), min(out_size)
@@ -160,8 +170,7 @@ def _winograd_family(geo, x_shape, o, out_size, itemsize):
         family = "F(4x4,3x3)"
     else:
         family = winograd.DEFAULT[k, s] if met(WINOGRAD_RULES) else None
-    fits = family and winograd.buffer_bytes(x_shape, out_size, itemsize, family) <= im2col_budget()
-    return family if fits else None
+    return family
 
 
 def _bias_in_columns(has_bias, groups, pointwise):

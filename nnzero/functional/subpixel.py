@@ -211,11 +211,10 @@ def winograd_pays(geo, x_shape, o, out_hw, itemsize):
     plan = _plan(geo, x_shape[2:], out_hw)
     if (plan[0].taps, plan[1].taps) != (2, 2):
         return False
-    n, c = x_shape[:2]
+    c = x_shape[1]
     z_rows = plan[0].stride * plan[1].stride * o
     grid = (plan[0].windows, plan[1].windows)
-    per_channel = winograd.buffer_bytes((n, 1), grid, itemsize, "F(3x3,2x2)")
-    if per_channel * (c + z_rows) > im2col_budget():
+    if winograd.buffer_bytes(x_shape, grid, itemsize, "F(3x3,2x2)", z_rows) > im2col_budget():
         return False
     if ALGORITHM[0] == "winograd":
         return True

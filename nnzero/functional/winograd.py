@@ -134,12 +134,14 @@ def tiles(out_size, family):
     return tuple(-(-s // step) for s in out_size)
 
 
-def buffer_bytes(x_shape, out_size, itemsize, family):
-    """Bytes of the transformed input V, the buffer the backward pass keeps."""
+def buffer_bytes(x_shape, out_size, itemsize, family, out_channels):
+    """Bytes of the transformed input V (the buffer the backward pass keeps)
+    and of the products M (which the backward pass reuses for dM), together:
+    what the layer holds against the im2col budget."""
     n, c = x_shape[:2]
     fam = _FAMILIES[family]
     th, tw = tiles(out_size, family)
-    return fam.positions * fam.phases * c * n * th * tw * itemsize
+    return fam.positions * (fam.phases * c + out_channels) * n * th * tw * itemsize
 
 
 def winograd_forward(x, weight, pad, out_size, out, bias=None, workspace=None, shuffle=None,
