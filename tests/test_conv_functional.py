@@ -6,10 +6,13 @@ buffers)."""
 import numba
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from helpers import CONV_PATHS, CONVT_PATHS, conv_path
+from helpers import CONV_PATHS, CONVT_PATHS, conv_path, seeds
 from nnzero.functional.conv import (conv2d_backward, conv2d_forward, conv_transpose2d_backward,
                                     conv_transpose2d_forward)
+from nnzero.shapes import conv_output_size
 
 F32 = np.float32
 X = np.zeros((2, 4, 8, 8), F32)
@@ -111,3 +114,46 @@ def test_conv_transpose2d_backward_refuses_a_dy_of_another_shape_on_every_path(p
     # the right shape still goes through: dx is the convolution of dy with the same weight
     np.testing.assert_allclose(dx, conv2d_forward(dy, w, None, s, p)[0], rtol=1e-4,
                                atol=1e-4 * np.abs(dx).max())
+
+
+def _valid(fn, *args):
+    try:
+        return fn(*args)
+    except ValueError:
+        return None
+
+
+@given(n=st.integers(1, 2), c=st.integers(1, 4), h=st.integers(1, 6), w=st.integers(1, 6),
+       o=st.integers(1, 4), k=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+       wc=st.integers(1, 4), groups=st.integers(-1, 3),
+       stride=st.tuples(st.integers(-1, 3), st.integers(-1, 3)),
+       padding=st.one_of(st.tuples(st.integers(-2, 3), st.integers(-2, 3)),
+                         st.sampled_from(["same", "valid", "full"])),
+       dilation=st.tuples(st.integers(-1, 2), st.integers(-1, 2)),
+       dy_delta=st.tuples(*[st.integers(-1, 1)] * 4), seed=seeds())
+def test_conv2d_any_arguments_give_the_formula_or_a_clear_error(n, c, h, w, o, k, wc, groups,
+                                                                stride, padding, dilation,
+                                                                dy_delta, seed):
+    """Whatever the arguments, conv2d_forward either returns the output size of
+    ``nnzero.shapes`` or raises ValueError; backward takes exactly that shape."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w))
+    weight = rng.standard_normal((o, wc) + k)
+    try:
+        y, cache = conv2d_forward(x, weight, None, stride, padding, dilation, groups)
+    except ValueError:
+        ok = (groups >= 1 and c == wc * groups and o % groups == 0 and min(stride) >= 1
+              and min(dilation) >= 1 and _valid(conv_output_size, (h, w), k, stride, padding,
+                                                dilation))
+        assert not ok
+        return
+    assert y.shape == (n, o) + conv_output_size((h, w), k, stride, padding, dilation)
+    assert c == wc * groups
+    dy = rng.standard_normal(tuple(max(1, a + b) for a, b in zip(y.shape, dy_delta)))
+    if dy.shape != y.shape:
+        with pytest.raises(ValueError, match="dy must have the shape"):
+            conv2d_backward(dy, cache)
+    else:
+        dx, dw, _ = conv2d_backward(dy, cache)
+        assert dx.shape == x.shape and dw.shape == weight.shape
+        np.testing.assert_allclose(np.vdot(dy, y), np.vdot(dx, x), rtol=1e-9, atol=1e-9)
