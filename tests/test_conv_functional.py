@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from helpers import CONV_PATHS, CONVT_PATHS, conv_path, seeds
 from nnzero.functional.conv import (conv2d_backward, conv2d_forward, conv_transpose2d_backward,
                                     conv_transpose2d_forward)
-from nnzero.shapes import conv_output_size
+from nnzero.shapes import conv_output_size, conv_transpose_output_size
 
 F32 = np.float32
 X = np.zeros((2, 4, 8, 8), F32)
@@ -155,5 +155,39 @@ def test_conv2d_any_arguments_give_the_formula_or_a_clear_error(n, c, h, w, o, k
             conv2d_backward(dy, cache)
     else:
         dx, dw, _ = conv2d_backward(dy, cache)
+        assert dx.shape == x.shape and dw.shape == weight.shape
+        np.testing.assert_allclose(np.vdot(dy, y), np.vdot(dx, x), rtol=1e-9, atol=1e-9)
+
+
+@given(n=st.integers(1, 2), c=st.integers(1, 4), h=st.integers(1, 5), w=st.integers(1, 5),
+       wc=st.integers(1, 4), og=st.integers(1, 3),
+       k=st.tuples(st.integers(1, 4), st.integers(1, 4)), groups=st.integers(-1, 3), stride=st.tuples(st.integers(-1, 3), st.integers(-1, 3)),
+       padding=st.tuples(st.integers(-1, 3), st.integers(-1, 3)),
+       output_padding=st.tuples(st.integers(-1, 3), st.integers(-1, 3)),
+       dilation=st.tuples(st.integers(-1, 2), st.integers(-1, 2)),
+       dy_delta=st.tuples(*[st.integers(-1, 1)] * 4), seed=seeds())
+def test_conv_transpose2d_any_arguments_give_the_formula_or_a_clear_error(
+        n, c, h, w, wc, og, k, groups, stride, padding, output_padding, dilation, dy_delta, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w))
+    weight = rng.standard_normal((wc, og) + k)   # (C, O/groups, KH, KW)
+    args = (stride, padding, output_padding, dilation, groups)
+    try:
+        y, cache = conv_transpose2d_forward(x, weight, None, *args)
+    except ValueError:
+        ok = (groups >= 1 and c == wc and c % groups == 0 and min(stride) >= 1
+              and min(dilation) >= 1 and min(padding) >= 0 and min(output_padding) >= 0
+              and _valid(conv_transpose_output_size, (h, w), k, stride, padding,
+                         output_padding, dilation))
+        assert not ok
+        return
+    assert y.shape == (n, og * groups) + conv_transpose_output_size(
+        (h, w), k, stride, padding, output_padding, dilation)
+    dy = rng.standard_normal(tuple(max(1, a + b) for a, b in zip(y.shape, dy_delta)))
+    if dy.shape != y.shape:
+        with pytest.raises(ValueError, match="dy must have the shape"):
+            conv_transpose2d_backward(dy, cache)
+    else:
+        dx, dw, _ = conv_transpose2d_backward(dy, cache)
         assert dx.shape == x.shape and dw.shape == weight.shape
         np.testing.assert_allclose(np.vdot(dy, y), np.vdot(dx, x), rtol=1e-9, atol=1e-9)
