@@ -60,26 +60,24 @@ _ALGORITHMS = ("auto", "im2col", "winograd")
 def set_conv_algorithm(name):
     """Choose how Conv2d computes: 'auto' (default), 'im2col' or 'winograd'.
 
-    'auto' takes Winograd (F(4x4, 3x3) or F(2x2, 3x3) for 3x3 kernels,
-    F(3x3, 2x2) for 2x2 ones) for stride-1, undilated, ungrouped convolutions
-    wide and large enough (WINOGRAD_F43_RULES, WINOGRAD_RULES,
-    WINOGRAD_2X2_RULES: the more channels, the smaller the outputs may be),
-    and F(4x4, 2x2) over the input's phases for 4x4
-    kernels at stride 2 (WINOGRAD_STRIDE2_RULES), when the transformed tiles
-    and their products fit the im2col budget together; grouped convolutions with few channels per group
-    (depthwise ones at any stride, others at stride 1; see
-    ``direct.applicable``) to the direct loops of ``direct.py``, and im2col
-    otherwise: those with small output planes with batch-minor columns and
-    one product per group and thread (``conv_batch_minor.py``), the rest with
-    one product per sample; transposed convolutions whose stride divides
-    the kernel run as a stride-1 convolution and a pixel shuffle
-    (``subpixel.py``; that convolution by Winograd when it is 2x2 and wide
-    enough), the others through col2im. 'winograd' forces Winograd
-    wherever it applies and fits the budget (3x3 kernels at stride 1 by
+    'auto' takes Winograd (F(4x4, 3x3) or F(2x2, 3x3) for 3x3 kernels, F(3x3,
+    2x2) for 2x2 ones) for stride-1, undilated, ungrouped convolutions wide and
+    large enough (WINOGRAD_F43_RULES, WINOGRAD_RULES, WINOGRAD_2X2_RULES: the
+    more channels, the smaller the outputs may be), and F(4x4, 2x2) over the
+    input's phases for 4x4 kernels at stride 2 (WINOGRAD_STRIDE2_RULES), when
+    the transformed tiles and their products fit the im2col budget together;
+    grouped convolutions with few channels per group (depthwise ones at any
+    stride, others at stride 1; see ``direct.applicable``) to the direct loops
+    of ``direct.py``, and im2col otherwise: those with small output planes with
+    batch-minor columns and one product per group and thread
+    (``conv_batch_minor.py``), the rest with one product per sample; transposed
+    convolutions whose stride divides the kernel run as a stride-1 convolution
+    and a pixel shuffle (``subpixel.py``; that convolution by Winograd when it
+    is 2x2 and wide enough), the others through col2im. 'winograd' forces
+    Winograd wherever it applies and fits the budget (3x3 kernels at stride 1 by
     F(2x2, 3x3), 2x2 ones, 3x3 and 4x4 at stride 2; the grouped ones still go
-    direct); 'im2col' sends
-    everything, both directions, through im2col/col2im, convolutions with one
-    product per sample. Returns the previous choice.
+    direct); 'im2col' sends everything, both directions, through im2col/col2im,
+    convolutions with one product per sample. Returns the previous choice.
     """
     if name not in _ALGORITHMS:
         raise ValueError(f"set_conv_algorithm: expected one of {_ALGORITHMS}, got {name!r}")
