@@ -116,6 +116,19 @@ def test_conv_transpose2d_backward_refuses_a_dy_of_another_shape_on_every_path(p
                                atol=1e-4 * np.abs(dx).max())
 
 
+def _check_backward(backward, cache, x, weight, y, dy_delta, rng):
+    """backward refuses a dy off the output's shape by ``dy_delta`` and, given
+    the right shape, returns dx, the adjoint of the (linear, bias-free) forward."""
+    dy = rng.standard_normal(tuple(max(1, a + b) for a, b in zip(y.shape, dy_delta)))
+    if dy.shape != y.shape:
+        with pytest.raises(ValueError, match="dy must have the shape"):
+            backward(dy, cache)
+        return
+    dx, dw, _ = backward(dy, cache)
+    assert dx.shape == x.shape and dw.shape == weight.shape
+    np.testing.assert_allclose(np.vdot(dy, y), np.vdot(dx, x), rtol=1e-9, atol=1e-9)
+
+
 def _valid(fn, *args):
     try:
         return fn(*args)
@@ -149,19 +162,13 @@ def test_conv2d_any_arguments_give_the_formula_or_a_clear_error(n, c, h, w, o, k
         return
     assert y.shape == (n, o) + conv_output_size((h, w), k, stride, padding, dilation)
     assert c == wc * groups
-    dy = rng.standard_normal(tuple(max(1, a + b) for a, b in zip(y.shape, dy_delta)))
-    if dy.shape != y.shape:
-        with pytest.raises(ValueError, match="dy must have the shape"):
-            conv2d_backward(dy, cache)
-    else:
-        dx, dw, _ = conv2d_backward(dy, cache)
-        assert dx.shape == x.shape and dw.shape == weight.shape
-        np.testing.assert_allclose(np.vdot(dy, y), np.vdot(dx, x), rtol=1e-9, atol=1e-9)
+    _check_backward(conv2d_backward, cache, x, weight, y, dy_delta, rng)
 
 
 @given(n=st.integers(1, 2), c=st.integers(1, 4), h=st.integers(1, 5), w=st.integers(1, 5),
        wc=st.integers(1, 4), og=st.integers(1, 3),
-       k=st.tuples(st.integers(1, 4), st.integers(1, 4)), groups=st.integers(-1, 3), stride=st.tuples(st.integers(-1, 3), st.integers(-1, 3)),
+       k=st.tuples(st.integers(1, 4), st.integers(1, 4)), groups=st.integers(-1, 3),
+       stride=st.tuples(st.integers(-1, 3), st.integers(-1, 3)),
        padding=st.tuples(st.integers(-1, 3), st.integers(-1, 3)),
        output_padding=st.tuples(st.integers(-1, 3), st.integers(-1, 3)),
        dilation=st.tuples(st.integers(-1, 2), st.integers(-1, 2)),
@@ -183,11 +190,4 @@ def test_conv_transpose2d_any_arguments_give_the_formula_or_a_clear_error(
         return
     assert y.shape == (n, og * groups) + conv_transpose_output_size(
         (h, w), k, stride, padding, output_padding, dilation)
-    dy = rng.standard_normal(tuple(max(1, a + b) for a, b in zip(y.shape, dy_delta)))
-    if dy.shape != y.shape:
-        with pytest.raises(ValueError, match="dy must have the shape"):
-            conv_transpose2d_backward(dy, cache)
-    else:
-        dx, dw, _ = conv_transpose2d_backward(dy, cache)
-        assert dx.shape == x.shape and dw.shape == weight.shape
-        np.testing.assert_allclose(np.vdot(dy, y), np.vdot(dx, x), rtol=1e-9, atol=1e-9)
+    _check_backward(conv_transpose2d_backward, cache, x, weight, y, dy_delta, rng)
