@@ -26,6 +26,9 @@ WT = np.zeros((4, 3, 3, 3), F32)   # transposed: (C, O/groups, KH, KW)
     ((X, W[0]), {}, ValueError, r"weight must have shape \(O, C/groups, KH, KW\), got \(4, 3, 3\)"),
     ((X.astype(int), W), {}, TypeError, "conv2d_forward: x must be a floating-point array"),
     ((X, W.astype(np.int32)), {}, TypeError, "weight must be a floating-point array"),
+    ((X.astype(np.float16), W), {}, TypeError, "x must be float32 or float64, got float16"),
+    ((X, W.astype(np.float64)), {}, TypeError, "weight must have x's dtype float32, got float64"),
+    ((X, W, np.zeros(6)), {}, TypeError, "bias must have x's dtype float32, got float64"),
     ((X, W[:, :3]), {}, ValueError, r"needs x with 3 channels .* got x of shape \(2, 4, 8, 8\)"),
     ((X, W[:, :1]), dict(groups=2), ValueError, "with groups=2 needs x with 2 channels"),
     ((X, W[:5, :2]), dict(groups=2), ValueError, "O divisible by groups"),
@@ -47,6 +50,8 @@ def test_conv2d_forward_errors(args, kwargs, err, match):
 @pytest.mark.parametrize("args,kwargs,err,match", [
     ((X[0], WT), {}, ValueError, r"conv_transpose2d_forward: x must have shape \(N, C, H, W\)"),
     ((X.astype(bool), WT), {}, TypeError, "x must be a floating-point array"),
+    ((X.astype(np.float64), WT), {}, TypeError, "weight must have x's dtype float64"),
+    ((X, WT.astype(np.float16)), {}, TypeError, "weight must be float32 or float64"),
     ((X, WT[:3]), {}, ValueError, r"needs x with 3 channels, divisible by groups"),
     ((X, WT), dict(groups=3), ValueError, "divisible by groups"),
     ((X, WT, np.zeros(4, F32)), {}, ValueError, r"bias must have shape \(3,\)"),

@@ -16,35 +16,46 @@ from .._checks import as_float_array, nonnegative_pair, positive_int, positive_p
 from ..shapes import check_output_padding, conv_output_size, conv_transpose_output_size
 
 
-def _float4d(a, who, arg, layout):
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _float4d(a, who, arg, layout, dtype=None):
+    """a as a 4-D float32 or float64 array (of ``dtype``, when given: x's)."""
     a = as_float_array(a, who, arg)
+    if a.dtype not in _DTYPES:
+        raise TypeError(f"{who}: {arg} must be float32 or float64, got {a.dtype}")
+    if dtype is not None and a.dtype != dtype:
+        raise TypeError(f"{who}: {arg} must have x's dtype {dtype}, got {a.dtype}")
     if a.ndim != 4:
         raise ValueError(f"{who}: {arg} must have shape {layout}, got {a.shape}")
     return a
 
 
-def _bias(bias, o, who):
+def _bias(bias, o, dtype, who):
     if bias is None:
         return
     bias = as_float_array(bias, who, "bias")
+    if bias.dtype != dtype:
+        raise TypeError(f"{who}: bias must have x's dtype {dtype}, got {bias.dtype}")
     if bias.shape != (o,):
         raise ValueError(f"{who}: bias must have shape ({o},) (one per output channel), "
                          f"got {bias.shape}")
 
 
 def check_conv2d(x, weight, bias, stride, padding, dilation, groups):
-    """x (N, C, H, W), weight (O, C/groups, KH, KW), bias (O,) or None, and a
-    geometry with an output of at least 1x1. Returns x and weight as float arrays."""
+    """x (N, C, H, W) float32 or float64, weight (O, C/groups, KH, KW) and bias
+    (O,) or None of x's dtype (PyTorch's rule too), and a geometry with an
+    output of at least 1x1. Returns x and weight as arrays."""
     who = "conv2d_forward"
     x = _float4d(x, who, "x", "(N, C, H, W)")
-    weight = _float4d(weight, who, "weight", "(O, C/groups, KH, KW)")
+    weight = _float4d(weight, who, "weight", "(O, C/groups, KH, KW)", x.dtype)
     g = positive_int(groups, who, "groups")
     o, cg = weight.shape[:2]
     if x.shape[1] != cg * g or o % g:
         raise ValueError(f"{who}: weight of shape {weight.shape} with groups={g} needs x with "
                          f"{cg * g} channels and O divisible by groups, got x of shape "
                          f"{x.shape}")
-    _bias(bias, o, who)
+    _bias(bias, o, x.dtype, who)
     positive_pair(stride, who, "stride")
     positive_pair(dilation, who, "dilation")
     if not isinstance(padding, str):
@@ -58,18 +69,18 @@ def check_conv2d(x, weight, bias, stride, padding, dilation, groups):
 
 
 def check_conv_transpose2d(x, weight, bias, stride, padding, output_padding, dilation, groups):
-    """x (N, C, H, W), weight (C, O/groups, KH, KW), bias (O,) or None, an
-    output_padding PyTorch allows and an output of at least 1x1. Returns x
-    and weight as float arrays."""
+    """x (N, C, H, W) float32 or float64, weight (C, O/groups, KH, KW) and bias
+    (O,) or None of x's dtype, an output_padding PyTorch allows and an output
+    of at least 1x1. Returns x and weight as arrays."""
     who = "conv_transpose2d_forward"
     x = _float4d(x, who, "x", "(N, C, H, W)")
-    weight = _float4d(weight, who, "weight", "(C, O/groups, KH, KW)")
+    weight = _float4d(weight, who, "weight", "(C, O/groups, KH, KW)", x.dtype)
     g = positive_int(groups, who, "groups")
     if x.shape[1] != weight.shape[0] or weight.shape[0] % g:
         raise ValueError(f"{who}: weight of shape {weight.shape} with groups={g} needs x with "
                          f"{weight.shape[0]} channels, divisible by groups, got x of shape "
                          f"{x.shape}")
-    _bias(bias, weight.shape[1] * g, who)
+    _bias(bias, weight.shape[1] * g, x.dtype, who)
     s = positive_pair(stride, who, "stride")
     d = positive_pair(dilation, who, "dilation")
     nonnegative_pair(padding, who, "padding")
