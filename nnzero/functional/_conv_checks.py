@@ -28,6 +28,9 @@ def _float4d(a, who, arg, layout, dtype=None):
         raise TypeError(f"{who}: {arg} must have x's dtype {dtype}, got {a.dtype}")
     if a.ndim != 4:
         raise ValueError(f"{who}: {arg} must have shape {layout}, got {a.shape}")
+    if arg == "weight" and 0 in a.shape:
+        raise ValueError(f"{who}: weight must have no empty axis (at least one channel each "
+                         f"way and a kernel of at least 1x1), got {a.shape}")
     return a
 
 
