@@ -331,17 +331,23 @@ def test_output_size_errors():
     gradcheck(double, (x.astype(F64), (10, 10)))   # forward(x, output_size)
 
 
-@given(n=st.integers(1, 2), c=st.integers(1, 3), o=st.integers(1, 3), h=st.integers(1, 7),
-       w=st.integers(1, 7), pad=st.tuples(st.integers(0, 2), st.integers(0, 2)),
-       kernel=st.sampled_from([2, 3]), bias=st.booleans(), seed=seeds())
-def test_winograd_path_gradients_and_agreement(n, c, o, h, w, pad, kernel, bias, seed):
-    """F(2x2, 3x3) for 3x3 kernels, F(3x3, 2x2) for 2x2 ones."""
+@pytest.mark.parametrize("stride,kernels", [(1, [2, 3]), (2, [3, 4])])
+@given(n=st.integers(1, 2), c=st.integers(1, 3), o=st.integers(1, 3), h=st.integers(1, 9),
+       w=st.integers(1, 9), pad=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+       data=st.data(), bias=st.booleans(), seed=seeds())
+def test_winograd_path_gradients_and_agreement(stride, kernels, n, c, o, h, w, pad, data, bias,
+                                               seed):
+    """The default family of each (kernel, stride): F(2x2, 3x3) for 3x3 kernels,
+    F(3x3, 2x2) for 2x2 ones, F(4x4, 2x2) over the phases for 3x3 and 4x4
+    kernels at stride 2."""
+    kernel = data.draw(st.sampled_from(kernels), label="kernel")
     if h + 2 * pad[0] < kernel or w + 2 * pad[1] < kernel:
         return
     rng = np.random.default_rng(seed)
-    layer = Conv2d(c, o, kernel, padding=pad, bias=bias, dtype=F64, rng=rng)
+    layer = Conv2d(c, o, kernel, stride=stride, padding=pad, bias=bias, dtype=F64, rng=rng)
     check_path_against_im2col(layer, rng.standard_normal((n, c, h, w)), "winograd",
-                              F.winograd.WinogradCache, rng)
+                              F.winograd.WinogradCache, rng,
+                              family=F.winograd.DEFAULT[kernel, stride])
 
 
 def _family(layer):

@@ -1,16 +1,15 @@
 """Winograd's F(4x4, 2x2) over the phases of a stride-2 convolution
 (kernels/winograd_s2.py): the matrices compute a two-tap correlation, the
 transforms and products give the stride-2 convolution and its gradients, and
-Conv2d takes the path where its rule says and agrees with im2col (the kernels'
-NumPy twins: test_kernels_conv.py)."""
+Conv2d takes the path where its rule says (the kernels' NumPy twins:
+test_kernels_conv.py; the layer's gradients by this path: test_conv.py)."""
 import numba
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import (check_path_against_im2col, check_tile_algebra, float64_im2col, naive_conv2d,
-                     seeds)
+from helpers import check_tile_algebra, float64_im2col, naive_conv2d, seeds
 from nnzero.functional import conv as F
 from nnzero.kernels import winograd_s2 as Wk
 from nnzero.layers import Conv2d
@@ -63,18 +62,6 @@ def test_transforms_and_products_give_the_convolution_and_its_gradients(n, c, o,
 
     check_tile_algebra(Wk, conv, x, wt, pad, (oh, ow), rng, split=Wk.weight_to_phases,
                        join=lambda dw: Wk.weight_from_phases(dw, k))
-
-
-@given(n=st.integers(1, 2), c=st.integers(1, 3), o=st.integers(1, 3), h=st.integers(3, 11),
-       w=st.integers(3, 11), pad=st.tuples(st.integers(0, 2), st.integers(0, 2)),
-       k=st.sampled_from([3, 4]), bias=st.booleans(), seed=seeds())
-def test_conv2d_path_gradients_and_agreement_with_im2col(n, c, o, h, w, pad, k, bias, seed):
-    if h + 2 * pad[0] < k or w + 2 * pad[1] < k:
-        return
-    rng = np.random.default_rng(seed)
-    layer = Conv2d(c, o, k, stride=2, padding=pad, bias=bias, dtype=F64, rng=rng)
-    check_path_against_im2col(layer, rng.standard_normal((n, c, h, w)), "winograd",
-                              F.winograd.WinogradCache, rng)
 
 
 def test_auto_takes_it_for_wide_4x4_kernels_only_and_float32_agrees():

@@ -28,10 +28,16 @@ def _float4d(a, who, arg, layout, dtype=None):
         raise TypeError(f"{who}: {arg} must have x's dtype {dtype}, got {a.dtype}")
     if a.ndim != 4:
         raise ValueError(f"{who}: {arg} must have shape {layout}, got {a.shape}")
-    if arg == "weight" and 0 in a.shape:
-        raise ValueError(f"{who}: weight must have no empty axis (at least one channel each "
-                         f"way and a kernel of at least 1x1), got {a.shape}")
     return a
+
+
+def _weight(weight, who, layout, dtype):
+    """weight as a 4-D array of x's dtype with no empty axis."""
+    weight = _float4d(weight, who, "weight", layout, dtype)
+    if 0 in weight.shape:
+        raise ValueError(f"{who}: weight must have no empty axis (at least one channel each "
+                         f"way and a kernel of at least 1x1), got {weight.shape}")
+    return weight
 
 
 def _bias(bias, o, dtype, who):
@@ -51,7 +57,7 @@ def check_conv2d(x, weight, bias, stride, padding, dilation, groups):
     output of at least 1x1. Returns x and weight as arrays."""
     who = "conv2d_forward"
     x = _float4d(x, who, "x", "(N, C, H, W)")
-    weight = _float4d(weight, who, "weight", "(O, C/groups, KH, KW)", x.dtype)
+    weight = _weight(weight, who, "(O, C/groups, KH, KW)", x.dtype)
     g = positive_int(groups, who, "groups")
     o, cg = weight.shape[:2]
     if x.shape[1] != cg * g or o % g:
@@ -77,7 +83,7 @@ def check_conv_transpose2d(x, weight, bias, stride, padding, output_padding, dil
     of at least 1x1. Returns x and weight as arrays."""
     who = "conv_transpose2d_forward"
     x = _float4d(x, who, "x", "(N, C, H, W)")
-    weight = _float4d(weight, who, "weight", "(C, O/groups, KH, KW)", x.dtype)
+    weight = _weight(weight, who, "(C, O/groups, KH, KW)", x.dtype)
     g = positive_int(groups, who, "groups")
     if x.shape[1] != weight.shape[0] or weight.shape[0] % g:
         raise ValueError(f"{who}: weight of shape {weight.shape} with groups={g} needs x with "

@@ -160,15 +160,14 @@ def _rule_family(k, s, x_shape, o, out_size):
 
     if s == 2:
         takes = batch_minor and met(WINOGRAD_STRIDE2_RULES[k])
-        family = winograd.DEFAULT[k, s] if takes else None
     elif k == 2:
-        family = winograd.DEFAULT[k, s] if met(WINOGRAD_2X2_RULES) else None
+        takes = met(WINOGRAD_2X2_RULES)
     elif (batch_minor and met(WINOGRAD_F43_RULES)
           and max(x_shape[1], o) <= WINOGRAD_F43_MAX_CHANNELS):
-        family = "F(4x4,3x3)"
+        return "F(4x4,3x3)"
     else:
-        family = winograd.DEFAULT[k, s] if met(WINOGRAD_RULES) else None
-    return family
+        takes = met(WINOGRAD_RULES)
+    return winograd.DEFAULT[k, s] if takes else None
 
 
 def _bias_in_columns(has_bias, groups, pointwise):

@@ -316,20 +316,25 @@ def _planes(a):
     return a.shape[0] * a.shape[1]
 
 
-input_transform_numba, input_transform_serial = split_kernel(
-    _input_transform_range, lambda x, *rest: _planes(x))
-output_transform_numba, output_transform_serial = split_kernel(
-    _output_transform_range, lambda m, oh, ow, y: y.shape[1])
-output_grad_numba, output_grad_serial = split_kernel(
-    _output_grad_range, lambda dy, *rest: dy.shape[1])
-input_grad_numba, input_grad_serial = split_kernel(
-    _input_grad_range, lambda dv, pt, pl, th_n, tw_n, dx: _planes(dx))
+def entry_points(range_kernel, numpy_twin, units):
+    """A tile kernel's four entry points, as every family's module binds them:
+    ``name_numba`` (the units split over the threads) and ``name_serial`` (all
+    on this thread) from ``split_kernel``, then ``name`` and
+    ``name_one_thread``, each that one or the NumPy twin under ``NNZERO_JIT=0``."""
+    run, run_serial = split_kernel(range_kernel, units)
+    return run, run_serial, choose(run, numpy_twin), choose(run_serial, numpy_twin)
 
-input_transform = choose(input_transform_numba, input_transform_numpy)
-output_transform = choose(output_transform_numba, output_transform_numpy)
-output_grad = choose(output_grad_numba, output_grad_numpy)
-input_grad = choose(input_grad_numba, input_grad_numpy)
-input_transform_one_thread = choose(input_transform_serial, input_transform_numpy)
-output_transform_one_thread = choose(output_transform_serial, output_transform_numpy)
-output_grad_one_thread = choose(output_grad_serial, output_grad_numpy)
-input_grad_one_thread = choose(input_grad_serial, input_grad_numpy)
+
+(input_transform_numba, input_transform_serial, input_transform,
+ input_transform_one_thread) = entry_points(
+    _input_transform_range, input_transform_numpy, lambda x, *rest: _planes(x))
+(output_transform_numba, output_transform_serial, output_transform,
+ output_transform_one_thread) = entry_points(
+    _output_transform_range, output_transform_numpy, lambda m, oh, ow, y: y.shape[1])
+(output_grad_numba, output_grad_serial, output_grad,
+ output_grad_one_thread) = entry_points(
+    _output_grad_range, output_grad_numpy, lambda dy, *rest: dy.shape[1])
+(input_grad_numba, input_grad_serial, input_grad,
+ input_grad_one_thread) = entry_points(
+    _input_grad_range, input_grad_numpy, lambda dv, pt, pl, th_n, tw_n, dx: _planes(dx))
+

@@ -32,10 +32,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import choose, njit
-from ._pool import split_kernel
-from .winograd import (_pad_to, _planes, output_grad_twin, output_twin, tiles_grad_twin,
-                       tiles_twin)
+from ._jit import njit
+from .winograd import (_pad_to, _planes, entry_points, output_grad_twin, output_twin,
+                       tiles_grad_twin, tiles_twin)
 
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, -1, 0, 1]], dtype=np.float64)
 G = np.array([[1, 0], [0.5, 0.5], [0.5, -0.5], [0, 1]], dtype=np.float64)
@@ -310,29 +309,24 @@ def input_grad_numpy(dv, pt, pl, th_n, tw_n, dx):
     dx[...] = tiles_grad_twin(BT, dv, n, th_n, tw_n, 3, rows, cols)[:, :, pt:pt + h, pl:pl + w]
 
 
-input_transform_numba, input_transform_serial = split_kernel(
-    _input_transform_range, lambda x, *rest: _planes(x))
-output_transform_numba, output_transform_serial = split_kernel(
-    _output_transform_range, lambda m, oh, ow, y: y.shape[1])
-output_transform_shuffle_numba, output_transform_shuffle_serial = split_kernel(
-    _output_transform_shuffle_range, lambda m, oh, ow, ph, pw, bias, y: m.shape[1])
-output_grad_shuffle_numba, output_grad_shuffle_serial = split_kernel(
-    _output_grad_shuffle_range, lambda dy, th_n, tw_n, ph, pw, dm: dm.shape[1])
-output_grad_numba, output_grad_serial = split_kernel(
-    _output_grad_range, lambda dy, *rest: dy.shape[1])
-input_grad_numba, input_grad_serial = split_kernel(
-    _input_grad_range, lambda dv, pt, pl, th_n, tw_n, dx: _planes(dx))
+(input_transform_numba, input_transform_serial, input_transform,
+ input_transform_one_thread) = entry_points(
+    _input_transform_range, input_transform_numpy, lambda x, *rest: _planes(x))
+(output_transform_numba, output_transform_serial, output_transform,
+ output_transform_one_thread) = entry_points(
+    _output_transform_range, output_transform_numpy, lambda m, oh, ow, y: y.shape[1])
+(output_transform_shuffle_numba, output_transform_shuffle_serial, output_transform_shuffle,
+ output_transform_shuffle_one_thread) = entry_points(
+    _output_transform_shuffle_range, output_transform_shuffle_numpy,
+    lambda m, oh, ow, ph, pw, bias, y: m.shape[1])
+(output_grad_shuffle_numba, output_grad_shuffle_serial, output_grad_shuffle,
+ output_grad_shuffle_one_thread) = entry_points(
+    _output_grad_shuffle_range, output_grad_shuffle_numpy,
+    lambda dy, th_n, tw_n, ph, pw, dm: dm.shape[1])
+(output_grad_numba, output_grad_serial, output_grad,
+ output_grad_one_thread) = entry_points(
+    _output_grad_range, output_grad_numpy, lambda dy, *rest: dy.shape[1])
+(input_grad_numba, input_grad_serial, input_grad,
+ input_grad_one_thread) = entry_points(
+    _input_grad_range, input_grad_numpy, lambda dv, pt, pl, th_n, tw_n, dx: _planes(dx))
 
-input_transform = choose(input_transform_numba, input_transform_numpy)
-output_transform = choose(output_transform_numba, output_transform_numpy)
-output_grad = choose(output_grad_numba, output_grad_numpy)
-input_grad = choose(input_grad_numba, input_grad_numpy)
-input_transform_one_thread = choose(input_transform_serial, input_transform_numpy)
-output_transform_one_thread = choose(output_transform_serial, output_transform_numpy)
-output_grad_one_thread = choose(output_grad_serial, output_grad_numpy)
-input_grad_one_thread = choose(input_grad_serial, input_grad_numpy)
-output_transform_shuffle = choose(output_transform_shuffle_numba, output_transform_shuffle_numpy)
-output_grad_shuffle = choose(output_grad_shuffle_numba, output_grad_shuffle_numpy)
-output_transform_shuffle_one_thread = choose(output_transform_shuffle_serial,
-                                             output_transform_shuffle_numpy)
-output_grad_shuffle_one_thread = choose(output_grad_shuffle_serial, output_grad_shuffle_numpy)

@@ -46,9 +46,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import choose, njit
-from ._pool import split_kernel
-from .winograd import _pad_to, output_grad_twin, output_twin, tiles_grad_twin, tiles_twin
+from ._jit import njit
+from .winograd import (_pad_to, entry_points, output_grad_twin, output_twin,
+                       tiles_grad_twin, tiles_twin)
 
 BT = np.array([[2, -1, -2, 1, 0], [0, -2, -1, 1, 0], [0, 2, -3, 1, 0], [0, -1, 0, 1, 0],
                [0, 2, -1, -2, 1]], dtype=np.float64)
@@ -360,20 +360,16 @@ def input_grad_numpy(dv, pt, pl, th_n, tw_n, dx):
     dx[...] = acc[:, :, pt:pt + h, pl:pl + w]
 
 
-input_transform_numba, input_transform_serial = split_kernel(
-    _input_transform_range, lambda x, *rest: x.shape[1])
-output_transform_numba, output_transform_serial = split_kernel(
-    _output_transform_range, lambda m, oh, ow, y: y.shape[1])
-output_grad_numba, output_grad_serial = split_kernel(
-    _output_grad_range, lambda dy, *rest: dy.shape[1])
-input_grad_numba, input_grad_serial = split_kernel(
-    _input_grad_range, lambda dv, pt, pl, th_n, tw_n, dx: dx.shape[1])
+(input_transform_numba, input_transform_serial, input_transform,
+ input_transform_one_thread) = entry_points(
+    _input_transform_range, input_transform_numpy, lambda x, *rest: x.shape[1])
+(output_transform_numba, output_transform_serial, output_transform,
+ output_transform_one_thread) = entry_points(
+    _output_transform_range, output_transform_numpy, lambda m, oh, ow, y: y.shape[1])
+(output_grad_numba, output_grad_serial, output_grad,
+ output_grad_one_thread) = entry_points(
+    _output_grad_range, output_grad_numpy, lambda dy, *rest: dy.shape[1])
+(input_grad_numba, input_grad_serial, input_grad,
+ input_grad_one_thread) = entry_points(
+    _input_grad_range, input_grad_numpy, lambda dv, pt, pl, th_n, tw_n, dx: dx.shape[1])
 
-input_transform = choose(input_transform_numba, input_transform_numpy)
-output_transform = choose(output_transform_numba, output_transform_numpy)
-output_grad = choose(output_grad_numba, output_grad_numpy)
-input_grad = choose(input_grad_numba, input_grad_numpy)
-input_transform_one_thread = choose(input_transform_serial, input_transform_numpy)
-output_transform_one_thread = choose(output_transform_serial, output_transform_numpy)
-output_grad_one_thread = choose(output_grad_serial, output_grad_numpy)
-input_grad_one_thread = choose(input_grad_serial, input_grad_numpy)
