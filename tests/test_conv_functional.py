@@ -44,6 +44,8 @@ WT = np.zeros((4, 3, 3, 3), F32)   # transposed: (C, O/groups, KH, KW)
     ((X, W), dict(groups=0), ValueError, "groups must be a positive int, got 0"),
     ((X, np.zeros((6, 4, 9, 9), F32)), {}, ValueError, r"dilated kernel \(9\) is larger"),
     ((X, W), dict(dilation=5), ValueError, r"dilated kernel \(11\) is larger"),
+    ((X[:, :, :0], W), dict(padding=2), ValueError,
+     r"x of shape \(2, 4, 0, 8\) has an empty spatial axis"),
 ])
 def test_conv2d_forward_errors(args, kwargs, err, match):
     with pytest.raises(err, match=match):
@@ -67,6 +69,7 @@ def test_conv2d_forward_errors(args, kwargs, err, match):
     ((X, WT), dict(stride=2, output_padding=2), ValueError,
      "output_padding must be smaller than either stride or dilation"),
     ((X, WT), dict(padding=6), ValueError, "too small"),
+    ((X[:, :, :, :0], WT), {}, ValueError, r"x of shape \(2, 4, 8, 0\) has an empty spatial"),
 ])
 def test_conv_transpose2d_forward_errors(args, kwargs, err, match):
     with pytest.raises(err, match=match):

@@ -31,6 +31,15 @@ def _float4d(a, who, arg, layout, dtype=None):
     return a
 
 
+def check_spatial(x, who, arg="x"):
+    """Refuse an empty image (H or W of 0) in a non-empty batch, as PyTorch
+    does: padding could still give it an output, all bias, of a convolution
+    over nothing. An empty batch of any image size is allowed."""
+    if (x.ndim == 3 or x.shape[0]) and 0 in x.shape[-2:]:
+        raise ValueError(f"{who}: {arg} of shape {x.shape} has an empty spatial axis; "
+                         f"H and W must be at least 1 (only the batch may be empty)")
+
+
 def _weight(weight, who, layout, dtype):
     """weight as a 4-D array of x's dtype with no empty axis."""
     weight = _float4d(weight, who, "weight", layout, dtype)
@@ -57,6 +66,7 @@ def check_conv2d(x, weight, bias, stride, padding, dilation, groups):
     output of at least 1x1. Returns x and weight as arrays."""
     who = "conv2d_forward"
     x = _float4d(x, who, "x", "(N, C, H, W)")
+    check_spatial(x, who)
     weight = _weight(weight, who, "(O, C/groups, KH, KW)", x.dtype)
     g = positive_int(groups, who, "groups")
     o, cg = weight.shape[:2]
@@ -83,6 +93,7 @@ def check_conv_transpose2d(x, weight, bias, stride, padding, output_padding, dil
     of at least 1x1. Returns x and weight as arrays."""
     who = "conv_transpose2d_forward"
     x = _float4d(x, who, "x", "(N, C, H, W)")
+    check_spatial(x, who)
     weight = _weight(weight, who, "(C, O/groups, KH, KW)", x.dtype)
     g = positive_int(groups, who, "groups")
     if x.shape[1] != weight.shape[0] or weight.shape[0] % g:

@@ -8,6 +8,7 @@ import numpy as np
 from .._checks import as_float_dtype, nonnegative_pair, positive_int, positive_pair
 from ..functional import conv as F
 from ..functional import padding as P
+from ..functional._conv_checks import check_spatial
 from ..shapes import check_output_padding, conv_output_size, conv_transpose_output_size
 from ._params import add_grads, weight_and_bias
 from .module import Module
@@ -22,6 +23,7 @@ def _batched(x, who, channels):
     if batched.shape[1] != channels:
         raise ValueError(f"{who}: expected input of shape (N, {channels}, H, W), got "
                          f"{x.shape} ({batched.shape[1]} channels)")
+    check_spatial(x, who, "input")
     return batched
 
 
