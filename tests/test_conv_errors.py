@@ -6,6 +6,7 @@ import re
 import numpy as np
 import pytest
 
+from nnzero.functional import conv as F
 from nnzero.layers import Conv2d, ConvTranspose2d
 
 F64 = np.float64
@@ -69,3 +70,17 @@ def test_empty_images_only_in_an_empty_batch():
             with pytest.raises(ValueError, match=rf"{name}: input of shape {re.escape(str(shape))}"
                                                  r" has an empty spatial axis"):
                 layer(np.zeros(shape))
+
+
+@pytest.mark.parametrize("nbytes,err,match", [
+    (0, ValueError, "nbytes must be positive, got 0"),
+    (-5, ValueError, "nbytes must be positive, got -5"),
+    (1.5, TypeError, "nbytes must be an int, got 1.5"),
+    ("10", TypeError, "nbytes must be an int, got '10'"),
+    (True, TypeError, "nbytes must be an int, got True"),
+])
+def test_im2col_budget_errors(nbytes, err, match):
+    old = F.im2col_budget()
+    with pytest.raises(err, match=f"set_im2col_budget: {match}"):
+        F.set_im2col_budget(nbytes)
+    assert F.im2col_budget() == old   # a refused budget leaves the old one

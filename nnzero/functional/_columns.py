@@ -21,8 +21,10 @@ ALGORITHM = ["auto"]
 
 def set_im2col_budget(nbytes):
     """Set the column-matrix budget in bytes; returns the previous value."""
-    if not isinstance(nbytes, (int, np.integer)) or nbytes < 1:
-        raise ValueError(f"set_im2col_budget: nbytes must be a positive int, got {nbytes!r}")
+    if not isinstance(nbytes, (int, np.integer)) or isinstance(nbytes, bool):
+        raise TypeError(f"set_im2col_budget: nbytes must be an int, got {nbytes!r}")
+    if nbytes < 1:
+        raise ValueError(f"set_im2col_budget: nbytes must be positive, got {nbytes!r}")
     old, _BUDGET[0] = _BUDGET[0], int(nbytes)
     return old
 
