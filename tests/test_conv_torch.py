@@ -6,7 +6,8 @@ values and in every gradient, for each option (including 'same', output_padding
 and ``forward(x, output_size)``); and every fast float32 path the 'auto' rules
 pick on realistic shapes (each Winograd family, the batch-minor products, the
 direct loops, the sub-pixel transposed convolution) must agree with PyTorch's
-float64 result to float32 rounding of the output's scale."""
+float64 result to float32 rounding of the output's scale. Both layers also
+refuse (ValueError) exactly the drawn configurations PyTorch refuses."""
 import numba
 import numpy as np
 import pytest
@@ -168,3 +169,57 @@ def test_float32_conv_transpose2d_paths_match_pytorch(path, shape):
         return torch.nn.functional.conv_transpose2d(xt, wt, bt, s, p, op)
 
     _check_float32(layer, x, fn, path, rng)
+
+
+def _raises(fn):
+    """Whether fn() raises; a ValueError is the only error nnzero may raise here."""
+    try:
+        fn()
+    except ValueError:
+        return True
+    return False
+
+
+def _torch_raises(fn):
+    try:
+        fn()
+    except RuntimeError:
+        return True
+    return False
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
+@given(cfg=conv_configs(), transposed=st.booleans(), data=st.data())
+def test_refuses_exactly_what_pytorch_refuses(cfg, transposed, data):
+    """Drawn configurations include kernels larger than the padded input and,
+    for the transposed layer, output_padding out of range and padding that
+    crops the whole output: nnzero raises a ValueError (in the constructor or
+    the forward) exactly where PyTorch's forward raises."""
+    torch = _torch()
+    if transposed and isinstance(cfg["padding"], str):
+        return
+    s, d = cfg["stride"], cfg["dilation"]
+    size = (data.draw(st.integers(1, 5)), data.draw(st.integers(1, 5)))   # often too small
+    x = np.random.default_rng(cfg["seed"]).standard_normal((cfg["n"], cfg["c"]) + size)
+    xt = torch.tensor(x)
+    wshape = ((cfg["c"], cfg["o"] // cfg["groups"]) if transposed
+              else (cfg["o"], cfg["c"] // cfg["groups"])) + cfg["kernel"]
+    wt = torch.zeros(wshape, dtype=torch.float64)
+    if transposed:
+        op = tuple(data.draw(st.integers(0, max(si, di))) for si, di in zip(s, d))
+
+        def ours():
+            ConvTranspose2d(cfg["c"], cfg["o"], cfg["kernel"], s, cfg["padding"], op,
+                            cfg["groups"], dilation=d, dtype=F64, rng=0)(x)
+
+        def theirs():
+            torch.nn.functional.conv_transpose2d(xt, wt, None, s, cfg["padding"], op,
+                                                 cfg["groups"], d)
+    else:
+        def ours():
+            Conv2d(cfg["c"], cfg["o"], cfg["kernel"], s, cfg["padding"], d, cfg["groups"],
+                   dtype=F64, rng=0)(x)
+
+        def theirs():
+            torch.nn.functional.conv2d(xt, wt, None, s, cfg["padding"], d, cfg["groups"])
+    assert _raises(ours) == _torch_raises(theirs)
