@@ -137,6 +137,38 @@ def test_unbatched_input_and_empty_batch():
     gradcheck(t, x)
 
 
+@pytest.mark.parametrize("algorithm", ["auto", "im2col", "winograd"])
+def test_every_path_takes_an_empty_batch(algorithm):
+    """An empty batch gives empty outputs and zero gradients on every path
+    (forced 'winograd' sends 3x3 and 4x4 stride-2 layers to F(4x4, 2x2) over
+    the phases, whose kernels divide by N)."""
+    with conv_algorithm(algorithm):
+        for cls, k, s, g in [(Conv2d, 3, 1, 1), (Conv2d, 3, 2, 1), (Conv2d, 4, 2, 1),
+                             (Conv2d, 2, 1, 1), (Conv2d, 1, 1, 1), (Conv2d, 3, 1, 4),
+                             (Conv2d, 3, 2, 16), (ConvTranspose2d, 4, 2, 1),
+                             (ConvTranspose2d, 3, 2, 1)]:
+            layer = cls(16, 16, k, stride=s, padding=k // 2, groups=g, rng=0)
+            y = layer(np.zeros((0, 16, 20, 20), np.float32))
+            assert y.shape[:2] == (0, 16) and min(y.shape[2:]) > 0, (cls, k, s, g)
+            layer.zero_grad()
+            assert layer.backward(np.zeros_like(y)).shape == (0, 16, 20, 20)
+            assert not layer.weight.grad.any() and not layer.bias.grad.any()
+
+
+def test_batch_minor_winograd_families_take_an_empty_batch():
+    """F(4x4, 3x3) is taken only for 4 samples per thread and up, so its empty
+    batch is tried directly, with the stride-2 family's."""
+    x = np.zeros((0, 4, 12, 12))
+    for family, k, s in [("F(4x4,3x3)", 3, 1), ("F(4x4,2x2)/2", 3, 2), ("F(4x4,2x2)/2", 4, 2)]:
+        out = ((12 + 2 - k) // s + 1,) * 2
+        y = np.zeros((0, 4) + out)
+        cache = F.winograd.winograd_forward(x, np.ones((4, 4, k, k)), (1, 1), out, y,
+                                            family=family)
+        dx = np.empty_like(x)
+        dw = F.winograd.winograd_backward(y, cache, dx)
+        assert dw.shape == (4, 4, k, k) and not dw.any(), family
+
+
 @pytest.mark.parametrize("transposed,groups,algorithm", [
     (False, 1, "auto"), (False, 1, "im2col"), (False, 2, "auto"), (True, 2, "auto")])
 def test_tiny_im2col_budget_gives_the_same_result(transposed, groups, algorithm):

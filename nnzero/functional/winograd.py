@@ -185,7 +185,8 @@ def winograd_forward(x, weight, pad, out_size, out, bias=None, workspace=None, s
             out[lo:hi] += add_bias
 
     bounds = piece_bounds(n)
-    run_pieces(bounds, piece)
+    if n:   # an empty batch has no tiles (the batch-minor kernels divide by n)
+        run_pieces(bounds, piece)
     return WinogradCache(x.shape, weight, bias is not None, tuple(pad), (oh, ow), (th, tw),
                          bounds, v, u, family)
 
@@ -215,6 +216,8 @@ def winograd_backward(dy, cache, dx, workspace=None, shuffle=None):
         K.input_grad_one_thread(dvp, pad[0], pad[1], th, tw, dx[lo:hi])
         return du
 
+    if not x_shape[0]:   # an empty batch: no tiles, a zero gradient
+        return _filter_grad(np.zeros_like(u), weight.shape, fam)
     parts = run_pieces(bounds, piece)
     du = sum(parts[1:], parts[0])
     return _filter_grad(du, weight.shape, fam)
