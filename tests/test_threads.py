@@ -202,3 +202,15 @@ def test_a_split_kernel_covers_its_units_once(numba_threads, monkeypatch, units)
     _pool.run_split([0, 1, 2], lambda lo, hi: run(a))   # two pieces, each calling the kernel
     assert sorted(c[:2] for c in calls) == ([(0, units)] * 2 if units else [])
     np.testing.assert_array_equal(a, 5)
+
+
+def test_a_pool_grown_by_another_caller_still_takes_its_work():
+    """numba's thread count is per Python thread, so one caller may grow the
+    pool while another holds it and is about to hand it pieces: the old pool
+    must still run them (it was shut down, and refused them)."""
+    from nnzero.kernels import _pool
+    held = _pool._executor(1)
+    grown = _pool._executor(_pool._POOL["size"] + 1)
+    assert grown is not held
+    assert held.submit(lambda: 7).result() == 7
+    assert _pool._executor(1) is grown

@@ -41,10 +41,11 @@ _LOCK = threading.Lock()
 
 def _executor(size):
     with _LOCK:
-        # a forked child inherits the pool object but not its threads: start anew
+        # a forked child inherits the pool object but not its threads: start anew.
+        # A smaller pool is dropped, not shut down: a caller on another Python
+        # thread may hold it still and be about to hand it pieces; its idle
+        # threads leave once nothing refers to it.
         if _POOL["size"] < size or _POOL["pid"] != os.getpid():
-            if _POOL["pool"] is not None and _POOL["pid"] == os.getpid():
-                _POOL["pool"].shutdown(wait=False)
             _POOL["pool"] = ThreadPoolExecutor(size, thread_name_prefix="nnzero")
             _POOL["size"], _POOL["pid"] = size, os.getpid()
         return _POOL["pool"]
