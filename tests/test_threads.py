@@ -1,6 +1,7 @@
 """The convolutions and Linear split their work over threads (functional/_threads.py):
 the split must not change any result, cover every sample exactly once, pass
 errors on only after every piece has stopped, and give BLAS back its threads."""
+import os
 import threading
 
 import numba
@@ -78,6 +79,76 @@ def test_nested_calls_run_inline_and_blas_threads_are_restored(numba_threads):
     out = _threads.batch_pieces(4, piece)
     assert out == [[(0, 2)], [(0, 2)]]          # each inner call: one inline piece
     assert all(t == [1] * len(before) for t in inner)
+    assert _blas_threads() == before
+
+
+@two_threads
+def test_pieces_from_several_python_threads_keep_blas_at_one_and_restore_it(numba_threads):
+    """Three Python threads start pieces at once (two models run from threads):
+    BLAS stays at one thread in every piece, and has its threads back after.
+    Each caller limiting and restoring on its own left the last one to
+    restore setting BLAS to the one thread it had found (the other callers'
+    limit), and let one caller's pieces run while another had restored it."""
+    numba_threads(2)
+    before = _blas_threads()
+    seen = []
+    lock = threading.Lock()
+    start = threading.Barrier(3)
+
+    def piece(lo, hi):
+        with lock:
+            seen.append(_blas_threads())
+        threading.Event().wait(0.01)   # overlap with the other callers' pieces
+
+    def caller(k):
+        start.wait()
+        for _ in range(5 + k):
+            _threads.batch_pieces(4, piece)
+
+    callers = [threading.Thread(target=caller, args=(k,)) for k in range(3)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join()
+    assert len(seen) == 2 * (5 + 6 + 7)
+    assert all(t == [1] * len(before) for t in seen)
+    assert _blas_threads() == before
+
+
+@two_threads
+def test_layers_run_from_several_python_threads_give_the_serial_answer(numba_threads):
+    """The same layers run from three Python threads at once: every result
+    bit for bit the one a lone call gives (BLAS on one thread in the pieces
+    either way), and BLAS's threads back afterwards."""
+    numba_threads(2)
+    before = _blas_threads()
+    rng = np.random.default_rng(5)
+    makes = [lambda: Conv2d(16, 32, 3, stride=2, padding=1, rng=1),             # im2col
+             lambda: Conv2d(16, 16, 3, padding=1, rng=1),                       # Winograd
+             lambda: ConvTranspose2d(32, 16, 4, stride=2, padding=1, rng=1)]    # sub-pixel
+    cases = []
+    for make in makes:
+        layer = make()
+        x = rng.standard_normal((8, layer.in_channels, 16, 16)).astype(np.float32)
+        y = layer(x)
+        dy = np.cos(y)
+        cases.append((make, x, dy, [y, layer.backward(dy), layer.weight.grad.copy()]))
+    mismatches = []
+
+    def caller(k):
+        for i in range(6):
+            make, x, dy, expected = cases[(k + i) % len(cases)]
+            layer = make()
+            got = [layer(x), layer.backward(dy), layer.weight.grad]
+            if not all(np.array_equal(a, b) for a, b in zip(got, expected)):
+                mismatches.append((k, i))
+
+    callers = [threading.Thread(target=caller, args=(k,)) for k in range(3)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join()
+    assert mismatches == []
     assert _blas_threads() == before
 
 
@@ -214,3 +285,41 @@ def test_a_pool_grown_by_another_caller_still_takes_its_work():
     assert grown is not held
     assert held.submit(lambda: 7).result() == 7
     assert _pool._executor(1) is grown
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+# Python 3.12+ warns on fork() in a process with threads (this test's point)
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_child_forked_while_another_thread_holds_blas_runs_its_layers():
+    """The turn at limiting BLAS is a lock: a child forked while another
+    thread of the parent held it must not wait for that thread (which the
+    child does not have) before its first convolution."""
+    import multiprocessing
+
+    layer = Conv2d(4, 6, 3, stride=2, padding=1, rng=1)
+    x = np.ones((4, 4, 8, 8), dtype=np.float32)
+    expected = layer(x)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold():
+        with _threads.blas_one_thread():
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(30)
+    try:
+        ctx = multiprocessing.get_context("fork")
+        results = ctx.Queue()
+        child = ctx.Process(target=lambda: results.put(layer(x)))
+        child.start()
+        child.join(60)
+        hung = child.is_alive()
+        if hung:
+            child.kill()
+    finally:
+        release.set()
+        holder.join()
+    assert not hung
+    np.testing.assert_array_equal(results.get(timeout=10), expected)

@@ -21,31 +21,61 @@ their count is numba's (``NUMBA_NUM_THREADS`` or
 ``numba.set_num_threads``). BLAS is
 limited to one thread only while the pieces run (threadpoolctl), and put
 back afterwards.
+
+OpenBLAS's thread count is one setting for the whole process, so callers on
+several Python threads (two models run from threads) take turns: one
+caller's pieces at a time, each caller limiting BLAS and restoring it on its
+own thread. Limiting and restoring each on its own, overlapping, callers
+found BLAS already limited by another and, restoring last, left it at one
+thread for good (and one caller's pieces ran with BLAS's threads back while
+another's restore had come first). Taking turns costs nothing: one caller's
+pieces already occupy every thread.
 """
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 
 from ..kernels._pool import inside_piece, run_split, split_bounds
 
 _BLAS = {"controller": None}
 _LOCK = threading.Lock()
+_TURN = threading.RLock()   # one Python thread's BLAS limit at a time (see above)
+
+
+def _new_turn():
+    # A child forked while another thread held the turn would wait for it
+    # forever (the holder does not exist there): the child starts with its own.
+    global _TURN
+    _TURN = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_turn)
+
+
+@contextlib.contextmanager
+def _one_thread_turn():
+    with _TURN:   # re-entrant: a caller's products, then its pieces, nest
+        with _LOCK:
+            if _BLAS["controller"] is None:
+                from threadpoolctl import ThreadpoolController
+
+                _BLAS["controller"] = ThreadpoolController()
+        with _BLAS["controller"].limit(limits=1, user_api="blas"):
+            yield
 
 
 def blas_one_thread():
     """A context manager limiting BLAS to one thread (threadpoolctl, made once),
     for the products run outside the pieces too; inside a piece, where BLAS is
     limited already, it does nothing (so that no piece restores the limit the
-    caller set under another piece)."""
+    caller set under another piece). Callers on other Python threads wait
+    for the limit to be lifted before setting their own."""
     if inside_piece():
         return contextlib.nullcontext()
-    with _LOCK:
-        if _BLAS["controller"] is None:
-            from threadpoolctl import ThreadpoolController
-
-            _BLAS["controller"] = ThreadpoolController()
-    return _BLAS["controller"].limit(limits=1, user_api="blas")
+    return _one_thread_turn()
 
 
 __all__ = ["inside_piece", "piece_bounds", "run_pieces", "batch_pieces", "blas_one_thread"]
