@@ -323,3 +323,71 @@ def test_a_child_forked_while_another_thread_holds_blas_runs_its_layers():
         holder.join()
     assert not hung
     np.testing.assert_array_equal(results.get(timeout=10), expected)
+
+
+@pytest.mark.parametrize("layer_module_call, make", [
+    ("conv2d_forward", lambda: Conv2d(8, 8, 3, padding=1, rng=1)),
+    ("conv_transpose2d_forward", lambda: ConvTranspose2d(8, 8, 4, stride=2, padding=1, rng=1)),
+], ids=["Conv2d", "ConvTranspose2d"])
+def test_calls_on_one_layer_from_two_python_threads_never_share_its_workspace(
+        layer_module_call, make, monkeypatch):
+    """A layer reuses its column and tile buffers from call to call. A second
+    Python thread calling the same layer (serving a model from threads) while
+    the first is inside a call gets buffers of its own: shared, one call
+    wrote its columns over the other's and both returned wrong outputs."""
+    from nnzero.layers import conv as layer_conv
+    layer = make()
+    x = np.random.default_rng(2).standard_normal((2, 8, 6, 6)).astype(np.float32)
+    expected = layer(x)
+    real = getattr(F, layer_module_call)
+    seen, inside, go_on = [], threading.Event(), threading.Event()
+
+    def call(*args, workspace=None, **kwargs):
+        seen.append(workspace)
+        if threading.current_thread() is threading.main_thread():
+            inside.set()
+            go_on.wait(30)   # the other thread's whole call happens now
+        return real(*args, workspace=workspace, **kwargs)
+
+    monkeypatch.setattr(layer_conv.F, layer_module_call, call)
+    other = []
+    second = threading.Thread(target=lambda: (inside.wait(30), other.append(layer(x)),
+                                              go_on.set()))
+    second.start()
+    first = layer(x)
+    second.join()
+    assert len(seen) == 2
+    assert seen[0] is not seen[1], "both calls were handed the same workspace"
+    np.testing.assert_array_equal(first, expected)
+    np.testing.assert_array_equal(other[0], expected)
+    np.testing.assert_array_equal(layer(x), expected)   # and calls on one thread after
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_model_shared_by_python_threads_gives_each_its_own_outputs(numba_threads, threads):
+    """Inference from three Python threads through the same layers (each
+    thread its own inputs) gives every thread the outputs a lone call gives."""
+    numba_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    rng = np.random.default_rng(4)
+    layers = [(Conv2d(16, 32, 3, stride=2, padding=1, rng=1), 16),    # im2col
+              (Conv2d(16, 16, 3, padding=1, rng=1), 16),               # Winograd
+              (ConvTranspose2d(32, 16, 4, stride=2, padding=1, rng=1), 32),
+              (Conv2d(32, 32, 3, padding=1, rng=1), 32)]               # small planes
+    inputs = [[rng.standard_normal((8, c, 16 if c == 16 else 6, 16 if c == 16 else 6))
+               .astype(np.float32) for _ in range(3)] for _, c in layers]
+    expected = [[layer(x) for x in xs] for (layer, _), xs in zip(layers, inputs)]
+    mismatches = []
+
+    def caller(k):
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        for i in range(8):
+            j = (k + i) % len(layers)
+            if not np.array_equal(layers[j][0](inputs[j][k]), expected[j][k]):
+                mismatches.append((k, i, j))
+
+    callers = [threading.Thread(target=caller, args=(k,)) for k in range(3)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join()
+    assert mismatches == []

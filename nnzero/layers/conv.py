@@ -1,6 +1,7 @@
 """Conv2d and ConvTranspose2d Modules (the math is in ``functional/conv.py``)."""
 from __future__ import annotations
 
+import contextlib
 from typing import NamedTuple
 
 import numpy as np
@@ -12,6 +13,23 @@ from ..functional._conv_checks import check_spatial
 from ..shapes import check_output_padding, conv_output_size, conv_transpose_output_size
 from ._params import add_grads, weight_and_bias
 from .module import Module
+
+
+@contextlib.contextmanager
+def _buffers_of(layer):
+    """The layer's reusable buffers, held by one call at a time: the call takes
+    them from the layer and gives them back. A call from another Python thread
+    meanwhile (serving a model from threads) works in buffers of its own;
+    sharing them, each call wrote its columns over the other's and both
+    returned wrong outputs. (The dict operations are atomic: no lock to keep
+    out of pickles and copies.)"""
+    buffers = layer.__dict__.pop("_workspace", None)
+    if buffers is None:
+        buffers = {}
+    try:
+        yield buffers
+    finally:
+        layer.__dict__["_workspace"] = buffers
 
 
 def _batched(x, who, channels):
@@ -132,19 +150,20 @@ class Conv2d(Module):
                 P.check_padding_fits(pads, xb.shape[2:], self.padding_mode, "Conv2d")
                 xb, pad_cache = P.pad2d_forward(xb, pads, self.padding_mode)
                 padding = 0
-        y, cache = F.conv2d_forward(xb, self.weight.data,
-                                    None if self.bias is None else self.bias.data,
-                                    self.stride, padding, self.dilation, self.groups,
-                                    workspace=self._workspace)
+        with _buffers_of(self) as buffers:
+            y, cache = F.conv2d_forward(xb, self.weight.data,
+                                        None if self.bias is None else self.bias.data,
+                                        self.stride, padding, self.dilation, self.groups,
+                                        workspace=buffers)
         if pad_cache is not None:
             cache = _PaddedCache(cache, pad_cache)
         return (y if x.ndim == 4 else y[0]), cache
 
     def _backward(self, dy, cache):
         padded = isinstance(cache, _PaddedCache)
-        dx, dw, db = F.conv2d_backward(dy if dy.ndim == 4 else dy[None],
-                                       cache.conv if padded else cache,
-                                       workspace=self._workspace)
+        with _buffers_of(self) as buffers:
+            dx, dw, db = F.conv2d_backward(dy if dy.ndim == 4 else dy[None],
+                                           cache.conv if padded else cache, workspace=buffers)
         if padded:
             dx = P.pad2d_backward(dx, cache.pad)
         add_grads(self, dw, db)
@@ -222,15 +241,17 @@ class ConvTranspose2d(Module):
         except ValueError as err:
             raise ValueError(f"ConvTranspose2d: input of shape {x.shape} gives no output: "
                              f"{err}") from None
-        y, cache = F.conv_transpose2d_forward(xb, self.weight.data,
-                                             None if self.bias is None else self.bias.data,
-                                             self.stride, self.padding, op, self.dilation,
-                                             self.groups, workspace=self._workspace)
+        with _buffers_of(self) as buffers:
+            y, cache = F.conv_transpose2d_forward(xb, self.weight.data,
+                                                 None if self.bias is None else self.bias.data,
+                                                 self.stride, self.padding, op, self.dilation,
+                                                 self.groups, workspace=buffers)
         return (y if x.ndim == 4 else y[0]), cache
 
     def _backward(self, dy, cache):
-        dx, dw, db = F.conv_transpose2d_backward(dy if dy.ndim == 4 else dy[None], cache,
-                                                 workspace=self._workspace)
+        with _buffers_of(self) as buffers:
+            dx, dw, db = F.conv_transpose2d_backward(dy if dy.ndim == 4 else dy[None], cache,
+                                                     workspace=buffers)
         add_grads(self, dw, db)
         return dx
 
