@@ -23,6 +23,15 @@ def _blas_threads():
     return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
 
 
+def _in_python_threads(fn, count):
+    """fn(0), ..., fn(count - 1), each on a Python thread of its own, at once."""
+    callers = [threading.Thread(target=fn, args=(k,)) for k in range(count)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join()
+
+
 @pytest.fixture
 def numba_threads():
     old = numba.get_num_threads()
@@ -105,11 +114,7 @@ def test_pieces_from_several_python_threads_keep_blas_at_one_and_restore_it(numb
         for _ in range(5 + k):
             _threads.batch_pieces(4, piece)
 
-    callers = [threading.Thread(target=caller, args=(k,)) for k in range(3)]
-    for t in callers:
-        t.start()
-    for t in callers:
-        t.join()
+    _in_python_threads(caller, 3)
     assert len(seen) == 2 * (5 + 6 + 7)
     assert all(t == [1] * len(before) for t in seen)
     assert _blas_threads() == before
@@ -143,11 +148,7 @@ def test_layers_run_from_several_python_threads_give_the_serial_answer(numba_thr
             if not all(np.array_equal(a, b) for a, b in zip(got, expected)):
                 mismatches.append((k, i))
 
-    callers = [threading.Thread(target=caller, args=(k,)) for k in range(3)]
-    for t in callers:
-        t.start()
-    for t in callers:
-        t.join()
+    _in_python_threads(caller, 3)
     assert mismatches == []
     assert _blas_threads() == before
 
@@ -392,9 +393,5 @@ def test_a_model_shared_by_python_threads_gives_each_its_own_outputs(numba_threa
             if not np.allclose(y, want, rtol=1e-5, atol=1e-5 * np.abs(want).max()):
                 mismatches.append((k, i, j, float(np.abs(y - want).max())))
 
-    callers = [threading.Thread(target=caller, args=(k,)) for k in range(3)]
-    for t in callers:
-        t.start()
-    for t in callers:
-        t.join()
+    _in_python_threads(caller, 3)
     assert mismatches == []
