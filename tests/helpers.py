@@ -90,6 +90,17 @@ def naive_conv_transpose2d(x, w, b, stride, padding, dilation, groups, out_size)
     return y
 
 
+def whole_kernel():
+    """``with whole_kernel(): ...``: under 'auto', convolutions run with every
+    kernel tap, dead ones included (``_columns.live_taps`` off, as under a
+    forced algorithm), so that a test of one path's loops reaches them on
+    every drawn size, a 1-pixel side with padding among them."""
+    from unittest import mock
+
+    from nnzero.functional import conv
+    return mock.patch.object(conv, "live_taps", lambda geo, size: None)
+
+
 class conv_algorithm:
     """``with conv_algorithm('im2col'): ...`` runs a block with a chosen
     convolution algorithm and restores the previous one."""
@@ -185,7 +196,7 @@ def check_path_against_im2col(layer, x, algorithm, cache_type, rng, family=None)
     ``cache_type`` (and Winograd tile ``family``, if given), passes the
     gradient check, and gives im2col's outputs and gradients (float64, to
     rounding)."""
-    with conv_algorithm(algorithm):
+    with conv_algorithm(algorithm), whole_kernel():
         y = layer(x)
         assert isinstance(layer._ctx.cache, cache_type)
         assert family is None or layer._ctx.cache.family == family
@@ -225,6 +236,25 @@ def conv_configs(draw, transposed=False):
     return dict(n=draw(st.integers(1, 2)), c=c, o=o, kernel=(kh, kw), stride=stride,
                 padding=padding, dilation=dilation, groups=groups, bias=draw(st.booleans()),
                 h=h, w=w, seed=draw(seeds()))
+
+
+@st.composite
+def dead_tap_configs(draw):
+    """Small images under dilations and paddings that reach past them."""
+    groups = draw(st.integers(1, 2))
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    dilation = (draw(st.integers(1, 9)), draw(st.integers(1, 9)))
+    h, w = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    if draw(st.booleans()):
+        stride, padding = (1, 1), "same"
+    else:
+        stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+        padding = tuple(draw(st.integers(max(0, -(-(d * (k - 1) + 1 - n) // 2)), d * (k - 1)))
+                        for d, k, n in zip(dilation, kernel, (h, w)))
+    return dict(n=draw(st.integers(1, 2)), c=groups * draw(st.integers(1, 2)),
+                o=groups * draw(st.integers(1, 2)), groups=groups, kernel=kernel,
+                stride=stride, padding=padding, dilation=dilation, h=h, w=w,
+                bias=draw(st.booleans()), seed=draw(seeds()))
 
 
 def fits(cfg):

@@ -3,7 +3,8 @@ optional reference: without it these tests skip).
 
 Drawn float64 layers must agree with ``torch.nn.functional`` to rounding, in
 values and in every gradient, for each option (including 'same', output_padding
-and ``forward(x, output_size)``); and every fast float32 path the 'auto' rules
+and ``forward(x, output_size)``, and dilations and paddings reaching past the
+image, where Conv2d drops its dead taps); and every fast float32 path the 'auto' rules
 pick on realistic shapes (each Winograd family, the batch-minor products, the
 direct loops, the sub-pixel transposed convolution) must agree with PyTorch's
 float64 result to float32 rounding of the output's scale. Both layers also
@@ -14,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import CONV_PATHS, CONVT_PATHS, conv_configs, conv_path, fits
+from helpers import CONV_PATHS, CONVT_PATHS, conv_configs, conv_path, dead_tap_configs, fits
 from nnzero.layers import Conv2d, ConvTranspose2d
 from nnzero.shapes import conv_transpose_output_size
 
@@ -50,7 +51,7 @@ def _check(layer, x, y, dy, ref, **tol):
 
 # PyTorch warns that it copies the input for 'same' with an even kernel (speed only)
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
-@given(cfg=conv_configs())
+@given(cfg=st.one_of(conv_configs(), dead_tap_configs()))
 def test_conv2d_matches_pytorch(cfg):
     torch = _torch()
     if not fits(cfg):

@@ -93,6 +93,51 @@ def make_geometry(kernel, stride=1, padding=0, dilation=1, groups=1):
     return Geometry(kernel, stride, before, after, dilation, int(groups))
 
 
+def _reaches(size, stride, offset, out):
+    """Whether some output index i < out puts ``i*stride - offset`` in [0, size)."""
+    first = max(0, -(-offset // stride))        # the least i with i*stride >= offset
+    return first < out and first * stride - offset < size
+
+
+def live_taps(geo, size):
+    """The same convolution without its dead kernel rows and columns, or None.
+
+    Kernel row u reads input row i*S - P + u*D for output row i. When that is
+    padding for every output row, the row multiplies only zeros: dead. With a
+    dilation or padding large against the image (an atrous layer at DeepLab's
+    rates 24 or 36 on a 17x17 map; or any 3x3 'same' layer on a 1-pixel side)
+    only the centre row may be live, and computing the dead ones costs up to
+    9x the work, and a padded copy of the input as large as the padding (a
+    dilation of 10**12 ran out of memory). Returns ``(geometry, (row, col))``:
+    the geometry of the kernel's live rows and columns (first live to last; a
+    dead one between live ones stays) and where they start in the kernel. The
+    output is the same; the dead taps' weight gradients are 0. None when
+    every tap is live, or none is (then the output is the bias alone, and the
+    convolution runs as it is).
+    """
+    out = geo.out_size(*size)
+    kernel, before, after, dilation, first = [], [], [], [], []
+    for n, k, s, p, d, o in zip(size, geo.kernel, geo.stride, geo.pad_before, geo.dilation,
+                                out):
+        live = [u for u in range(k) if _reaches(n, s, p - u * d, o)]
+        if not live:
+            return None
+        lo = min(live[0], p // d)      # no negative padding before the first kept tap
+        k_live = live[-1] + 1 - lo
+        pad = p - lo * d
+        kernel.append(k_live)
+        before.append(pad)
+        # only the output size reads it: whatever makes it o (negative: rows
+        # past the last window's reach, never read)
+        after.append((o - 1) * s + d * (k_live - 1) + 1 - n - pad)
+        dilation.append(d if k_live > 1 else 1)
+        first.append(lo)
+    if tuple(kernel) == tuple(geo.kernel):
+        return None
+    return (Geometry(tuple(kernel), geo.stride, tuple(before), tuple(after), tuple(dilation),
+                     geo.groups), tuple(first))
+
+
 def _is_pointwise(geo):
     """1x1 kernel, stride 1, no padding: the columns are the input itself (when the
     window grid is the image: a transposed convolution's output_padding can grow it)."""

@@ -49,8 +49,8 @@ import numpy as np
 from . import conv_batch_minor, direct, winograd
 from ._conv_checks import check_conv2d, check_dy
 from ._columns import (ALGORITHM, Geometry, bias_grad, chunk_size, columns_are_input,  # noqa: F401
-                       from_columns, im2col_budget, make_geometry, set_im2col_budget,
-                       to_columns)
+                       from_columns, im2col_budget, live_taps, make_geometry,
+                       set_im2col_budget, to_columns)
 from ._scratch import scratch
 from ._threads import batch_pieces, piece_bounds
 
@@ -195,9 +195,19 @@ class ConvCache(NamedTuple):
     cols: object           # (N, C*KH*KW, L) when the whole batch fit the budget, else None
 
 
+class TrimmedCache(NamedTuple):
+    inner: object          # the cache of the convolution by the live taps alone
+    kernel: tuple          # the whole kernel's (KH, KW)
+    first: tuple           # where the live taps start in it (row, column)
+
+
 def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
                    workspace=None):
     """y (N, O, OH, OW) = conv(x, weight) + bias (arguments checked by ``_conv_checks``).
+
+    Under 'auto', kernel rows and columns that meet only the zero padding, at
+    every output position, are left out (``live_taps``: dilations or padding
+    reaching past the image); their weight gradients are 0.
 
     ``workspace``: an optional dict whose buffers are reused between calls; the
     cache then refers to them, so only the latest cache of a workspace is valid
@@ -206,6 +216,17 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
     x, weight = check_conv2d(x, weight, bias, stride, padding, dilation, groups)
     geo = make_geometry(weight.shape[2:], stride, padding, dilation, groups)
     x = np.ascontiguousarray(x)
+    trimmed = live_taps(geo, x.shape[2:]) if ALGORITHM[0] == "auto" else None
+    if trimmed is None:
+        return _conv2d_forward(x, weight, bias, geo, workspace)
+    live, (r0, c0) = trimmed
+    kh, kw = live.kernel
+    y, cache = _conv2d_forward(x, np.ascontiguousarray(weight[:, :, r0:r0 + kh, c0:c0 + kw]),
+                               bias, live, workspace)
+    return y, TrimmedCache(cache, geo.kernel, (r0, c0))
+
+
+def _conv2d_forward(x, weight, bias, geo, workspace):
     n, c, h, w = x.shape
     o = weight.shape[0]
     g = geo.groups
@@ -261,6 +282,12 @@ def _output(cache):
 def conv2d_backward(dy, cache, workspace=None):
     """Return ``(dx, dweight, dbias)`` (``dbias`` None without bias) for dL/dy
     of the forward's output shape."""
+    if isinstance(cache, TrimmedCache):   # the dead taps' gradients are 0
+        dx, dw_live, db = conv2d_backward(dy, cache.inner, workspace)
+        dw = np.zeros(dw_live.shape[:2] + tuple(cache.kernel), dtype=dw_live.dtype)
+        (r0, c0), (kh, kw) = cache.first, dw_live.shape[2:]
+        dw[:, :, r0:r0 + kh, c0:c0 + kw] = dw_live
+        return dx, dw, db
     dy = check_dy(dy, *_output(cache), "conv2d_backward")
     if isinstance(cache, winograd.WinogradCache):
         return winograd.conv2d_winograd_backward(dy, cache, workspace)
