@@ -14,7 +14,7 @@ from .cases import (Case, Workload, _module_case, _nnzero_layer, _rand, _textboo
 
 
 # -- Conv2d -----------------------------------------------------------------------
-CONV = {  # name: (N, C, H, O, k, stride, padding, groups)
+CONV = {  # name: (N, C, H, O, k, stride, padding, groups[, dilation])
     "conv_stem": (64, 3, 32, 32, 3, 1, 1, 1),
     "conv_mid": (32, 64, 32, 64, 3, 1, 1, 1),
     "conv_strided": (32, 64, 32, 128, 3, 2, 1, 1),
@@ -24,17 +24,20 @@ CONV = {  # name: (N, C, H, O, k, stride, padding, groups)
     "conv_depthwise": (32, 128, 16, 128, 3, 1, 1, 128),
     "conv_dw_strided": (32, 256, 16, 256, 3, 2, 1, 256),   # a MobileNet downsampling layer
     "conv_small": (32, 512, 4, 512, 3, 1, 1, 1),   # a ResNet's last stage on 32x32 images
+    # a DeepLab ASPP branch (rate 24) on a 17x17 map: only the centre tap meets it
+    "conv_atrous": (8, 256, 17, 256, 3, 1, 24, 1, 24),
 }
 
 
 def _conv_cfg(name, quick):
-    n, c, h, o, k, s, p, g = CONV[name]
+    n, c, h, o, k, s, p, g, *dilation = CONV[name]
+    d = dilation[0] if dilation else 1
     if quick:
         depthwise = g == c == o
         n, h, c, o = 2, 8, min(c, 16), min(o, 16)
         g = c if depthwise else g
-    oh = (h + 2 * p - k) // s + 1
-    return n, c, h, o, k, s, p, g, oh
+    oh = (h + 2 * p - d * (k - 1) - 1) // s + 1
+    return n, c, h, o, k, s, p, g, d, oh
 
 
 def _products_case(p, q, m, flops):
@@ -70,30 +73,32 @@ def _conv_builders(name):
         conv = _nnzero_layer("Conv2d")
         if conv is None:
             return None
-        n, c, h, o, k, s, p, g, oh = _conv_cfg(name, quick)
-        layer = conv(c, o, k, stride=s, padding=p, groups=g, rng=0)
+        n, c, h, o, k, s, p, g, d, oh = _conv_cfg(name, quick)
+        layer = conv(c, o, k, stride=s, padding=p, dilation=d, groups=g, rng=0)
         return _module_case(layer, _rand((n, c, h, h)), _rand((n, o, oh, oh), 1))
 
     def torch_(quick):
         torch = _torch()
         if torch is None:
             return None
-        n, c, h, o, k, s, p, g, oh = _conv_cfg(name, quick)
-        m = torch.nn.Conv2d(c, o, k, stride=s, padding=p, groups=g)
+        n, c, h, o, k, s, p, g, d, oh = _conv_cfg(name, quick)
+        m = torch.nn.Conv2d(c, o, k, stride=s, padding=p, dilation=d, groups=g)
         return _torch_case(torch, m, _rand((n, c, h, h)), _rand((n, o, oh, oh), 1))
 
     def text(quick):
-        n, c, h, o, k, s, p, g, oh = _conv_cfg(name, quick)
+        n, c, h, o, k, s, p, g, d, oh = _conv_cfg(name, quick)
+        if d > 1:   # the books' im2col has no dilation
+            return None
         layer = tb.Convolution(_rand((o, c // g, k, k), 2) * 0.1, np.zeros(o, np.float32),
                                s, p, g)
         return _textbook_case(layer, _rand((n, c, h, h)), _rand((n, o, oh, oh), 1))
 
     def flops(quick):
-        n, c, h, o, k, s, p, g, oh = _conv_cfg(name, quick)
+        n, c, h, o, k, s, p, g, d, oh = _conv_cfg(name, quick)
         return 3 * 2 * n * o * oh * oh * (c // g) * k * k
 
     def products(quick):
-        n, c, h, o, k, s, p, g, oh = _conv_cfg(name, quick)
+        n, c, h, o, k, s, p, g, d, oh = _conv_cfg(name, quick)
         if g > 1:   # grouped layers run direct loops, not products
             return None
         return _products_case(o, c * k * k, n * oh * oh, flops(quick))
@@ -153,10 +158,10 @@ def _convt_builders(name):
 def conv_workloads():
     """The Conv2d rows, then the ConvTranspose2d ones."""
     table = []
-    for name, (n, c, h, o, k, s, p, g) in CONV.items():
+    for name, (n, c, h, o, k, s, p, g, *dilation) in CONV.items():
         b, f = _conv_builders(name)
         desc = f"Conv2d N={n}, C={c}, {h}x{h}, O={o}, k={k}, s={s}, p={p}" + (
-            f", groups={g}" if g > 1 else "")
+            f", groups={g}" if g > 1 else "") + (f", d={dilation[0]}" if dilation else "")
         table.append(Workload(name, desc, b, f))
     for name, (n, c, h, o, k, s, p) in CONVT.items():
         b, f = _convt_builders(name)
