@@ -290,12 +290,17 @@ CONVT_PATHS = [
     ("sub-pixel Winograd", (4, 64, 8, 32, 4, 2, 1, 0)),
     ("sub-pixel im2col", (4, 8, 8, 8, 4, 2, 1, 0)),
     ("col2im", (4, 16, 7, 8, 3, 2, 1, 1)),
+    ("col2im", (4, 32, 9, 16, 5, 1, 2, 0)),           # stride 1, few output channels
+    ("as-conv F(2x2,3x3)", (2, 32, 32, 32, 3, 1, 1, 0)),   # stride 1 as a convolution
+    ("as-conv im2col", (4, 16, 16, 32, 5, 1, 2, 0)),
 ]
 
 
 def conv_path(cache):
     """The name of the path a layer's forward took, from its cache."""
     kind = type(cache).__name__
+    if kind == "AsConvCache":
+        return "as-conv " + conv_path(cache.inner)
     if kind == "WinogradCache":
         return cache.family
     if kind == "SubpixelCache":

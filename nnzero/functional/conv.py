@@ -135,7 +135,7 @@ WINOGRAD_F43_MAX_CHANNELS = 256
 WINOGRAD_BATCH_MINOR_SAMPLES = 4
 
 
-def _winograd_family(geo, x_shape, o, out_size, itemsize):
+def winograd_family(geo, x_shape, o, out_size, itemsize):
     """The Winograd tile family this convolution runs by, or None for the others."""
     if ALGORITHM[0] == "im2col" or not winograd.applicable(geo):
         return None
@@ -218,20 +218,22 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
     x = np.ascontiguousarray(x)
     trimmed = live_taps(geo, x.shape[2:]) if ALGORITHM[0] == "auto" else None
     if trimmed is None:
-        return _conv2d_forward(x, weight, bias, geo, workspace)
+        return conv2d_by_geometry(x, weight, bias, geo, workspace)
     live, (r0, c0) = trimmed
     kh, kw = live.kernel
-    y, cache = _conv2d_forward(x, np.ascontiguousarray(weight[:, :, r0:r0 + kh, c0:c0 + kw]),
+    y, cache = conv2d_by_geometry(x, np.ascontiguousarray(weight[:, :, r0:r0 + kh, c0:c0 + kw]),
                                bias, live, workspace)
     return y, TrimmedCache(cache, geo.kernel, (r0, c0))
 
 
-def _conv2d_forward(x, weight, bias, geo, workspace):
+def conv2d_by_geometry(x, weight, bias, geo, workspace):
+    """``conv2d_forward`` for a built ``Geometry`` (padding may differ before and
+    after), x contiguous and the arguments checked: the path is chosen here."""
     n, c, h, w = x.shape
     o = weight.shape[0]
     g = geo.groups
     oh, ow = geo.out_size(h, w)
-    family = _winograd_family(geo, x.shape, o, (oh, ow), x.itemsize)
+    family = winograd_family(geo, x.shape, o, (oh, ow), x.itemsize)
     if family:
         return winograd.conv2d_winograd_forward(x, weight, bias, geo, family, workspace)
     if ALGORITHM[0] != "im2col" and direct.applicable(geo, c, o, (oh, ow)):
@@ -270,8 +272,10 @@ def _conv2d_forward(x, weight, bias, geo, workspace):
     return y.reshape(n, o, oh, ow), ConvCache(x, weight, bias is not None, geo, (oh, ow), kept)
 
 
-def _output(cache):
+def output_of(cache):
     """The shape and dtype of the forward's output, from any of its caches."""
+    if isinstance(cache, TrimmedCache):
+        return output_of(cache.inner)
     if isinstance(cache, winograd.WinogradCache):
         n, dtype = cache.x_shape[0], cache.v.dtype
     else:
@@ -288,7 +292,7 @@ def conv2d_backward(dy, cache, workspace=None):
         (r0, c0), (kh, kw) = cache.first, dw_live.shape[2:]
         dw[:, :, r0:r0 + kh, c0:c0 + kw] = dw_live
         return dx, dw, db
-    dy = check_dy(dy, *_output(cache), "conv2d_backward")
+    dy = check_dy(dy, *output_of(cache), "conv2d_backward")
     if isinstance(cache, winograd.WinogradCache):
         return winograd.conv2d_winograd_backward(dy, cache, workspace)
     if isinstance(cache, direct.DirectCache):

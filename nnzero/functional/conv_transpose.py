@@ -19,6 +19,9 @@ thread's whole share of the batch (``_threads.py``) with x reordered to
 dx, the small side (Cg*H*W per sample against Og*KH*KW*H*W for the columns);
 N small matmuls were measured ~2.5x slower.
 
+At stride 1 a transposed convolution is a convolution (flipped, transposed
+kernel; ``transpose_as_conv.py``) and runs as one where that is faster:
+Winograd, the direct loops of grouped layers, columns from the smaller side.
 When the stride divides the kernel (dilation 1, padding below the kernel
 size), ``subpixel.py`` can compute the same layer as one stride-1
 convolution of x and a pixel shuffle instead, and ``conv_transpose2d_forward``
@@ -80,6 +83,10 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
                  for s_in, s, p, d, k, extra in zip((h, w), geo.stride, geo.pad_before,
                                                     geo.dilation, geo.kernel, op))
     out_shape = (n, o, size[0], size[1])
+    from . import transpose_as_conv   # it imports conv.py, which imports this module
+    conv_geo = transpose_as_conv.geometry(geo, op)
+    if conv_geo is not None and transpose_as_conv.pays(conv_geo, x.shape, o, size, x.itemsize):
+        return transpose_as_conv.forward(x, weight, bias, conv_geo, workspace)
     if subpixel.winograd_pays(geo, x.shape, o, size, x.itemsize) or (
             ALGORITHM[0] != "im2col" and subpixel.applicable(geo, size)
             and subpixel.cheaper(geo, x.shape, o, size)):
@@ -113,6 +120,10 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
 
 def conv_transpose2d_backward(dy, cache, workspace=None):
     """Return ``(dx, dweight, dbias)`` for dL/dy of the forward's output shape."""
+    from . import transpose_as_conv
+    if isinstance(cache, transpose_as_conv.AsConvCache):
+        dy = check_dy(dy, *transpose_as_conv.output_of(cache), "conv_transpose2d_backward")
+        return transpose_as_conv.backward(dy, cache, workspace)
     out_shape = (subpixel.output_shape(cache) if isinstance(cache, subpixel.SubpixelCache)
                  else cache.out_shape)
     dy = check_dy(dy, out_shape, cache.x.dtype, "conv_transpose2d_backward")
