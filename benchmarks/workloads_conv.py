@@ -110,6 +110,8 @@ CONVT = {  # name: (N, C, H=W, O, kernel, stride, padding)
     "convT_up": (32, 64, 16, 32, 4, 2, 1),     # a DCGAN-style upsampling layer
     # a U-Net decoder's: its 2x2 sub-pixel convolution runs as Winograd F(3x3, 2x2)
     "convT_wide": (8, 128, 32, 64, 4, 2, 1),
+    # a decoder's stride-1 layer: runs as the convolution it equals (Winograd)
+    "convT_s1": (16, 64, 16, 64, 3, 1, 1),
 }
 
 
