@@ -284,6 +284,7 @@ CONV_PATHS = [
     ("direct", (4, 32, 12, 32, 3, 1, 1, 8)),          # grouped
     ("direct", (4, 24, 15, 24, 3, 2, 1, 24)),         # depthwise 3x3 at stride 2
     ("direct", (4, 24, 15, 24, 5, 2, 2, 24)),         # depthwise 5x5 at stride 2
+    ("trimmed batch-minor", (4, 16, 1, 24, 3, 1, 1, 1)),  # 1x1 maps: the centre tap alone
 ]
 # (path, (N, C, H, O, kernel, stride, padding, output_padding))
 CONVT_PATHS = [
@@ -299,8 +300,9 @@ CONVT_PATHS = [
 def conv_path(cache):
     """The name of the path a layer's forward took, from its cache."""
     kind = type(cache).__name__
-    if kind == "AsConvCache":
-        return "as-conv " + conv_path(cache.inner)
+    if kind in ("AsConvCache", "TrimmedCache"):
+        return {"AsConvCache": "as-conv ", "TrimmedCache": "trimmed "}[kind] + conv_path(
+            cache.inner)
     if kind == "WinogradCache":
         return cache.family
     if kind == "SubpixelCache":
