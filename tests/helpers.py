@@ -297,12 +297,14 @@ CONVT_PATHS = [
 ]
 
 
+_WRAPPED = {"AsConvCache": "as-conv ", "TrimmedCache": "trimmed "}   # caches around another
+
+
 def conv_path(cache):
     """The name of the path a layer's forward took, from its cache."""
     kind = type(cache).__name__
-    if kind in ("AsConvCache", "TrimmedCache"):
-        return {"AsConvCache": "as-conv ", "TrimmedCache": "trimmed "}[kind] + conv_path(
-            cache.inner)
+    if kind in _WRAPPED:
+        return _WRAPPED[kind] + conv_path(cache.inner)
     if kind == "WinogradCache":
         return cache.family
     if kind == "SubpixelCache":

@@ -284,10 +284,12 @@ def test_default_init_and_weight_layout():
     assert c.weight.shape == (8, 2, 3, 5) and c.bias.shape == (8,)
     bound = 1 / np.sqrt(2 * 3 * 5)
     assert np.abs(c.weight.data).max() <= bound < 1.1 * np.abs(c.weight.data).max()
+    assert np.abs(c.bias.data).max() <= bound
     t = ConvTranspose2d(4, 6, 3, groups=2, rng=0)
-    assert t.weight.shape == (4, 3, 3, 3)
+    assert t.weight.shape == (4, 3, 3, 3) and t.bias.shape == (6,)
     bound = 1 / np.sqrt(3 * 9)
-    assert np.abs(t.weight.data).max() <= bound
+    assert np.abs(t.weight.data).max() <= bound < 1.1 * np.abs(t.weight.data).max()
+    assert np.abs(t.bias.data).max() <= bound
 
 
 def test_repr():

@@ -221,8 +221,8 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
         return conv2d_by_geometry(x, weight, bias, geo, workspace)
     live, (r0, c0) = trimmed
     kh, kw = live.kernel
-    y, cache = conv2d_by_geometry(x, np.ascontiguousarray(weight[:, :, r0:r0 + kh, c0:c0 + kw]),
-                               bias, live, workspace)
+    live_weight = np.ascontiguousarray(weight[:, :, r0:r0 + kh, c0:c0 + kw])
+    y, cache = conv2d_by_geometry(x, live_weight, bias, live, workspace)
     return y, TrimmedCache(cache, geo.kernel, (r0, c0))
 
 
