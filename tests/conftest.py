@@ -7,6 +7,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
+from nnzero.functional import _threads
 from nnzero.kernels import _pool
 
 settings.register_profile(
@@ -27,3 +28,16 @@ def split_every_kernel_call():
     _pool.MIN_SPLIT_WORK = 0
     yield
     _pool.MIN_SPLIT_WORK = old
+
+
+@pytest.fixture(scope="session", autouse=True)
+def split_every_batch():
+    """Layers below ``_threads.MIN_SPLIT_MACS`` multiply-adds run whole on the
+    calling thread, and nearly every test's layer is that small: the suite
+    sets the threshold to 0, so that the batch split stays what the tests
+    check. ``tests/test_small_calls.py`` checks the threshold itself, with the
+    default this fixture returns."""
+    default = _threads.MIN_SPLIT_MACS
+    _threads.MIN_SPLIT_MACS = 0
+    yield default
+    _threads.MIN_SPLIT_MACS = default

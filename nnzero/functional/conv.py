@@ -52,7 +52,7 @@ from ._columns import (ALGORITHM, Geometry, bias_grad, chunk_size, columns_are_i
                        from_columns, im2col_budget, live_taps, make_geometry,
                        set_im2col_budget, to_columns)
 from ._scratch import scratch
-from ._threads import batch_pieces, piece_bounds
+from ._threads import batch_pieces, piece_bounds, whole_if_small
 
 _ALGORITHMS = ("auto", "im2col", "winograd")
 
@@ -228,11 +228,18 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
 
 def conv2d_by_geometry(x, weight, bias, geo, workspace):
     """``conv2d_forward`` for a built ``Geometry`` (padding may differ before and
-    after), x contiguous and the arguments checked: the path is chosen here."""
+    after), x contiguous and the arguments checked: the path is chosen here.
+    A small call runs whole on the calling thread (``_threads.whole_if_small``)."""
+    oh, ow = geo.out_size(*x.shape[2:])
+    with whole_if_small(x.shape[0] * oh * ow * weight.size):
+        return _forward_by_path(x, weight, bias, geo, (oh, ow), workspace)
+
+
+def _forward_by_path(x, weight, bias, geo, out_size, workspace):
     n, c, h, w = x.shape
     o = weight.shape[0]
     g = geo.groups
-    oh, ow = geo.out_size(h, w)
+    oh, ow = out_size
     family = winograd_family(geo, x.shape, o, (oh, ow), x.itemsize)
     if family:
         return winograd.conv2d_winograd_forward(x, weight, bias, geo, family, workspace)
@@ -292,7 +299,14 @@ def conv2d_backward(dy, cache, workspace=None):
         (r0, c0), (kh, kw) = cache.first, dw_live.shape[2:]
         dw[:, :, r0:r0 + kh, c0:c0 + kw] = dw_live
         return dx, dw, db
-    dy = check_dy(dy, *output_of(cache), "conv2d_backward")
+    shape, dtype = output_of(cache)
+    dy = check_dy(dy, shape, dtype, "conv2d_backward")
+    # the same choice as the forward's: (N, O, OH, OW) times C/G*KH*KW
+    with whole_if_small(int(np.prod(shape)) * cache.weight[0].size):
+        return _backward_by_path(dy, cache, workspace)
+
+
+def _backward_by_path(dy, cache, workspace):
     if isinstance(cache, winograd.WinogradCache):
         return winograd.conv2d_winograd_backward(dy, cache, workspace)
     if isinstance(cache, direct.DirectCache):

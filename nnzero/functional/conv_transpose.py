@@ -45,7 +45,7 @@ from ._conv_checks import check_conv_transpose2d, check_dy
 from ._columns import (ALGORITHM, Geometry, bias_grad, channels_first, chunk_size, from_columns,
                        make_geometry, pair, to_columns)
 from ._scratch import samples, scratch
-from ._threads import batch_pieces, piece_bounds, run_pieces
+from ._threads import batch_pieces, piece_bounds, run_pieces, whole_if_small
 
 
 # The forward pass writes the columns (the product) and col2im reads them right
@@ -76,17 +76,26 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
     op = pair(output_padding)
     x = np.ascontiguousarray(x)
     n, c, h, w = x.shape
-    g = geo.groups
-    og = weight.shape[1]
-    o = og * g
+    o = weight.shape[1] * geo.groups
     size = tuple((s_in - 1) * s - 2 * p + d * (k - 1) + extra + 1
                  for s_in, s, p, d, k, extra in zip((h, w), geo.stride, geo.pad_before,
                                                     geo.dilation, geo.kernel, op))
-    out_shape = (n, o, size[0], size[1])
     from . import transpose_as_conv   # it imports conv.py, which imports this module
     conv_geo = transpose_as_conv.geometry(geo, op)
     if conv_geo is not None and transpose_as_conv.pays(conv_geo, x.shape, o, size, x.itemsize):
         return transpose_as_conv.forward(x, weight, bias, conv_geo, workspace)
+    # a small call runs whole on the calling thread (``_threads.whole_if_small``;
+    # the convolution form above decides for itself, as Conv2d does)
+    with whole_if_small(n * h * w * weight.size):
+        return _forward_by_path(x, weight, bias, geo, size, workspace)
+
+
+def _forward_by_path(x, weight, bias, geo, size, workspace):
+    n, c, h, w = x.shape
+    g = geo.groups
+    og = weight.shape[1]
+    o = og * g
+    out_shape = (n, o, size[0], size[1])
     if subpixel.winograd_pays(geo, x.shape, o, size, x.itemsize) or (
             ALGORITHM[0] != "im2col" and subpixel.applicable(geo, size)
             and subpixel.cheaper(geo, x.shape, o, size)):
@@ -127,6 +136,14 @@ def conv_transpose2d_backward(dy, cache, workspace=None):
     out_shape = (subpixel.output_shape(cache) if isinstance(cache, subpixel.SubpixelCache)
                  else cache.out_shape)
     dy = check_dy(dy, out_shape, cache.x.dtype, "conv_transpose2d_backward")
+    n, _, h, w = cache.x.shape   # the forward's choice: N*H*W times the weight's size
+    weight_shape = (cache.weight_shape if isinstance(cache, subpixel.SubpixelCache)
+                    else cache.weight.shape)
+    with whole_if_small(n * h * w * int(np.prod(weight_shape))):
+        return _backward_by_path(dy, cache, workspace)
+
+
+def _backward_by_path(dy, cache, workspace):
     if isinstance(cache, subpixel.SubpixelCache):
         return subpixel.subpixel_backward(dy, cache, workspace)
     x, weight, has_bias, geo, out_shape = cache

@@ -20,6 +20,7 @@ The thread count is numba's (``NUMBA_NUM_THREADS`` or
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -62,6 +63,17 @@ def _run_marked(fn, lo, hi):
 def inside_piece():
     """Whether the calling thread is running a piece of ``run_split``."""
     return getattr(_STATE, "inside", False)
+
+
+@contextlib.contextmanager
+def as_one_piece():
+    """Run the block as a piece: every split inside it (``split_bounds``,
+    ``run_split``) keeps its work on the calling thread."""
+    before, _STATE.inside = inside_piece(), True
+    try:
+        yield
+    finally:
+        _STATE.inside = before
 
 
 def split_bounds(n, serial=False):

@@ -1,0 +1,171 @@
+"""Small convolution calls run whole on the calling thread
+(``functional/_threads.py: whole_if_small``): below ``MIN_SPLIT_MACS``
+multiply-adds a call keeps BLAS at one thread, never hands work to the pool,
+takes the path it would take on one thread, and gives the split answer.
+
+The rest of the suite runs with the threshold at 0 (``conftest.py``); these
+tests set it themselves."""
+import threading
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import given
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from helpers import CONV_PATHS, CONVT_PATHS, conv_configs, conv_path, fits
+from nnzero.functional import _threads
+from nnzero.kernels import _pool
+from nnzero.layers import Conv2d, ConvTranspose2d
+
+F64 = np.float64
+WHOLE = 1 << 62   # every call below it
+two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
+                                 reason="numba has a single thread here")
+
+
+def _blas_threads():
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+@pytest.fixture
+def threshold(monkeypatch):
+    """``threshold(macs)`` sets ``_threads.MIN_SPLIT_MACS`` for this test."""
+    return lambda macs: monkeypatch.setattr(_threads, "MIN_SPLIT_MACS", macs)
+
+
+@pytest.fixture
+def pool_calls(monkeypatch):
+    """A list that gets one entry per hand-off to the pool (``_pool._executor``)."""
+    calls = []
+    real = _pool._executor
+
+    def counted(size):
+        calls.append(size)
+        return real(size)
+
+    monkeypatch.setattr(_pool, "_executor", counted)
+    return calls
+
+
+def test_a_small_call_holds_blas_to_one_thread_and_keeps_every_split_inline(
+        threshold, split_every_batch):
+    threshold(split_every_batch)
+    before = _blas_threads()
+    me = threading.get_ident()
+    with _threads.whole_if_small(split_every_batch - 1):
+        assert _threads.inside_piece()
+        assert _threads.piece_bounds(10) == [0, 10]
+        assert _threads.batch_pieces(4, lambda lo, hi: (lo, hi, threading.get_ident())) == [
+            (0, 4, me)]
+        assert _blas_threads() == [1] * len(before)
+    assert not _threads.inside_piece()
+    assert _blas_threads() == before
+    with _threads.whole_if_small(split_every_batch):   # at the threshold: nothing changes
+        assert not _threads.inside_piece()
+        assert _blas_threads() == before
+
+
+def test_a_small_call_that_raises_gives_back_blas_and_the_split(threshold):
+    threshold(WHOLE)
+    before = _blas_threads()
+    with pytest.raises(KeyError):
+        with _threads.whole_if_small(0):
+            raise KeyError("inside")
+    assert not _threads.inside_piece()
+    assert _blas_threads() == before
+
+
+def _layer(transposed, shape, rng):
+    n, c, h, o, k, s, p, last = shape
+    n = n or 4 * numba.get_num_threads()   # see CONV_PATHS
+    if transposed:
+        layer = ConvTranspose2d(c, o, k, s, p, output_padding=last, dtype=F64, rng=rng)
+    else:
+        layer = Conv2d(c, o, k, s, p, groups=last, dtype=F64, rng=rng)
+    return layer, rng.standard_normal((n, c, h, h))
+
+
+def _run(layer, x, dy_seed):
+    y = layer(x)
+    dy = np.random.default_rng(dy_seed).standard_normal(y.shape)
+    layer.zero_grad()
+    dx = layer.backward(dy)
+    bias = None if layer.bias is None else layer.bias.grad.copy()
+    return y, dx, layer.weight.grad.copy(), bias, conv_path(layer._ctx.cache)
+
+
+def _same(a, b, exact=False):
+    for u, v in zip(a[:4], b[:4]):
+        if u is None:
+            assert v is None
+        elif exact:
+            np.testing.assert_array_equal(u, v)
+        else:   # other pieces' products, perhaps another path: float64 rounding apart
+            np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-9 * np.abs(v).max())
+
+
+@pytest.mark.parametrize("transposed,path,shape",
+                         [(False,) + row for row in CONV_PATHS]
+                         + [(True,) + row for row in CONVT_PATHS])
+def test_every_path_run_whole_is_a_one_thread_run_and_gives_the_split_answer(
+        threshold, pool_calls, transposed, path, shape):
+    """Run whole, a layer takes the path, and gets the very values, that it
+    gets with numba and BLAS on one thread (F(4x4, ...) then needs 4 samples in
+    all, not per thread, so that a 4-sample batch-minor row goes to F(4x4, 3x3))."""
+    layer, x = _layer(transposed, shape, np.random.default_rng(0))
+    threshold(0)
+    split = _run(layer, x, 1)
+    old = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        with threadpool_limits(1, "blas"):
+            one = _run(layer, x, 1)
+    finally:
+        numba.set_num_threads(old)
+    threshold(WHOLE)
+    pool_calls.clear()
+    whole = _run(layer, x, 1)
+    assert pool_calls == []
+    assert whole[4] == one[4]
+    _same(whole, one, exact=True)
+    _same(whole, split)
+
+
+@two_threads
+def test_the_default_threshold_splits_large_calls_only(threshold, pool_calls,
+                                                       split_every_batch):
+    threshold(split_every_batch)
+    old = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        rng = np.random.default_rng(0)
+        layer = Conv2d(16, 16, 3, padding=1, dtype=F64, rng=rng)
+        per_sample = 16 * 16 * layer.weight.data.size   # OH*OW times O*C*KH*KW
+        assert 8 * per_sample < split_every_batch <= 16 * per_sample
+        for n, splits in ((8, False), (16, True)):
+            pool_calls.clear()
+            y = layer(rng.standard_normal((n, 16, 16, 16)))
+            layer.backward(np.ones_like(y))
+            assert bool(pool_calls) is splits, n
+    finally:
+        numba.set_num_threads(old)
+
+
+@given(conv_configs())
+def test_drawn_layers_give_the_same_answer_whole_or_split(cfg):
+    if not fits(cfg):
+        return
+    rng = np.random.default_rng(cfg["seed"])
+    layer = Conv2d(cfg["c"], cfg["o"], cfg["kernel"], cfg["stride"], cfg["padding"],
+                   cfg["dilation"], cfg["groups"], bias=cfg["bias"], dtype=F64, rng=rng)
+    x = rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"]))
+    old = _threads.MIN_SPLIT_MACS
+    try:
+        _threads.MIN_SPLIT_MACS = 0
+        split = _run(layer, x, cfg["seed"])
+        _threads.MIN_SPLIT_MACS = WHOLE
+        whole = _run(layer, x, cfg["seed"])
+    finally:
+        _threads.MIN_SPLIT_MACS = old
+    _same(whole, split)
