@@ -84,3 +84,21 @@ def test_im2col_budget_errors(nbytes, err, match):
     with pytest.raises(err, match=f"set_im2col_budget: {match}"):
         F.set_im2col_budget(nbytes)
     assert F.im2col_budget() == old   # a refused budget leaves the old one
+
+
+@pytest.mark.parametrize("value,expect", [
+    (3, (3, 3)), ((2, 5), (2, 5)), ([2, 5], (2, 5)), (np.int64(4), (4, 4)),
+    ((np.int32(1), 2), (1, 2)), (np.array([6, 7]), (6, 7))])
+def test_int_and_pair_arguments_come_back_as_python_int_pairs(value, expect):
+    got = Conv2d(2, 2, value, padding=value).padding
+    assert got == expect and all(type(v) is int for v in got)
+    got = F.conv2d_forward(np.zeros((1, 2, 9, 9)), np.zeros((2, 2, 1, 1)), stride=value)[0]
+    assert got.shape == (1, 2) + tuple(-(-9 // s) for s in expect)
+
+
+@pytest.mark.parametrize("value", [True, (True, 1), (1, np.bool_(True)), 2.0, (1, 2.0),
+                                   (1, 2, 3), "2", None])
+def test_bools_floats_and_other_shapes_are_not_int_pairs(value):
+    with pytest.raises(TypeError, match=r"Conv2d: stride must be an int or a pair of ints, "
+                                        r"got " + re.escape(repr(value))):
+        Conv2d(2, 2, 1, stride=value)
