@@ -1,7 +1,8 @@
 """Small convolution calls run whole on the calling thread
 (``functional/_threads.py: whole_if_small``): below ``MIN_SPLIT_MACS``
 multiply-adds a call keeps BLAS at one thread, never hands work to the pool,
-takes the path it would take on one thread, and gives the split answer.
+takes the path it would take on one thread, and gives the split answer; the
+direct loops of grouped layers keep the split.
 
 The rest of the suite runs with the threshold at 0 (``conftest.py``); these
 tests set it themselves."""
@@ -106,7 +107,7 @@ def _same(a, b, exact=False):
 
 
 @pytest.mark.parametrize("transposed,path,shape",
-                         [(False,) + row for row in CONV_PATHS]
+                         [(False,) + row for row in CONV_PATHS if row[0] != "direct"]
                          + [(True,) + row for row in CONVT_PATHS])
 def test_every_path_run_whole_is_a_one_thread_run_and_gives_the_split_answer(
         threshold, pool_calls, transposed, path, shape):
@@ -130,6 +131,26 @@ def test_every_path_run_whole_is_a_one_thread_run_and_gives_the_split_answer(
     assert whole[4] == one[4]
     _same(whole, one, exact=True)
     _same(whole, split)
+
+
+@two_threads
+@pytest.mark.parametrize("shape", [shape for path, shape in CONV_PATHS if path == "direct"])
+def test_the_direct_loops_split_at_every_size(threshold, pool_calls, shape):
+    """Grouped and depthwise layers on the direct loops measured slower run
+    whole even at 0.9 M multiply-adds: they keep the split."""
+    threshold(WHOLE)
+    old = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        layer, x = _layer(False, shape, np.random.default_rng(0))
+        pool_calls.clear()
+        y = layer(x)
+        assert pool_calls and conv_path(layer._ctx.cache) == "direct"
+        pool_calls.clear()
+        layer.backward(np.ones_like(y))
+        assert pool_calls
+    finally:
+        numba.set_num_threads(old)
 
 
 @two_threads
