@@ -26,6 +26,8 @@ CONV = {  # name: (N, C, H, O, k, stride, padding, groups[, dilation])
     "conv_small": (32, 512, 4, 512, 3, 1, 1, 1),   # a ResNet's last stage on 32x32 images
     # a DeepLab ASPP branch (rate 24) on a 17x17 map: only the centre tap meets it
     "conv_atrous": (8, 256, 17, 256, 3, 1, 24, 1, 24),
+    # a small model's layer (4.7 M multiply-adds): runs whole on one thread
+    "conv_tiny": (8, 16, 16, 16, 3, 1, 1, 1),
 }
 
 
