@@ -4,6 +4,7 @@ from hypothesis import strategies as st
 
 from nnzero import gradcheck
 from nnzero.functional.conv import conv2d_forward, set_conv_algorithm
+from nnzero.layers import Conv2d
 from nnzero.shapes import conv_output_size
 
 
@@ -265,6 +266,16 @@ def fits(cfg):
         return True
     except ValueError:
         return False
+
+
+def drawn_conv2d(cfg):
+    """``(layer, x, rng)``: the float64 Conv2d of a drawn ``cfg`` (``conv_configs``,
+    ``dead_tap_configs``) and an input for it, both from the generator seeded
+    with cfg's seed, which the caller may draw more from."""
+    rng = np.random.default_rng(cfg["seed"])
+    layer = Conv2d(cfg["c"], cfg["o"], cfg["kernel"], cfg["stride"], cfg["padding"],
+                   cfg["dilation"], cfg["groups"], bias=cfg["bias"], dtype=np.float64, rng=rng)
+    return layer, rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"])), rng
 
 
 # Realistic layers and the path 'auto' takes for each (the rules are

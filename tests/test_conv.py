@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import (check_path_against_im2col, conv_algorithm, conv_configs, fits,
-                     float64_im2col, naive_conv2d, naive_conv_transpose2d, seeds)
+from helpers import (check_path_against_im2col, conv_algorithm, conv_configs, drawn_conv2d,
+                     fits, float64_im2col, naive_conv2d, naive_conv_transpose2d, seeds)
 from nnzero import gradcheck
 from nnzero.functional import conv as F
 from nnzero.layers import Conv2d, ConvTranspose2d
@@ -23,10 +23,7 @@ def test_conv2d_gradients_and_values(cfg):
             Conv2d(cfg["c"], cfg["o"], cfg["kernel"], cfg["stride"], cfg["padding"],
                    cfg["dilation"], cfg["groups"])(np.zeros((1, cfg["c"], cfg["h"], cfg["w"])))
         return
-    rng = np.random.default_rng(cfg["seed"])
-    layer = Conv2d(cfg["c"], cfg["o"], cfg["kernel"], cfg["stride"], cfg["padding"],
-                   cfg["dilation"], cfg["groups"], bias=cfg["bias"], dtype=F64, rng=rng)
-    x = rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"]))
+    layer, x, _ = drawn_conv2d(cfg)
     gradcheck(layer, x)
     geo = F.make_geometry(cfg["kernel"], cfg["stride"], cfg["padding"], cfg["dilation"],
                           cfg["groups"])

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from helpers import dead_tap_configs, naive_conv2d, whole_kernel
+from helpers import dead_tap_configs, drawn_conv2d, naive_conv2d, whole_kernel
 from nnzero import gradcheck
 from nnzero.functional import conv as F
 from nnzero.functional._columns import live_taps
@@ -64,10 +64,7 @@ def test_a_huge_dilation_runs_as_its_centre_tap():
 
 @given(cfg=dead_tap_configs())
 def test_trimmed_kernels_give_the_whole_kernels_outputs_and_gradients(cfg):
-    rng = np.random.default_rng(cfg["seed"])
-    layer = Conv2d(cfg["c"], cfg["o"], cfg["kernel"], cfg["stride"], cfg["padding"],
-                   cfg["dilation"], cfg["groups"], bias=cfg["bias"], dtype=F64, rng=rng)
-    x = rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"]))
+    layer, x, rng = drawn_conv2d(cfg)
     geo = F.make_geometry(cfg["kernel"], cfg["stride"], cfg["padding"], cfg["dilation"],
                           cfg["groups"])
     y = layer(x)

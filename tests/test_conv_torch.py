@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import CONV_PATHS, CONVT_PATHS, conv_configs, conv_path, dead_tap_configs, fits
+from helpers import (CONV_PATHS, CONVT_PATHS, conv_configs, conv_path, dead_tap_configs,
+                     drawn_conv2d, fits)
 from nnzero.layers import Conv2d, ConvTranspose2d
 from nnzero.shapes import conv_transpose_output_size
 
@@ -56,10 +57,7 @@ def test_conv2d_matches_pytorch(cfg):
     torch = _torch()
     if not fits(cfg):
         return
-    rng = np.random.default_rng(cfg["seed"])
-    layer = Conv2d(cfg["c"], cfg["o"], cfg["kernel"], cfg["stride"], cfg["padding"],
-                   cfg["dilation"], cfg["groups"], bias=cfg["bias"], dtype=F64, rng=rng)
-    x = rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"]))
+    layer, x, rng = drawn_conv2d(cfg)
     y = layer(x)
     dy = rng.standard_normal(y.shape)
     bias = None if layer.bias is None else layer.bias.data

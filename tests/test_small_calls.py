@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from helpers import CONV_PATHS, CONVT_PATHS, conv_configs, conv_path, fits
+from helpers import CONV_PATHS, CONVT_PATHS, conv_configs, conv_path, drawn_conv2d, fits
 from nnzero.functional import _threads
 from nnzero.kernels import _pool
 from nnzero.layers import Conv2d, ConvTranspose2d
@@ -177,10 +177,7 @@ def test_the_default_threshold_splits_large_calls_only(threshold, pool_calls,
 def test_drawn_layers_give_the_same_answer_whole_or_split(cfg):
     if not fits(cfg):
         return
-    rng = np.random.default_rng(cfg["seed"])
-    layer = Conv2d(cfg["c"], cfg["o"], cfg["kernel"], cfg["stride"], cfg["padding"],
-                   cfg["dilation"], cfg["groups"], bias=cfg["bias"], dtype=F64, rng=rng)
-    x = rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"]))
+    layer, x, _ = drawn_conv2d(cfg)
     old = _threads.MIN_SPLIT_MACS
     try:
         _threads.MIN_SPLIT_MACS = 0
