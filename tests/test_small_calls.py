@@ -18,6 +18,7 @@ from helpers import CONV_PATHS, CONVT_PATHS, conv_configs, conv_path, drawn_conv
 from nnzero.functional import _threads
 from nnzero.kernels import _pool
 from nnzero.layers import Conv2d, ConvTranspose2d
+from nnzero.shapes import conv_transpose_output_size
 
 F64 = np.float64
 WHOLE = 1 << 62   # every call below it
@@ -173,17 +174,36 @@ def test_the_default_threshold_splits_large_calls_only(threshold, pool_calls,
         numba.set_num_threads(old)
 
 
+def _check_whole_against_split(layer, x, seed):
+    # Hypothesis runs the examples inside one test call: no monkeypatch here
+    old = _threads.MIN_SPLIT_MACS
+    try:
+        _threads.MIN_SPLIT_MACS = 0
+        split = _run(layer, x, seed)
+        _threads.MIN_SPLIT_MACS = WHOLE
+        whole = _run(layer, x, seed)
+    finally:
+        _threads.MIN_SPLIT_MACS = old
+    _same(whole, split)
+
+
 @given(conv_configs())
 def test_drawn_layers_give_the_same_answer_whole_or_split(cfg):
     if not fits(cfg):
         return
     layer, x, _ = drawn_conv2d(cfg)
-    old = _threads.MIN_SPLIT_MACS
+    _check_whole_against_split(layer, x, cfg["seed"])
+
+
+@given(conv_configs(transposed=True))
+def test_drawn_transposed_layers_give_the_same_answer_whole_or_split(cfg):
     try:
-        _threads.MIN_SPLIT_MACS = 0
-        split = _run(layer, x, cfg["seed"])
-        _threads.MIN_SPLIT_MACS = WHOLE
-        whole = _run(layer, x, cfg["seed"])
-    finally:
-        _threads.MIN_SPLIT_MACS = old
-    _same(whole, split)
+        conv_transpose_output_size((cfg["h"], cfg["w"]), cfg["kernel"], cfg["stride"],
+                                   cfg["padding"], 0, cfg["dilation"])
+    except ValueError:
+        return
+    rng = np.random.default_rng(cfg["seed"])
+    layer = ConvTranspose2d(cfg["c"], cfg["o"], cfg["kernel"], cfg["stride"], cfg["padding"],
+                            0, cfg["groups"], cfg["bias"], cfg["dilation"], dtype=F64, rng=rng)
+    x = rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"]))
+    _check_whole_against_split(layer, x, cfg["seed"])
