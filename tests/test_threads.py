@@ -121,10 +121,16 @@ def test_pieces_from_several_python_threads_keep_blas_at_one_and_restore_it(numb
 
 
 @two_threads
-def test_layers_run_from_several_python_threads_give_the_serial_answer(numba_threads):
+@pytest.mark.parametrize("small_calls_whole", [False, True])
+def test_layers_run_from_several_python_threads_give_the_serial_answer(
+        numba_threads, monkeypatch, split_every_batch, small_calls_whole):
     """The same layers run from three Python threads at once: every result
     bit for bit the one a lone call gives (BLAS on one thread in the pieces
-    either way), and BLAS's threads back afterwards."""
+    either way), and BLAS's threads back afterwards. With the default
+    ``MIN_SPLIT_MACS`` the first two layers run whole on their callers'
+    threads and the third splits: callers of both kinds at once."""
+    if small_calls_whole:
+        monkeypatch.setattr(_threads, "MIN_SPLIT_MACS", split_every_batch)
     numba_threads(2)
     before = _blas_threads()
     rng = np.random.default_rng(5)
