@@ -102,6 +102,8 @@ def test_direct_matches_the_im2col_path_in_float32(c, o, groups, stride, padding
     (32, 32, 8, (3, 3), 1, (8, 8), True),      # 4 channels a group: 36 rows
     (64, 64, 8, (3, 3), 1, (16, 16), True),    # 8 channels, a large plane: 72 rows
     (64, 64, 8, (3, 3), 1, (8, 8), False),     # 8 channels, a small plane
+    (64, 64, 8, (3, 3), 1, (12, 12), True),    # 8 channels: 12x12 is large
+    (64, 64, 8, (3, 3), 1, (11, 12), False),   # ... 11x12 is not
     (128, 128, 8, (3, 3), 1, (32, 32), False),  # 16 channels: 144 rows
     (8, 8, 4, (5, 5), 1, (8, 8), True),        # 2 channels of 5x5: 50 rows, but few channels
     (32, 32, 8, (7, 7), 1, (8, 8), True),      # 4 channels of 7x7: 196 rows

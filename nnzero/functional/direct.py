@@ -55,7 +55,14 @@ from ._threads import batch_pieces, inside_piece
 # to 32x32 planes (the first rule alone sent 5x5 with 2 channels on 8x8
 # through im2col: 2.8x slower), 8 channels 0.64-0.89 from 16x16 up and 1.16
 # on 8x8, 16 channels 1.16-1.19. 1x1 kernels stay with im2col, whose product
-# then reads the input itself (2-4 against 5-15 ms).
+# then reads the input itself (2-4 against 5-15 ms). The large plane was
+# 16x16 until 2026-11-29; then, against the batch-minor products that small
+# planes take (or im2col from 15x15 up), medians of 3 interleaved rounds:
+# 3x3 kernels, 8 channels a group, N 8 and 32, 64 and 256 channels: 14x14
+# 0.68-0.82, 12x12 0.78-0.93, 10x10 0.68-1.01, 9x9 0.84-1.59; 6 channels
+# 0.41-0.46 on 12x12 to 14x14, 5 channels 0.63 on 12x12, 8 channels on 15x15
+# 0.67; 5x5 kernels, 8 channels 1.03-1.04 on 12x12 and 14x14, 6 channels 0.80
+# on 12x12. So from 12x12 up.
 # Strided layers other than depthwise ones stay with im2col: a strided
 # version of the grouped loops (the padded input split into SH*SW phase
 # planes, each read at stride 1) was measured and dropped. It was slower than
@@ -66,7 +73,7 @@ SHALLOW_ROWS = 36
 DEEP_ROWS = 72
 FEW_CHANNELS = 4
 SOME_CHANNELS = 8
-LARGE_PLANE = 256
+LARGE_PLANE = 144   # 12x12
 
 
 class DirectCache(NamedTuple):
