@@ -28,6 +28,8 @@ CONV = {  # name: (N, C, H, O, k, stride, padding, groups[, dilation])
     "conv_atrous": (8, 256, 17, 256, 3, 1, 24, 1, 24),
     # a small model's layer (4.7 M multiply-adds): runs whole on one thread
     "conv_tiny": (8, 16, 16, 16, 3, 1, 1, 1),
+    # ResNeXt-50 32x4d's stage-3 grouped layer: 32 groups of 16 channels on 14x14
+    "conv_resnext": (16, 512, 14, 512, 3, 1, 1, 32),
 }
 
 
@@ -37,7 +39,7 @@ def _conv_cfg(name, quick):
     if quick:
         depthwise = g == c == o
         n, h, c, o = 2, 8, min(c, 16), min(o, 16)
-        g = c if depthwise else g
+        g = c if depthwise else min(g, c // 2)   # grouped rows stay grouped, not depthwise
     oh = (h + 2 * p - d * (k - 1) - 1) // s + 1
     return n, c, h, o, k, s, p, g, d, oh
 
