@@ -4,6 +4,7 @@ Select with HYPOTHESIS_PROFILE=thorough for a longer local run.
 """
 import os
 
+import numba
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -41,3 +42,11 @@ def split_every_batch():
     _threads.MIN_SPLIT_MACS = 0
     yield default
     _threads.MIN_SPLIT_MACS = default
+
+
+@pytest.fixture
+def numba_threads():
+    """``numba_threads(n)`` sets numba's thread count for this test only."""
+    old = numba.get_num_threads()
+    yield numba.set_num_threads
+    numba.set_num_threads(old)

@@ -1,11 +1,23 @@
 """Strategies and input builders shared by the tests."""
+import numba
 import numpy as np
+import pytest
 from hypothesis import strategies as st
+from threadpoolctl import threadpool_info
 
 from nnzero import gradcheck
 from nnzero.functional.conv import conv2d_forward, set_conv_algorithm
 from nnzero.layers import Conv2d
 from nnzero.shapes import conv_output_size
+
+
+two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
+                                 reason="numba has a single thread here")
+
+
+def blas_threads():
+    """The thread count of every BLAS library loaded."""
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
 
 
 def away_from(x, kinks=(0.0,), margin=1e-2):

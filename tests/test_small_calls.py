@@ -12,9 +12,10 @@ import numba
 import numpy as np
 import pytest
 from hypothesis import given
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_limits
 
-from helpers import CONV_PATHS, CONVT_PATHS, conv_configs, conv_path, drawn_conv2d, fits
+from helpers import (CONV_PATHS, CONVT_PATHS, blas_threads, conv_configs, conv_path,
+                     drawn_conv2d, fits, two_threads)
 from nnzero.functional import _threads
 from nnzero.kernels import _pool
 from nnzero.layers import Conv2d, ConvTranspose2d
@@ -22,14 +23,6 @@ from nnzero.shapes import conv_transpose_output_size
 
 F64 = np.float64
 WHOLE = 1 << 62   # every call below it
-two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
-                                 reason="numba has a single thread here")
-
-
-def _blas_threads():
-    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
-
-
 @pytest.fixture
 def threshold(monkeypatch):
     """``threshold(macs)`` sets ``_threads.MIN_SPLIT_MACS`` for this test."""
@@ -53,29 +46,29 @@ def pool_calls(monkeypatch):
 def test_a_small_call_holds_blas_to_one_thread_and_keeps_every_split_inline(
         threshold, split_every_batch):
     threshold(split_every_batch)
-    before = _blas_threads()
+    before = blas_threads()
     me = threading.get_ident()
     with _threads.whole_if_small(split_every_batch - 1):
         assert _threads.inside_piece()
         assert _threads.piece_bounds(10) == [0, 10]
         assert _threads.batch_pieces(4, lambda lo, hi: (lo, hi, threading.get_ident())) == [
             (0, 4, me)]
-        assert _blas_threads() == [1] * len(before)
+        assert blas_threads() == [1] * len(before)
     assert not _threads.inside_piece()
-    assert _blas_threads() == before
+    assert blas_threads() == before
     with _threads.whole_if_small(split_every_batch):   # at the threshold: nothing changes
         assert not _threads.inside_piece()
-        assert _blas_threads() == before
+        assert blas_threads() == before
 
 
 def test_a_small_call_that_raises_gives_back_blas_and_the_split(threshold):
     threshold(WHOLE)
-    before = _blas_threads()
+    before = blas_threads()
     with pytest.raises(KeyError):
         with _threads.whole_if_small(0):
             raise KeyError("inside")
     assert not _threads.inside_piece()
-    assert _blas_threads() == before
+    assert blas_threads() == before
 
 
 def _layer(transposed, shape, rng):
@@ -111,20 +104,18 @@ def _same(a, b, exact=False):
                          [(False,) + row for row in CONV_PATHS if row[0] != "direct"]
                          + [(True,) + row for row in CONVT_PATHS])
 def test_every_path_run_whole_is_a_one_thread_run_and_gives_the_split_answer(
-        threshold, pool_calls, transposed, path, shape):
+        threshold, pool_calls, numba_threads, transposed, path, shape):
     """Run whole, a layer takes the path, and gets the very values, that it
     gets with numba and BLAS on one thread (F(4x4, ...) then needs 4 samples in
     all, not per thread, so that a 4-sample batch-minor row goes to F(4x4, 3x3))."""
     layer, x = _layer(transposed, shape, np.random.default_rng(0))
     threshold(0)
     split = _run(layer, x, 1)
-    old = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        with threadpool_limits(1, "blas"):
-            one = _run(layer, x, 1)
-    finally:
-        numba.set_num_threads(old)
+    threads = numba.get_num_threads()
+    numba_threads(1)
+    with threadpool_limits(1, "blas"):
+        one = _run(layer, x, 1)
+    numba_threads(threads)
     threshold(WHOLE)
     pool_calls.clear()
     whole = _run(layer, x, 1)
@@ -136,42 +127,34 @@ def test_every_path_run_whole_is_a_one_thread_run_and_gives_the_split_answer(
 
 @two_threads
 @pytest.mark.parametrize("shape", [shape for path, shape in CONV_PATHS if path == "direct"])
-def test_the_direct_loops_split_at_every_size(threshold, pool_calls, shape):
+def test_the_direct_loops_split_at_every_size(threshold, pool_calls, numba_threads, shape):
     """Grouped and depthwise layers on the direct loops measured slower run
     whole even at 0.9 M multiply-adds: they keep the split."""
     threshold(WHOLE)
-    old = numba.get_num_threads()
-    numba.set_num_threads(2)
-    try:
-        layer, x = _layer(False, shape, np.random.default_rng(0))
-        pool_calls.clear()
-        y = layer(x)
-        assert pool_calls and conv_path(layer._ctx.cache) == "direct"
-        pool_calls.clear()
-        layer.backward(np.ones_like(y))
-        assert pool_calls
-    finally:
-        numba.set_num_threads(old)
+    numba_threads(2)
+    layer, x = _layer(False, shape, np.random.default_rng(0))
+    pool_calls.clear()
+    y = layer(x)
+    assert pool_calls and conv_path(layer._ctx.cache) == "direct"
+    pool_calls.clear()
+    layer.backward(np.ones_like(y))
+    assert pool_calls
 
 
 @two_threads
-def test_the_default_threshold_splits_large_calls_only(threshold, pool_calls,
+def test_the_default_threshold_splits_large_calls_only(threshold, pool_calls, numba_threads,
                                                        split_every_batch):
     threshold(split_every_batch)
-    old = numba.get_num_threads()
-    numba.set_num_threads(2)
-    try:
-        rng = np.random.default_rng(0)
-        layer = Conv2d(16, 16, 3, padding=1, dtype=F64, rng=rng)
-        per_sample = 16 * 16 * layer.weight.data.size   # OH*OW times O*C*KH*KW
-        assert 8 * per_sample < split_every_batch <= 16 * per_sample
-        for n, splits in ((8, False), (16, True)):
-            pool_calls.clear()
-            y = layer(rng.standard_normal((n, 16, 16, 16)))
-            layer.backward(np.ones_like(y))
-            assert bool(pool_calls) is splits, n
-    finally:
-        numba.set_num_threads(old)
+    numba_threads(2)
+    rng = np.random.default_rng(0)
+    layer = Conv2d(16, 16, 3, padding=1, dtype=F64, rng=rng)
+    per_sample = 16 * 16 * layer.weight.data.size   # OH*OW times O*C*KH*KW
+    assert 8 * per_sample < split_every_batch <= 16 * per_sample
+    for n, splits in ((8, False), (16, True)):
+        pool_calls.clear()
+        y = layer(rng.standard_normal((n, 16, 16, 16)))
+        layer.backward(np.ones_like(y))
+        assert bool(pool_calls) is splits, n
 
 
 def _check_whole_against_split(layer, x, seed):

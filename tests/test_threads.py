@@ -7,22 +7,14 @@ import threading
 import numba
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_info
 
+from helpers import blas_threads, two_threads
 from nnzero.functional import _threads
 from nnzero.functional import conv as F
 from nnzero.functional.winograd import WinogradCache
 from nnzero.layers import Conv2d, ConvTranspose2d, Linear
 
 F64 = np.float64
-two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
-                                 reason="numba has a single thread here")
-
-
-def _blas_threads():
-    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
-
-
 def _in_python_threads(fn, count):
     """fn(0), ..., fn(count - 1), each on a Python thread of its own, at once."""
     callers = [threading.Thread(target=fn, args=(k,)) for k in range(count)]
@@ -30,13 +22,6 @@ def _in_python_threads(fn, count):
         t.start()
     for t in callers:
         t.join()
-
-
-@pytest.fixture
-def numba_threads():
-    old = numba.get_num_threads()
-    yield numba.set_num_threads
-    numba.set_num_threads(old)
 
 
 @two_threads
@@ -78,17 +63,17 @@ def test_a_failing_piece_raises_after_the_others_finish(numba_threads, failing):
 @two_threads
 def test_nested_calls_run_inline_and_blas_threads_are_restored(numba_threads):
     numba_threads(2)
-    before = _blas_threads()
+    before = blas_threads()
     inner = []
 
     def piece(lo, hi):
-        inner.append(_blas_threads())
+        inner.append(blas_threads())
         return _threads.batch_pieces(hi - lo, lambda a, b: (a, b))
 
     out = _threads.batch_pieces(4, piece)
     assert out == [[(0, 2)], [(0, 2)]]          # each inner call: one inline piece
     assert all(t == [1] * len(before) for t in inner)
-    assert _blas_threads() == before
+    assert blas_threads() == before
 
 
 @two_threads
@@ -99,14 +84,14 @@ def test_pieces_from_several_python_threads_keep_blas_at_one_and_restore_it(numb
     restore setting BLAS to the one thread it had found (the other callers'
     limit), and let one caller's pieces run while another had restored it."""
     numba_threads(2)
-    before = _blas_threads()
+    before = blas_threads()
     seen = []
     lock = threading.Lock()
     start = threading.Barrier(3)
 
     def piece(lo, hi):
         with lock:
-            seen.append(_blas_threads())
+            seen.append(blas_threads())
         threading.Event().wait(0.01)   # overlap with the other callers' pieces
 
     def caller(k):
@@ -117,7 +102,7 @@ def test_pieces_from_several_python_threads_keep_blas_at_one_and_restore_it(numb
     _in_python_threads(caller, 3)
     assert len(seen) == 2 * (5 + 6 + 7)
     assert all(t == [1] * len(before) for t in seen)
-    assert _blas_threads() == before
+    assert blas_threads() == before
 
 
 @two_threads
@@ -132,7 +117,7 @@ def test_layers_run_from_several_python_threads_give_the_serial_answer(
     if small_calls_whole:
         monkeypatch.setattr(_threads, "MIN_SPLIT_MACS", split_every_batch)
     numba_threads(2)
-    before = _blas_threads()
+    before = blas_threads()
     rng = np.random.default_rng(5)
     makes = [lambda: Conv2d(16, 32, 3, stride=2, padding=1, rng=1),             # im2col
              lambda: Conv2d(16, 16, 3, padding=1, rng=1),                       # Winograd
@@ -156,7 +141,7 @@ def test_layers_run_from_several_python_threads_give_the_serial_answer(
 
     _in_python_threads(caller, 3)
     assert mismatches == []
-    assert _blas_threads() == before
+    assert blas_threads() == before
 
 
 @two_threads

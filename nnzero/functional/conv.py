@@ -42,6 +42,7 @@ of keeping them all.
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -309,7 +310,7 @@ def conv2d_backward(dy, cache, workspace=None):
     if isinstance(cache, direct.DirectCache):   # split at every size, as the forward
         return direct.direct_backward(dy, cache)
     # the same choice as the forward's: (N, O, OH, OW) times C/G*KH*KW
-    with whole_if_small(int(np.prod(shape)) * cache.weight[0].size):
+    with whole_if_small(math.prod(shape) * cache.weight[0].size):
         return _backward_by_path(dy, cache, workspace)
 
 

@@ -36,6 +36,7 @@ column matrix would pass the im2col budget (see ``set_im2col_budget``).
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -139,7 +140,7 @@ def conv_transpose2d_backward(dy, cache, workspace=None):
     n, _, h, w = cache.x.shape   # the forward's choice: N*H*W times the weight's size
     weight_shape = (cache.weight_shape if isinstance(cache, subpixel.SubpixelCache)
                     else cache.weight.shape)
-    with whole_if_small(n * h * w * int(np.prod(weight_shape))):
+    with whole_if_small(n * h * w * math.prod(weight_shape)):
         return _backward_by_path(dy, cache, workspace)
 
 
