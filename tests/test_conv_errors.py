@@ -92,8 +92,13 @@ def test_im2col_budget_errors(nbytes, err, match):
 def test_int_and_pair_arguments_come_back_as_python_int_pairs(value, expect):
     got = Conv2d(2, 2, value, padding=value).padding
     assert got == expect and all(type(v) is int for v in got)
-    got = F.conv2d_forward(np.zeros((1, 2, 9, 9)), np.zeros((2, 2, 1, 1)), stride=value)[0]
-    assert got.shape == (1, 2) + tuple(-(-9 // s) for s in expect)
+    # the stride reaches the convolution as parsed: a 1x1 kernel swapping the
+    # channels (one scaled by 3) samples x every expect[0] rows, expect[1] columns
+    x = np.arange(2 * 9 * 9, dtype=float).reshape(1, 2, 9, 9)
+    weight = np.array([[0.0, 1.0], [3.0, 0.0]]).reshape(2, 2, 1, 1)
+    got = F.conv2d_forward(x, weight, stride=value)[0]
+    sampled = x[:, :, ::expect[0], ::expect[1]]
+    np.testing.assert_array_equal(got, np.concatenate([sampled[:, 1:], 3 * sampled[:, :1]], 1))
 
 
 @pytest.mark.parametrize("value", [True, (True, 1), (1, np.bool_(True)), 2.0, (1, 2.0),

@@ -131,7 +131,8 @@ def test_conv_transpose2d_backward_refuses_a_dy_of_another_shape_on_every_path(p
 
 def _check_backward(backward, cache, x, weight, y, dy_delta, rng):
     """backward refuses a dy off the output's shape by ``dy_delta`` and, given
-    the right shape, returns dx, the adjoint of the (linear, bias-free) forward."""
+    the right shape, returns dx and dw, the adjoints of the (bias-free) forward,
+    linear in x and in the weight."""
     dy = rng.standard_normal(tuple(max(1, a + b) for a, b in zip(y.shape, dy_delta)))
     if dy.shape != y.shape:
         with pytest.raises(ValueError, match="dy must have the shape"):
@@ -140,6 +141,7 @@ def _check_backward(backward, cache, x, weight, y, dy_delta, rng):
     dx, dw, _ = backward(dy, cache)
     assert dx.shape == x.shape and dw.shape == weight.shape
     np.testing.assert_allclose(np.vdot(dy, y), np.vdot(dx, x), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(np.vdot(dy, y), np.vdot(dw, weight), rtol=1e-9, atol=1e-9)
 
 
 def _valid(fn, *args):
