@@ -43,3 +43,31 @@ def njit(*args, parallel=False, **kwargs):
 def choose(numba_impl, numpy_impl):
     """The implementation in force: the compiled one unless ``NNZERO_JIT=0``."""
     return numba_impl if JIT_ENABLED else numpy_impl
+
+
+def compile_vectorized(dispatcher, args):
+    """Compile ``dispatcher`` for the types of ``args`` with LLVM's SLP
+    vectoriser on, unless it already has that overload (or from numba's cache).
+
+    numba leaves the SLP vectoriser off for all code (LLVM has miscompiled
+    with it). The kernels of ``grouped_blocked.py`` need it to hold their
+    accumulators in vector registers, so they are compiled here, before their
+    first call, under numba's compiler lock (no other compilation can see the
+    flag), and the flag is put back. Their callees compile with them.
+    """
+    if not JIT_ENABLED:
+        return
+    from numba import typeof
+    from numba.core import config
+    from numba.core.compiler_lock import global_compiler_lock
+
+    sig = tuple(typeof(a) for a in args)
+    if sig in dispatcher.overloads:
+        return
+    with global_compiler_lock:
+        old = config.SLP_VECTORIZE
+        config.SLP_VECTORIZE = 1
+        try:
+            dispatcher.compile(sig)
+        finally:
+            config.SLP_VECTORIZE = old
