@@ -304,7 +304,8 @@ CONV_PATHS = [
     ("im2col", (4, 3, 32, 16, 3, 1, 1, 1)),           # a stem
     ("batch-minor", (4, 32, 7, 64, 3, 1, 1, 1)),
     ("batch-minor", (4, 32, 8, 48, 1, 1, 0, 1)),
-    ("direct", (4, 32, 12, 32, 3, 1, 1, 8)),          # grouped
+    ("direct", (4, 24, 12, 24, 3, 1, 1, 8)),          # grouped, 3 channels a group
+    ("direct", (4, 64, 8, 64, 3, 1, 1, 4)),           # grouped, 16 a group: blocked
     ("direct", (4, 24, 15, 24, 3, 2, 1, 24)),         # depthwise 3x3 at stride 2
     ("direct", (4, 24, 15, 24, 5, 2, 2, 24)),         # depthwise 5x5 at stride 2
     ("trimmed batch-minor", (4, 16, 1, 24, 3, 1, 1, 1)),  # 1x1 maps: the centre tap alone

@@ -95,22 +95,26 @@ def test_direct_matches_the_im2col_path_in_float32(c, o, groups, stride, padding
         np.testing.assert_allclose(got, reference, rtol=1e-4, atol=1e-4)
 
 
+# Channel counts a multiple of 4 take the blocked loops first (their own
+# rule, tests/test_grouped_blocked.py); the others show grouped.py's rule.
 @pytest.mark.parametrize("c,o,groups,kernel,stride,out,expected", [
     (8, 8, 8, (3, 3), 2, (16, 16), True),      # depthwise: any stride
     (8, 16, 8, (3, 3), 1, (8, 8), True),       # multiplier: 9 rows deep
     (8, 16, 8, (3, 3), 2, (8, 8), False),      # multiplier at stride 2: im2col
-    (32, 32, 8, (3, 3), 1, (8, 8), True),      # 4 channels a group: 36 rows
-    (64, 64, 8, (3, 3), 1, (16, 16), True),    # 8 channels, a large plane: 72 rows
-    (64, 64, 8, (3, 3), 1, (8, 8), False),     # 8 channels, a small plane
-    (64, 64, 8, (3, 3), 1, (12, 12), True),    # 8 channels: 12x12 is large
-    (64, 64, 8, (3, 3), 1, (11, 12), False),   # ... 11x12 is not
-    (128, 128, 8, (3, 3), 1, (32, 32), False),  # 16 channels: 144 rows
+    (24, 24, 8, (3, 3), 1, (8, 8), True),      # 3 channels a group: 27 rows
+    (56, 56, 8, (3, 3), 1, (16, 16), True),    # 7 channels, a large plane: 63 rows
+    (56, 56, 8, (3, 3), 1, (8, 8), False),     # 7 channels, a small plane
+    (56, 56, 8, (3, 3), 1, (12, 12), True),    # 7 channels: 12x12 is large
+    (56, 56, 8, (3, 3), 1, (11, 12), False),   # ... 11x12 is not
+    (64, 64, 8, (3, 3), 1, (8, 8), True),      # 8 channels: the blocked loops
+    (136, 136, 8, (3, 3), 1, (32, 32), False),  # 17 channels: 153 rows
     (8, 8, 4, (5, 5), 1, (8, 8), True),        # 2 channels of 5x5: 50 rows, but few channels
-    (32, 32, 8, (7, 7), 1, (8, 8), True),      # 4 channels of 7x7: 196 rows
-    (64, 64, 8, (5, 5), 1, (16, 16), True),    # 8 channels of 5x5, a large plane
-    (64, 64, 8, (5, 5), 1, (8, 8), False),     # 8 channels of 5x5, a small plane
-    (128, 128, 8, (5, 5), 1, (32, 32), False),  # 16 channels of 5x5
-    (96, 96, 8, (1, 3), 1, (8, 8), True),      # 12 channels of 1x3: 36 rows
+    (24, 24, 8, (7, 7), 1, (8, 8), True),      # 3 channels of 7x7: 147 rows
+    (48, 48, 8, (5, 5), 1, (16, 16), True),    # 6 channels of 5x5, a large plane
+    (48, 48, 8, (5, 5), 1, (8, 8), False),     # 6 channels of 5x5, a small plane
+    (136, 136, 8, (5, 5), 1, (32, 32), False),  # 17 channels of 5x5
+    (96, 96, 8, (1, 3), 1, (8, 8), True),      # 12 channels of 1x3: the blocked loops
+    (88, 88, 8, (1, 3), 1, (8, 8), True),      # 11 channels of 1x3: 33 rows
     (64, 64, 16, (1, 1), 1, (16, 16), False),  # 1x1: the product reads x itself
     (64, 64, 1, (3, 3), 1, (32, 32), False),   # not grouped
 ])

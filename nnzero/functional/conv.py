@@ -67,9 +67,9 @@ def set_conv_algorithm(name):
     more channels, the smaller the outputs may be), and F(4x4, 2x2) over the
     input's phases for 4x4 kernels at stride 2 (WINOGRAD_STRIDE2_RULES), when
     the transformed tiles and their products fit the im2col budget together;
-    grouped convolutions with few channels per group (depthwise ones at any
-    stride, others at stride 1; see ``direct.applicable``) to the direct loops
-    of ``direct.py``, and im2col otherwise: those with small output planes with
+    grouped convolutions with up to 32 channels per group (depthwise ones at
+    any stride, others at stride 1; see ``direct.applicable``) to the direct
+    loops of ``direct.py``, and im2col otherwise: those with small output planes with
     batch-minor columns and one product per group and thread
     (``conv_batch_minor.py``), the rest with one product per sample; transposed
     convolutions whose stride divides the kernel run as a stride-1 convolution

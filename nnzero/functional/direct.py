@@ -8,6 +8,10 @@ the input's size, written and read again in the backward pass (depthwise
 layers measured 2.3-6.6x PyTorch's time that way, 8 groups of 8 channels 2x).
 The kernels here keep each sample's group in cache instead:
 
+* ``kernels/grouped_blocked.py``, stride 1, channels a group a multiple of
+  4 (up to 32, see BLOCKED_MAX_CHANNELS): each group's padded planes of all
+  the call's samples laid end to end, and blocks of 4 output channels by 16
+  positions summed in vector registers over every tap and input channel.
 * ``kernels/grouped.py``, stride 1, any groups: every (sample, group) unit's
   input planes are padded once and each output plane summed from them in
   place, all kernel offsets of a plane pair in one pass for 3x3 kernels.
@@ -39,6 +43,7 @@ import numpy as np
 
 from ..kernels import depthwise as D
 from ..kernels import grouped as G
+from ..kernels import grouped_blocked as GB
 from ._columns import Geometry, bias_grad
 from ._threads import batch_pieces, inside_piece
 
@@ -74,6 +79,25 @@ DEEP_ROWS = 72
 FEW_CHANNELS = 4
 SOME_CHANNELS = 8
 LARGE_PLANE = 144   # 12x12
+# Which stride-1 grouped convolutions the blocked loops of
+# ``kernels/grouped_blocked.py`` take (before the rule above): channels per
+# group multiples of 4 (in and out), at most BLOCKED_MAX_CHANNELS of them in,
+# or SOME_CHANNELS on output planes smaller than BLOCKED_SMALL_PLANE cells.
+# Measured on layers of 16 samples (256 channels, 3x3 kernels unless said),
+# forward and backward, blocked / what 'auto' took before (grouped.py's loops,
+# the batch-minor products or im2col), interleaved, 5 rounds, 2026-11-29:
+#   channels a group   4x4    7x7    14x14  28x28  56x56
+#   4                  0.61   0.70   0.66   0.92-1.24     0.93-1.06
+#   8                  0.85   0.69   0.70   0.83-0.88     0.93
+#   16                 1.01   0.80   0.58-0.73   0.56
+#   32                 1.28   0.91-0.94   0.80-0.86   0.79
+#   64                 1.57   1.37   1.29   1.36
+# (128 channels a group on 14x14: 2.09); 5x5 kernels, 8 and 16 channels on
+# 7x7 and 14x14: 0.58-0.66; 16 in and 32 out on 14x14: 0.82. ResNeXt-50's
+# stage-3 layer (16 of 512 channels, 32 groups of 16, 14x14) 0.58; its stage
+# 1, 2 and 4 (4, 8 and 32 channels a group) 0.93, 0.83 and 0.80.
+BLOCKED_MAX_CHANNELS = 32
+BLOCKED_SMALL_PLANE = 49    # 7x7
 
 
 class DirectCache(NamedTuple):
@@ -98,6 +122,8 @@ def applicable(geo, in_channels, out_channels, out_size):
     taps = geo.kernel[0] * geo.kernel[1]
     if not _stride_one(geo) or taps == 1:
         return False
+    if blocked(geo, in_channels, out_channels, out_size):
+        return True
     per_group = in_channels // g
     rows = per_group * taps
     if rows <= SHALLOW_ROWS or per_group <= FEW_CHANNELS:
@@ -106,17 +132,31 @@ def applicable(geo, in_channels, out_channels, out_size):
     return large and (rows <= DEEP_ROWS or per_group <= SOME_CHANNELS)
 
 
+def blocked(geo, in_channels, out_channels, out_size):
+    """Whether a grouped convolution runs by ``kernels/grouped_blocked.py``
+    (see BLOCKED_MAX_CHANNELS)."""
+    g = geo.groups
+    if g == 1 or g == in_channels == out_channels or not _stride_one(geo):
+        return False
+    cg = in_channels // g
+    if geo.kernel[0] * geo.kernel[1] == 1 or not GB.applies(cg, out_channels // g):
+        return False
+    small = out_size[0] * out_size[1] < BLOCKED_SMALL_PLANE
+    return cg <= (SOME_CHANNELS if small else BLOCKED_MAX_CHANNELS)
+
+
 def direct_forward(x, weight, bias, geo, out_size):
     """y (N, O, OH, OW) and the cache; x contiguous, inputs validated (see layers)."""
     n = x.shape[0]
     o = weight.shape[0]
     y = np.empty((n, o) + tuple(out_size), dtype=x.dtype)
     b = np.zeros(o, dtype=x.dtype) if bias is None else bias
+    kernel = GB.blocked_forward if blocked(geo, x.shape[1], o, out_size) else G.grouped_forward
 
     def part(lo, hi, serial):
         if _stride_one(geo):
-            G.grouped_forward(x[lo:hi], weight, b, geo.groups, geo.pad_before, geo.dilation,
-                              y[lo:hi], serial)
+            kernel(x[lo:hi], weight, b, geo.groups, geo.pad_before, geo.dilation, y[lo:hi],
+                   serial)
         else:
             D.depthwise_forward(x[lo:hi], weight, b, geo.stride, geo.pad_before, geo.dilation,
                                 y[lo:hi], serial)
@@ -126,13 +166,15 @@ def direct_forward(x, weight, bias, geo, out_size):
 
 def direct_backward(dy, cache):
     """Return ``(dx, dweight, dbias)`` (``dbias`` None without bias)."""
-    x, weight, has_bias, geo, _ = cache
+    x, weight, has_bias, geo, out_size = cache
     dx = np.empty_like(x)
+    kernel = (GB.blocked_backward if blocked(geo, x.shape[1], weight.shape[0], out_size)
+              else G.grouped_backward)
 
     def part(lo, hi, serial):  # returns its samples' share of the weight gradient
         if _stride_one(geo):
-            return G.grouped_backward(x[lo:hi], weight, dy[lo:hi], geo.groups, geo.pad_before,
-                                      geo.dilation, dx[lo:hi], serial)
+            return kernel(x[lo:hi], weight, dy[lo:hi], geo.groups, geo.pad_before,
+                          geo.dilation, dx[lo:hi], serial)
         return D.depthwise_backward(x[lo:hi], weight, dy[lo:hi], geo.stride, geo.pad_before,
                                     geo.dilation, dx[lo:hi], serial)
     shares = _over_batch(x.shape[0], part)
