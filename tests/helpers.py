@@ -290,6 +290,18 @@ def drawn_conv2d(cfg):
     return layer, rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"])), rng
 
 
+def grouped_arrays(seed, n, groups, cg, og, h, w, k, out, dtype):
+    """(x, weight, bias, dy) of a drawn grouped convolution, for the tests of
+    its kernels against their twin: G groups of cg in and og out channels,
+    an h x w image, a k kernel and an ``out`` output grid."""
+    rng = np.random.default_rng(seed)
+    c, o = groups * cg, groups * og
+    return (rng.standard_normal((n, c, h, w)).astype(dtype),
+            rng.standard_normal((o, cg) + tuple(k)).astype(dtype),
+            rng.standard_normal(o).astype(dtype),
+            rng.standard_normal((n, o) + tuple(out)).astype(dtype))
+
+
 # Realistic layers and the path 'auto' takes for each (the rules are
 # in functional/conv.py and subpixel.py; N = 0 stands for the 4 samples per
 # thread the F(4x4, ...) families need):

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from helpers import conv_algorithm, naive_conv2d, seeds, whole_kernel
+from helpers import conv_algorithm, grouped_arrays, naive_conv2d, seeds, whole_kernel
 from nnzero import gradcheck
 from nnzero.functional import conv as F
 from nnzero.functional import direct
@@ -234,12 +234,8 @@ def test_depthwise_wrappers_reject_inconsistent_shapes():
 def test_grouped_kernels_equal_numpy_twins(n, groups, cg, og, h, w, k, p, d, out, dtype, seed):
     """Any stride-1 window grid, even one reaching far past the image, and
     empty batches, channels, images or outputs (3x3 takes the fused loops)."""
-    rng = np.random.default_rng(seed)
-    c, o = groups * cg, groups * og
-    x = rng.standard_normal((n, c, h, w)).astype(dtype)
-    wt = rng.standard_normal((o, cg) + k).astype(dtype)
-    bias = rng.standard_normal(o).astype(dtype)
-    dy = rng.standard_normal((n, o) + out).astype(dtype)
+    x, wt, bias, dy = grouped_arrays(seed, n, groups, cg, og, h, w, k, out, dtype)
+    o = wt.shape[0]
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
     results = []
     for fwd, bwd in ((G.grouped_forward_numba, G.grouped_backward_numba),

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import naive_conv2d, seeds, whole_kernel
+from helpers import grouped_arrays, naive_conv2d, seeds, whole_kernel
 from nnzero import gradcheck
 from nnzero.functional import conv as F
 from nnzero.functional import direct
@@ -40,12 +40,7 @@ def _twin(x, w, bias, dy, groups, p, d):
        dtype=st.sampled_from([np.float32, np.float64]), seed=seeds())
 def test_blocked_kernels_equal_numpy_twin(n, groups, cg, og, h, w, k, p, d, out, serial, dtype,
                                           seed):
-    rng = np.random.default_rng(seed)
-    c, o = groups * cg, groups * og
-    x = rng.standard_normal((n, c, h, w)).astype(dtype)
-    wt = rng.standard_normal((o, cg) + k).astype(dtype)
-    bias = rng.standard_normal(o).astype(dtype)
-    dy = rng.standard_normal((n, o) + out).astype(dtype)
+    x, wt, bias, dy = grouped_arrays(seed, n, groups, cg, og, h, w, k, out, dtype)
     y = GB.blocked_forward(x, wt, bias, groups, p, d, np.full(dy.shape, np.nan, dtype), serial)
     dx = np.full(x.shape, np.nan, dtype)
     dw = GB.blocked_backward(x, wt, dy, groups, p, d, dx, serial)
