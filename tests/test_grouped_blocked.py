@@ -157,6 +157,7 @@ def test_blocked_wrappers_handle_empty_inputs():
     np.testing.assert_array_equal(dw, np.zeros(w.shape))
 
 
+@pytest.mark.skipif(not GB.JIT_ENABLED, reason="NNZERO_JIT=0: the NumPy twin runs")
 def test_blocked_kernels_run_only_what_was_compiled_vectorised(monkeypatch):
     """Every overload the calls use is one ``compile_vectorized`` compiled (a
     call with other argument types would compile a second, unvectorised one),
