@@ -188,3 +188,25 @@ def test_blocked_kernels_run_only_what_was_compiled_vectorised(monkeypatch):
         assert set(kernel.overloads) - old <= {sig for k, sig in vectorised if k is kernel}
         assert {sig for k, sig in vectorised if k is kernel} <= set(kernel.overloads)
     assert config.SLP_VECTORIZE == before_flag
+
+
+def test_blocked_kernels_run_a_large_batch_in_blocks_of_samples(monkeypatch):
+    """Past ``SCRATCH_BYTES`` of scratch a call runs its samples a few at a
+    time: the same values, and the weight gradient summed over the blocks."""
+    x, wt, bias, dy = grouped_arrays(7, 5, 2, 8, 16, 6, 5, (3, 3), (6, 5), np.float64)
+    whole_y = GB.blocked_forward(x, wt, bias, 2, (1, 1), (1, 1), np.empty(dy.shape))
+    whole_dx = np.empty_like(x)
+    whole_dw = GB.blocked_backward(x, wt, dy, 2, (1, 1), (1, 1), whole_dx)
+    rows, wp = GB._geometry(x, wt, (6, 5), (1, 1), (1, 1))[:2]
+    assert (rows, wp) == (7, 6)            # the padding shared below and to the right
+    per_sample = 16 * rows * wp * 8        # Og channels of a sample's region, float64
+    assert GB._sample_chunks(5, 16, rows * wp, 8) == [(0, 5)]
+    monkeypatch.setattr(GB, "SCRATCH_BYTES", 2 * per_sample + 1)
+    assert GB._sample_chunks(5, 16, rows * wp, 8) == [(0, 2), (2, 4), (4, 5)]
+    y = GB.blocked_forward(x, wt, bias, 2, (1, 1), (1, 1), np.empty(dy.shape))
+    dx = np.empty_like(x)
+    dw = GB.blocked_backward(x, wt, dy, 2, (1, 1), (1, 1), dx)
+    for got, expected in zip((y, dx, dw), (whole_y, whole_dx, whole_dw)):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    for got, expected in zip((y, dx, dw), _twin(x, wt, bias, dy, 2, (1, 1), (1, 1))):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-11)

@@ -27,7 +27,8 @@ second by ``_dots16`` (4 input by 16 output channels in registers, dy laid out
 channels last) when Og is a multiple of 16, else by ``_dots`` (2 by 2
 channels by 16 positions, added across the lanes at the end; half the speed).
 
-A call computes all its samples group by group: each group's planes of
+A call computes all its samples group by group (a block of samples at a
+time where their scratch would pass SCRATCH_BYTES): each group's planes of
 every sample lie end to end, sample b's rows x WP region at b*L, so that the
 loops above run over all of them as one long plane. The regions share their
 padding: the zeros a window needs below the image are the next sample's top
@@ -326,6 +327,19 @@ def _geometry(x, w, out_hw, padding, dilation):
     return rows, wp, offs, RP + int(offs[-1])
 
 
+# The scratch planes of a call hold one group's channels of all its samples
+# (four such buffers in the backward pass); a call with more samples than
+# keep each under SCRATCH_BYTES runs them a block at a time, so that a large
+# batch on one thread does not take a copy of the input's size.
+SCRATCH_BYTES = 32 << 20
+
+
+def _sample_chunks(n, channels, plane, itemsize):
+    """(lo, hi) blocks of the n samples, each sample's scratch channels*plane cells."""
+    per = max(1, SCRATCH_BYTES // (channels * plane * itemsize))
+    return [(lo, min(lo + per, n)) for lo in range(0, n, per)]
+
+
 def _check_blocks(w, groups):
     o, cg = w.shape[:2]
     if not applies(cg, o // groups):
@@ -347,9 +361,10 @@ def blocked_forward(x, w, bias, groups, padding, dilation, y, serial=False):
     o, cg, kh, kw = w.shape
     rows, wp, offs, tail = _geometry(x, w, y.shape[2:], padding, dilation)
     wt = np.ascontiguousarray(w.reshape(groups, o // groups, cg, kh * kw).transpose(0, 2, 3, 1))
-    args = (x, wt, offs, bias, padding[0], padding[1], rows, wp, tail, y)
-    compile_vectorized(_blocked_forward_range, args + (0, 0))
-    (_forward_serial if serial else _forward_numba)(*args)
+    for lo, hi in _sample_chunks(x.shape[0], max(cg, o // groups), rows * wp, y.itemsize):
+        args = (x[lo:hi], wt, offs, bias, padding[0], padding[1], rows, wp, tail, y[lo:hi])
+        compile_vectorized(_blocked_forward_range, args + (0, 0))
+        (_forward_serial if serial else _forward_numba)(*args)
     return y
 
 
@@ -372,8 +387,12 @@ def blocked_backward(x, w, dy, groups, padding, dilation, dx, serial=False):
     rows, wp, offs, tail = _geometry(x, w, dy.shape[2:], padding, dilation)
     wt = np.ascontiguousarray(w.reshape(groups, o // groups, cg, kh * kw).transpose(0, 1, 3, 2))
     dw = np.empty((groups, cg, kh * kw, o // groups), dtype=dx.dtype)
-    args = (x, wt, offs, dy, padding[0], padding[1], rows, wp, tail, dx, dw)
-    compile_vectorized(_blocked_backward_range, args + (0, 0))
-    (_backward_serial if serial else _backward_numba)(*args)
+    total = None
+    for lo, hi in _sample_chunks(x.shape[0], max(cg, o // groups), rows * wp, dx.itemsize):
+        args = (x[lo:hi], wt, offs, dy[lo:hi], padding[0], padding[1], rows, wp, tail,
+                dx[lo:hi], dw)
+        compile_vectorized(_blocked_backward_range, args + (0, 0))
+        (_backward_serial if serial else _backward_numba)(*args)
+        total = dw.copy() if total is None else total + dw
     # (G, Cg, T, Og) -> (O, Cg, KH, KW)
-    return np.ascontiguousarray(dw.transpose(0, 3, 1, 2)).reshape(w.shape)
+    return np.ascontiguousarray(total.transpose(0, 3, 1, 2)).reshape(w.shape)
