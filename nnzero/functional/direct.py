@@ -86,12 +86,12 @@ LARGE_PLANE = 144   # 12x12
 # Measured on layers of 16 samples (256 channels, 3x3 kernels unless said),
 # forward and backward, blocked / what 'auto' took before (grouped.py's loops,
 # the batch-minor products or im2col), interleaved, 5 rounds, 2026-11-29:
-#   channels a group   4x4    7x7    14x14  28x28  56x56
-#   4                  0.61   0.70   0.66   0.92-1.24     0.93-1.06
-#   8                  0.85   0.69   0.70   0.83-0.88     0.93
-#   16                 1.01   0.80   0.58-0.73   0.56
-#   32                 1.28   0.91-0.94   0.80-0.86   0.79
-#   64                 1.57   1.37   1.29   1.36
+#   channels a group   4x4    7x7          14x14        28x28        56x56
+#   4                  0.61   0.70         0.66         0.92-1.24    0.93-1.06
+#   8                  0.85   0.69         0.70         0.83-0.88    0.93
+#   16                 1.01   0.80         0.58-0.73    0.56
+#   32                 1.28   0.91-0.94    0.80-0.86    0.79
+#   64                 1.57   1.37         1.29         1.36
 # (128 channels a group on 14x14: 2.09); 5x5 kernels, 8 and 16 channels on
 # 7x7 and 14x14: 0.58-0.66; 16 in and 32 out on 14x14: 0.82. ResNeXt-50's
 # stage-3 layer (16 of 512 channels, 32 groups of 16, 14x14) 0.58; its stage
