@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 from threadpoolctl import threadpool_info
 
 from nnzero import gradcheck
+from nnzero.functional import direct
 from nnzero.functional.conv import conv2d_forward, set_conv_algorithm
 from nnzero.layers import Conv2d
 from nnzero.shapes import conv_output_size
@@ -317,7 +318,7 @@ CONV_PATHS = [
     ("batch-minor", (4, 32, 7, 64, 3, 1, 1, 1)),
     ("batch-minor", (4, 32, 8, 48, 1, 1, 0, 1)),
     ("direct", (4, 24, 12, 24, 3, 1, 1, 8)),          # grouped, 3 channels a group
-    ("direct", (4, 64, 8, 64, 3, 1, 1, 4)),           # grouped, 16 a group: blocked
+    ("blocked", (4, 64, 8, 64, 3, 1, 1, 4)),          # grouped, 16 channels a group
     ("direct", (4, 24, 15, 24, 3, 2, 1, 24)),         # depthwise 3x3 at stride 2
     ("direct", (4, 24, 15, 24, 5, 2, 2, 24)),         # depthwise 5x5 at stride 2
     ("trimmed batch-minor", (4, 16, 1, 24, 3, 1, 1, 1)),  # 1x1 maps: the centre tap alone
@@ -345,5 +346,8 @@ def conv_path(cache):
         return cache.family
     if kind == "SubpixelCache":
         return "sub-pixel " + ("im2col" if cache.wino is None else "Winograd")
+    if kind == "DirectCache" and direct.blocked(cache.geo, cache.x.shape[1],
+                                                cache.weight.shape[0], cache.out_size):
+        return "blocked"
     return {"BatchMinorCache": "batch-minor", "DirectCache": "direct", "ConvCache": "im2col",
             "ConvTransposeCache": "col2im"}[kind]

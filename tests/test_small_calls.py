@@ -128,8 +128,10 @@ def test_every_path_run_whole_is_a_one_thread_run_and_gives_the_split_answer(
 @two_threads
 @pytest.mark.parametrize("shape", [shape for path, shape in CONV_PATHS if path == "direct"])
 def test_the_direct_loops_split_at_every_size(threshold, pool_calls, numba_threads, shape):
-    """Grouped and depthwise layers on the direct loops measured slower run
-    whole even at 0.9 M multiply-adds: they keep the split."""
+    """Grouped and depthwise layers on grouped.py's and the depthwise loops
+    measured slower run whole even at 0.9 M multiply-adds: they keep the
+    split (the blocked loops follow the rule: CONV_PATHS's "blocked" row is
+    in the test above)."""
     threshold(WHOLE)
     numba_threads(2)
     layer, x = _layer(False, shape, np.random.default_rng(0))

@@ -62,8 +62,8 @@ def test_stride_one_gives_the_col2im_paths_outputs_and_gradients(cfg):
 # (C, O, groups, kernel, padding, H, the path 'auto' takes)
 CASES = [
     (64, 64, 64, 3, 1, 12, "as-conv direct"),            # depthwise
-    (16, 16, 4, 3, 1, 12, "as-conv direct"),             # groups of 4 channels: blocked
-    (64, 64, 4, 3, 1, 12, "as-conv direct"),             # ... of 16: blocked, dy channels last
+    (16, 16, 4, 3, 1, 12, "as-conv blocked"),            # groups of 4 channels
+    (64, 64, 4, 3, 1, 12, "as-conv blocked"),            # ... of 16: dy channels last
     (12, 12, 4, 3, 1, 12, "as-conv direct"),             # ... of 3: grouped.py's loops
     (32, 32, 1, 3, 1, 16, "as-conv F(2x2,3x3)"),         # Winograd, 32 outputs
     (64, 16, 1, 3, 1, 16, "col2im"),                     # Winograd, but 16 outputs

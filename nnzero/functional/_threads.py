@@ -93,10 +93,11 @@ __all__ = ["inside_piece", "piece_bounds", "run_pieces", "batch_pieces", "blas_o
 # splitting took 1.47x the better of the two on average over those layers,
 # this rule 1.03x; weighing in the column matrix's size as well gained ~1%
 # more, within the noise. The transposed layers measured fell the same way
-# (0.49-0.88 below 5 M, 1.24 at 17 M). Not the direct loops of grouped and
-# depthwise layers (``conv.py`` keeps their split): they do far more work per
-# multiply-add than a product, and depthwise layers of 0.9-4.7 M took
-# 1.12-1.70x their split time run whole.
+# (0.49-0.88 below 5 M, 1.24 at 17 M), and so did grouped layers on the
+# blocked loops (0.40-0.49 at 1.2-2.4 M, 1.01-1.08 at 14-19 M). Not
+# ``grouped.py``'s or the depthwise loops (``conv.py`` keeps their split): they
+# do far more work per multiply-add than a product, and depthwise layers of
+# 0.9-4.7 M took 1.12-1.70x their split time run whole.
 MIN_SPLIT_MACS = 1 << 23
 
 
