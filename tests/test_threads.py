@@ -113,7 +113,7 @@ def test_layers_run_from_several_python_threads_give_the_serial_answer(
     bit for bit the one a lone call gives (BLAS on one thread in the pieces
     either way), and BLAS's threads back afterwards. With the default
     ``MIN_SPLIT_MACS`` the first two layers run whole on their callers'
-    threads and the third splits: callers of both kinds at once."""
+    threads and the others split: callers of both kinds at once."""
     if small_calls_whole:
         monkeypatch.setattr(_threads, "MIN_SPLIT_MACS", split_every_batch)
     numba_threads(2)
@@ -121,7 +121,8 @@ def test_layers_run_from_several_python_threads_give_the_serial_answer(
     rng = np.random.default_rng(5)
     makes = [lambda: Conv2d(16, 32, 3, stride=2, padding=1, rng=1),             # im2col
              lambda: Conv2d(16, 16, 3, padding=1, rng=1),                       # Winograd
-             lambda: ConvTranspose2d(32, 16, 4, stride=2, padding=1, rng=1)]    # sub-pixel
+             lambda: ConvTranspose2d(32, 16, 4, stride=2, padding=1, rng=1),    # sub-pixel
+             lambda: Conv2d(32, 32, 3, padding=1, groups=2, rng=1)]             # blocked
     cases = []
     for make in makes:
         layer = make()
@@ -155,13 +156,14 @@ def test_layers_run_from_several_python_threads_give_the_serial_answer(
     (lambda: Conv2d(32, 32, 3, padding=1, dtype=F64, rng=1), (16, 17)),   # F(4x4, 3x3)
     (lambda: Conv2d(64, 64, 3, padding=1, dtype=F64, rng=1), (6, 6)),   # F(2x2, 3x3)
     (lambda: Conv2d(8, 12, 3, padding=1, groups=4, dtype=F64, rng=1), (16, 17)),   # direct
+    (lambda: Conv2d(16, 32, 3, padding=1, groups=2, dtype=F64, rng=1), (16, 17)),  # blocked
     (lambda: Conv2d(6, 6, 3, stride=2, padding=1, groups=6, dtype=F64, rng=1),   # depthwise
      (16, 17)),
     (lambda: ConvTranspose2d(64, 32, 4, stride=2, padding=1, dtype=F64, rng=1),   # F(3x3, 2x2)
      (16, 17)),
     (lambda: Conv2d(32, 16, 4, stride=2, padding=1, dtype=F64, rng=1), (16, 17)),   # F(4x4, 2x2)
-], ids=["conv", "conv1x1", "convT", "winograd", "winograd_f23", "grouped", "depthwise",
-        "convT_winograd", "winograd_stride2"])
+], ids=["conv", "conv1x1", "convT", "winograd", "winograd_f23", "grouped", "blocked",
+        "depthwise", "convT_winograd", "winograd_stride2"])
 def test_one_or_two_threads_give_the_same_answer(numba_threads, n, budget, make, hw,
                                                 monkeypatch):
     # the same algorithm on one thread and on two, whatever the batch
