@@ -6,7 +6,6 @@ from hypothesis import strategies as st
 from threadpoolctl import threadpool_info
 
 from nnzero import gradcheck
-from nnzero.functional import direct
 from nnzero.functional.conv import conv2d_forward, set_conv_algorithm
 from nnzero.layers import Conv2d
 from nnzero.shapes import conv_output_size
@@ -346,8 +345,7 @@ def conv_path(cache):
         return cache.family
     if kind == "SubpixelCache":
         return "sub-pixel " + ("im2col" if cache.wino is None else "Winograd")
-    if kind == "DirectCache" and direct.blocked(cache.geo, cache.x.shape[1],
-                                                cache.weight.shape[0], cache.out_size):
+    if kind == "DirectCache" and cache.blocked:
         return "blocked"
     return {"BatchMinorCache": "batch-minor", "DirectCache": "direct", "ConvCache": "im2col",
             "ConvTransposeCache": "col2im"}[kind]

@@ -42,7 +42,6 @@ of keeping them all.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import NamedTuple
 
@@ -231,29 +230,14 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
 def conv2d_by_geometry(x, weight, bias, geo, workspace):
     """``conv2d_forward`` for a built ``Geometry`` (padding may differ before and
     after), x contiguous and the arguments checked: the path is chosen here.
-    A small call runs whole on the calling thread (``_threads.whole_if_small``),
-    unless it runs ``grouped.py``'s or the depthwise loops."""
+    A small call runs whole on the calling thread (``_threads.whole_if_small``;
+    the direct loops decide for themselves, see ``direct._small_call``)."""
     oh, ow = geo.out_size(*x.shape[2:])
-    small = whole_if_small(x.shape[0] * oh * ow * weight.size)
     if ALGORITHM[0] != "im2col" and direct.applicable(geo, x.shape[1], weight.shape[0],
                                                       (oh, ow)):
-        with small if _whole_when_small(geo, x.shape[1], weight.shape[0], (oh, ow)) else _split:
-            return direct.direct_forward(x, weight, bias, geo, (oh, ow))
-    with small:
+        return direct.direct_forward(x, weight, bias, geo, (oh, ow))
+    with whole_if_small(x.shape[0] * oh * ow * weight.size):
         return _forward_by_path(x, weight, bias, geo, (oh, ow), workspace)
-
-
-_split = contextlib.nullcontext()
-
-
-def _whole_when_small(geo, in_channels, out_channels, out_size):
-    """Whether a convolution on the direct loops follows the small-call rule.
-    The blocked loops do: run whole, grouped layers of 1.2-2.4 M multiply-adds
-    took 0.40-0.49 of their split time (14-19 M: 1.01-1.08; 29-116 M:
-    1.42-1.64). The other direct loops do far more work per multiply-add than
-    a product does, and keep the split at every size: run whole, depthwise
-    layers of 0.9-4.7 M multiply-adds took 1.12-1.70x their split time."""
-    return direct.blocked(geo, in_channels, out_channels, out_size)
 
 
 def _forward_by_path(x, weight, bias, geo, out_size, workspace):
@@ -320,14 +304,10 @@ def conv2d_backward(dy, cache, workspace=None):
         return dx, dw, db
     shape, dtype = output_of(cache)
     dy = check_dy(dy, shape, dtype, "conv2d_backward")
+    if isinstance(cache, direct.DirectCache):   # it decides as its forward did
+        return direct.direct_backward(dy, cache)
     # the same choice as the forward's: (N, O, OH, OW) times C/G*KH*KW
-    small = whole_if_small(math.prod(shape) * cache.weight[0].size)
-    if isinstance(cache, direct.DirectCache):
-        whole = _whole_when_small(cache.geo, cache.x.shape[1], cache.weight.shape[0],
-                                  cache.out_size)
-        with small if whole else _split:
-            return direct.direct_backward(dy, cache)
-    with small:
+    with whole_if_small(math.prod(shape) * cache.weight[0].size):
         return _backward_by_path(dy, cache, workspace)
 
 

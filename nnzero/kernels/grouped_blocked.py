@@ -61,7 +61,7 @@ from numba.extending import intrinsic
 from ._jit import JIT_ENABLED, compile_vectorized, njit
 from ._pool import split_kernel
 from .depthwise import check_output
-from .grouped import _check, grouped_backward_numpy, grouped_forward_numpy
+from .grouped import _check, grouped_backward, grouped_forward
 from .windows import copy_inside, copy_into_padded
 
 BLOCK = 4                 # Og and Cg must be multiples of this
@@ -354,10 +354,9 @@ def blocked_forward(x, w, bias, groups, padding, dilation, y, serial=False):
     _check_blocks(w, groups)
     if not y.size:
         return y
+    if not JIT_ENABLED:   # grouped.py's wrapper hands out the twin then
+        return grouped_forward(x, w, bias, groups, padding, dilation, y)
     x, bias = np.ascontiguousarray(x), np.ascontiguousarray(bias)
-    if not JIT_ENABLED:
-        grouped_forward_numpy(x, w, bias, groups, *padding, *dilation, y)
-        return y
     o, cg, kh, kw = w.shape
     rows, wp, offs, tail = _geometry(x, w, y.shape[2:], padding, dilation)
     wt = np.ascontiguousarray(w.reshape(groups, o // groups, cg, kh * kw).transpose(0, 2, 3, 1))
@@ -375,15 +374,13 @@ def blocked_backward(x, w, dy, groups, padding, dilation, dx, serial=False):
     if dx.shape != x.shape or not dx.flags.c_contiguous:
         raise ValueError(f"grouped_blocked: dx must be C-contiguous of shape {x.shape}, "
                          f"got {dx.shape}")
+    if not JIT_ENABLED:
+        return grouped_backward(x, w, dy, groups, padding, dilation, dx)
     o, cg, kh, kw = w.shape
     if not (dx.size and dy.size):
         dx[...] = 0
         return np.zeros_like(w, dtype=dx.dtype)
     x, dy = np.ascontiguousarray(x), np.ascontiguousarray(dy)
-    if not JIT_ENABLED:
-        units = np.zeros((x.shape[0], groups, o // groups, cg, kh, kw), dtype=dx.dtype)
-        grouped_backward_numpy(x, w, dy, groups, *padding, *dilation, dx, units)
-        return units.sum(axis=0).reshape(w.shape)
     rows, wp, offs, tail = _geometry(x, w, dy.shape[2:], padding, dilation)
     wt = np.ascontiguousarray(w.reshape(groups, o // groups, cg, kh * kw).transpose(0, 1, 3, 2))
     dw = np.empty((groups, cg, kh * kw, o // groups), dtype=dx.dtype)
