@@ -240,8 +240,12 @@ def test_bias_rides_in_the_columns_as_a_row_of_ones():
     wide = to_columns(x, geo, out, out=np.full((3, 13, plain.shape[2]), np.nan), ones_row=True)
     np.testing.assert_array_equal(wide[:, :12], plain)
     np.testing.assert_array_equal(wide[:, 12], 1.0)
-    with pytest.raises(ValueError, match="pointwise convolution's columns are its input"):
-        to_columns(x, F.make_geometry((1, 1), 1, 0, 1, 1), (6, 5), ones_row=True)
+    pointwise = F.make_geometry((1, 1), 1, 0, 1, 1)
+    with pytest.raises(ValueError, match="pointwise convolution's ones row needs"):
+        to_columns(x, pointwise, (6, 5), ones_row=True)
+    copied = to_columns(x, pointwise, (6, 5), out=np.full((3, 3, 30), np.nan), ones_row=True)
+    np.testing.assert_array_equal(copied[:, :2], x.reshape(3, 2, 30))
+    np.testing.assert_array_equal(copied[:, 2], 1.0)
     w, b = rng.standard_normal((4, 2, 3, 2)), rng.standard_normal(4)
     y, cache = F.conv2d_forward(x, w, b, (2, 1), (1, 0), (1, 2))
     np.testing.assert_allclose(y, naive_conv2d(x, w, b, (2, 1), (1, 0), (1, 2), 1, out),
@@ -254,6 +258,40 @@ def test_bias_rides_in_the_columns_as_a_row_of_ones():
                                rtol=1e-12)
     dcols = np.einsum("ok,nol->nkl", w.reshape(4, -1), d)
     np.testing.assert_allclose(dx, from_columns(dcols, x.shape, geo, out), rtol=1e-12)
+
+
+@pytest.mark.parametrize("budget", [None, 1])
+def test_widening_pointwise_layers_fold_their_bias_into_the_products(budget):
+    """A 1x1 convolution with at least POINTWISE_FOLD times as many output
+    channels as input ones copies x with a ones row so that its bias rides in
+    the products; one that does not widen keeps x itself as its columns. Both
+    against the naive reference, with the whole batch's columns kept and (a
+    one-byte budget) rebuilt chunk by chunk in the backward pass. Planes of
+    16x15 take im2col's products, not the batch-minor ones."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 2, 16, 15))
+    for o, folds in [(2 * F.POINTWISE_FOLD, True), (3, False)]:
+        w, b = rng.standard_normal((o, 2, 1, 1)), rng.standard_normal(o)
+        old = F.set_im2col_budget(budget) if budget else None
+        try:
+            y, cache = F.conv2d_forward(x, w, b)
+            dy = rng.standard_normal(y.shape)
+            dx, dw, db = F.conv2d_backward(dy, cache)
+        finally:
+            if budget:
+                F.set_im2col_budget(old)
+        if budget:
+            assert cache.cols is None
+        else:
+            assert cache.cols.shape[1] == 2 + folds
+            assert np.shares_memory(cache.cols, x) != folds
+        np.testing.assert_allclose(y, naive_conv2d(x, w, b, (1, 1), (0, 0), (1, 1), 1, (16, 15)),
+                                   rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(db, dy.sum(axis=(0, 2, 3)), rtol=1e-12)
+        np.testing.assert_allclose(dw[:, :, 0, 0], np.einsum("nohw,nchw->oc", dy, x),
+                                   rtol=1e-12)
+        np.testing.assert_allclose(dx, np.einsum("oc,nohw->nchw", w[:, :, 0, 0], dy),
+                                   rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("make", [

@@ -153,16 +153,24 @@ def columns_are_input(geo, x_shape, out_size):
 def to_columns(x, geo, out_size, out=None, kmajor=False, serial=False, ones_row=False):
     """im2col of x for ``geo`` (x itself, as a view, for a pointwise convolution).
 
-    ``ones_row``: each sample's block (sample-major, not pointwise) gets one
-    more row, all ones, after its C*KH*KW rows: ``[W | b] @ cols`` is then
-    the convolution with its bias added, and ``dy @ cols.T`` has the bias
-    gradient as its last column.
+    ``ones_row``: each sample's block (sample-major) gets one more row, all
+    ones, after its C*KH*KW rows: ``[W | b] @ cols`` is then the convolution
+    with its bias added, and ``dy @ cols.T`` has the bias gradient as its last
+    column. A pointwise convolution's columns are then a copy of x, into
+    ``out`` (N, C+1, L).
     """
     if columns_are_input(geo, x.shape, out_size):
-        if ones_row:
-            raise ValueError("to_columns: a pointwise convolution's columns are its input; "
-                             "no ones row can be added")
         cols = x.reshape(x.shape[0], x.shape[1], -1)
+        if ones_row:
+            if kmajor or out is None or out.shape != (cols.shape[0], cols.shape[1] + 1,
+                                                      cols.shape[2]):
+                raise ValueError(f"to_columns: a pointwise convolution's ones row needs a "
+                                 f"sample-major out of shape {cols.shape[:1]} + "
+                                 f"({cols.shape[1] + 1}, {cols.shape[2]}), got "
+                                 f"{None if out is None else out.shape}")
+            out[:, :-1] = cols
+            out[:, -1] = 1
+            return out
         return np.ascontiguousarray(cols.transpose(1, 0, 2)) if kmajor else cols
     cols = im2col(x, geo.kernel, geo.stride, geo.pad_before, geo.dilation, out_size, out,
                   kmajor, serial, extra_rows=int(ones_row))

@@ -17,8 +17,9 @@ Differentiating the matmul form with dy_g[n] = dL/dy_g[n]:
     dx      = col2im(dcols)                         every patch entry added back where it came from
     db[o]   = sum_{n,i,j} dy[n, o, i, j]
 
-Without groups the bias is folded into the product: append a row of ones to
-each sample's columns and b as one more column of W. Then
+Without groups the bias is folded into the product (for 1x1 convolutions only
+when they widen, see POINTWISE_FOLD): append a row of ones to each sample's
+columns and b as one more column of W. Then
 
     [W | b] @ [cols; 1] = W @ cols + b 1^T          (the bias added to every position)
     dy[n] @ [cols; 1]^T = [dy[n] @ cols^T | dy[n] 1] (its last column: db's share of n)
@@ -171,15 +172,31 @@ def _rule_family(k, s, x_shape, o, out_size):
     return winograd.DEFAULT[k, s] if takes else None
 
 
-def _bias_in_columns(has_bias, groups, pointwise):
+# A pointwise convolution's columns are x itself; folding its bias means
+# copying x with the ones row (C*L values a sample) to save the passes over y
+# and dy (O*L each), so it is folded only where the output has at least
+# POINTWISE_FOLD times as many channels as the input. Measured forward and
+# backward, folded / separate passes, medians of 7 interleaved rounds
+# (2026-11-29): C -> O on N x H x H, 3 -> 64 (32, 32x32) 0.76, 16 -> 96 and
+# 24 -> 144 (16, 56x56) 0.82 and 0.81, 32 -> 192 (16, 28x28) 0.90, 64 -> 256
+# (8, 56x56) 0.91, 64 -> 128 and 64 -> 192 (16, 32x32) 0.89 and 0.92,
+# 128 -> 256 (32, 16x16) 0.97; not widening: 64 -> 64 1.04, 64 -> 96 1.11,
+# 128 -> 64 1.02 (16, 32x32), 256 -> 64 (8, 56x56) 1.09, 32 -> 32 (16,
+# 56x56) 0.99.
+POINTWISE_FOLD = 2
+
+
+def _bias_in_columns(has_bias, groups, pointwise, channels, out_channels):
     """Whether the bias rides in the products: a row of ones under each
     sample's columns and the bias as one more weight column, so that the
     forward product adds it and the weight gradient's product sums its
     gradient (measured 0.3-0.6 ms less than the separate passes over y and
     dy for one thread's 32 samples of conv_stem, where each pass costs as
     much as a product 27 rows deep). Not for grouped convolutions (the ones
-    row would sit between groups) or pointwise ones (their columns are x)."""
-    return has_bias and groups == 1 and not pointwise
+    row would sit between groups), nor for pointwise ones that do not widen
+    (see POINTWISE_FOLD)."""
+    widens = out_channels >= POINTWISE_FOLD * channels
+    return has_bias and groups == 1 and (widens or not pointwise)
 
 
 def _grouped(a, groups):
@@ -251,15 +268,16 @@ def _forward_by_path(x, weight, bias, geo, out_size, workspace):
     if ALGORITHM[0] != "im2col" and conv_batch_minor.applicable((oh, ow)):
         return conv_batch_minor.forward(x, weight, bias, geo, (oh, ow), workspace)
     length = oh * ow
-    pointwise = columns_are_input(geo, x.shape, (oh, ow))
-    fold = _bias_in_columns(bias is not None, g, pointwise)
+    fold = _bias_in_columns(bias is not None, g, columns_are_input(geo, x.shape, (oh, ow)),
+                            c, o)
+    is_x = columns_are_input(geo, x.shape, (oh, ow)) and not fold   # the columns are x
     w_g = weight.reshape(g, o // g, -1)                    # (G, Og, K)
     if fold:                                               # (1, O, K+1): [W | b]
         w_g = np.concatenate([w_g, bias.reshape(1, o, 1).astype(x.dtype, copy=False)], axis=2)
     y = np.empty((n, g, o // g, length), dtype=x.dtype)
     k_rows = c * geo.kernel[0] * geo.kernel[1]
     chunk = chunk_size(n, k_rows + fold, length, x.itemsize)
-    buf = None if pointwise else scratch(workspace, "cols",
+    buf = None if is_x else scratch(workspace, "cols",
                                          (min(chunk, n), k_rows + fold, length), x.dtype)
     add_bias = None if bias is None or fold else bias.reshape(g, o // g, 1)
     for s in range(0, n, chunk):
@@ -278,7 +296,7 @@ def _forward_by_path(x, weight, bias, geo, out_size, workspace):
         batch_pieces(m, piece)
     kept = None
     if chunk >= n:   # the whole batch's columns: the backward pass reuses them
-        kept = x.reshape(n, c, length) if pointwise else buf
+        kept = x.reshape(n, c, length) if is_x else buf
     return y.reshape(n, o, oh, ow), ConvCache(x, weight, bias is not None, geo, (oh, ow), kept)
 
 
@@ -325,10 +343,10 @@ def _backward_by_path(dy, cache, workspace):
     w_g = weight.reshape(g, o // g, -1)
     dx = np.empty_like(x)
     pointwise = columns_are_input(geo, x.shape, out_size)
-    fold = _bias_in_columns(has_bias, g, pointwise)   # as the forward pass had it
+    fold = _bias_in_columns(has_bias, g, pointwise, c, o)   # as the forward pass had it
     k_rows = c * geo.kernel[0] * geo.kernel[1]
     chunk = max(n, 1) if kept is not None else chunk_size(n, k_rows + fold, length, x.itemsize)
-    if kept is None and not pointwise:
+    if kept is None and not (pointwise and not fold):
         buf = scratch(workspace, "cols", (min(chunk, n), k_rows + fold, length), x.dtype)
     if not pointwise:
         dbuf = scratch(workspace, "dcols", (min(chunk, n), k_rows, length), x.dtype)
@@ -341,7 +359,8 @@ def _backward_by_path(dy, cache, workspace):
             if kept is not None:
                 cols = kept[a:b]
             else:
-                cols = to_columns(x[a:b], geo, out_size, None if pointwise else buf[lo:hi],
+                cols = to_columns(x[a:b], geo, out_size,
+                                  None if pointwise and not fold else buf[lo:hi],
                                   serial=True, ones_row=fold)
             cols = _grouped(cols, g)
             # a 1x1 convolution's column gradient is the input gradient itself
