@@ -1,0 +1,139 @@
+"""The column matrix of Conv2d and ConvTranspose2d: the memory budget that
+splits a batch into chunks (and sends Winograd's buffers back to im2col), and
+the bias riding in the products as a row of ones under the columns."""
+import numpy as np
+import pytest
+
+from helpers import conv_algorithm, naive_conv2d
+from nnzero.functional import conv as F
+from nnzero.layers import Conv2d, ConvTranspose2d
+
+F64 = np.float64
+
+
+@pytest.mark.parametrize("transposed,groups,algorithm", [
+    (False, 1, "auto"), (False, 1, "im2col"), (False, 2, "auto"), (True, 2, "auto")])
+def test_tiny_im2col_budget_gives_the_same_result(transposed, groups, algorithm):
+    # groups=1: batch-minor columns ('auto', a 4x4 output) or one product per
+    # sample with the bias riding in it as a ones row under the columns ('im2col')
+    rng = np.random.default_rng(0)
+    if transposed:
+        layer = ConvTranspose2d(4, 6, 3, stride=2, padding=1, groups=groups, dtype=F64, rng=1)
+    else:
+        layer = Conv2d(4, 6, 3, stride=2, padding=1, groups=groups, dtype=F64, rng=1)
+    x = rng.standard_normal((5, 4, 7, 7))
+    with conv_algorithm(algorithm):
+        y = layer(x)
+        dy = rng.standard_normal(y.shape)
+        dx = layer.backward(dy)
+        grads = [p.grad.copy() for p in layer.parameters()]
+        layer.zero_grad()
+        old = F.set_im2col_budget(1)  # one sample per chunk
+        try:
+            y2 = layer(x)
+            dx2 = layer.backward(dy)
+        finally:
+            F.set_im2col_budget(old)
+    np.testing.assert_allclose(y2, y, rtol=1e-12)
+    np.testing.assert_allclose(dx2, dx, rtol=1e-12)
+    for p, g in zip(layer.parameters(), grads):
+        np.testing.assert_allclose(p.grad, g, rtol=1e-12)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_winograd_holds_its_tiles_and_products_within_the_budget(transposed):
+    """Winograd keeps V (P, C', T) and M (P, O, T) at once: a budget that
+    holds V but not V and M together sends the layer to im2col, where it
+    gives the same answer (a wide 4x output: M is 4 times V)."""
+    from nnzero.functional import winograd
+    rng = np.random.default_rng(0)
+    if transposed:   # kernel 4, stride 2: a 2x2 convolution to 4*O channels (sub-pixel)
+        layer = ConvTranspose2d(2, 2, 4, stride=2, padding=1, dtype=F64, rng=1)
+        shape, out, family, o = (3, 2, 6, 6), (7, 7), "F(3x3,2x2)", 8
+    else:
+        layer = Conv2d(2, 8, 3, padding=1, dtype=F64, rng=1)
+        shape, out, family, o = (3, 2, 6, 6), (6, 6), "F(2x2,3x3)", 8
+    x = rng.standard_normal(shape)
+    both = winograd.buffer_bytes(shape, out, 8, family, o)
+    tiles = winograd.buffer_bytes(shape, out, 8, family, 0)
+    assert both == 5 * tiles
+    results = []
+    for budget in (both, both - 1):
+        old = F.set_im2col_budget(budget)
+        try:
+            with conv_algorithm("winograd"):
+                y = layer(x)
+                cache = layer._ctx.cache
+                wino = cache.wino if transposed else cache
+                results.append((isinstance(wino, winograd.WinogradCache), y))
+        finally:
+            F.set_im2col_budget(old)
+    assert [took for took, _ in results] == [True, False]
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-12, atol=1e-12)
+
+
+def test_bias_rides_in_the_columns_as_a_row_of_ones():
+    """to_columns(ones_row=True): the same columns plus a row of ones, so that
+    [W | b] @ cols is the convolution with its bias and the weight gradient's
+    product carries the bias gradient (checked against the naive reference)."""
+    from nnzero.functional._columns import from_columns, to_columns
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 2, 6, 5))
+    geo = F.make_geometry((3, 2), (2, 1), (1, 0), (1, 2), 1)
+    out = geo.out_size(6, 5)
+    plain = to_columns(x, geo, out)
+    wide = to_columns(x, geo, out, out=np.full((3, 13, plain.shape[2]), np.nan), ones_row=True)
+    np.testing.assert_array_equal(wide[:, :12], plain)
+    np.testing.assert_array_equal(wide[:, 12], 1.0)
+    pointwise = F.make_geometry((1, 1), 1, 0, 1, 1)
+    with pytest.raises(ValueError, match="pointwise convolution's ones row needs"):
+        to_columns(x, pointwise, (6, 5), ones_row=True)
+    copied = to_columns(x, pointwise, (6, 5), out=np.full((3, 3, 30), np.nan), ones_row=True)
+    np.testing.assert_array_equal(copied[:, :2], x.reshape(3, 2, 30))
+    np.testing.assert_array_equal(copied[:, 2], 1.0)
+    w, b = rng.standard_normal((4, 2, 3, 2)), rng.standard_normal(4)
+    y, cache = F.conv2d_forward(x, w, b, (2, 1), (1, 0), (1, 2))
+    np.testing.assert_allclose(y, naive_conv2d(x, w, b, (2, 1), (1, 0), (1, 2), 1, out),
+                               rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    dx, dw, db = F.conv2d_backward(dy, cache)
+    np.testing.assert_allclose(db, dy.sum(axis=(0, 2, 3)), rtol=1e-12)
+    d = dy.reshape(3, 4, -1)
+    np.testing.assert_allclose(dw, np.einsum("nol,nkl->ok", d, plain).reshape(w.shape),
+                               rtol=1e-12)
+    dcols = np.einsum("ok,nol->nkl", w.reshape(4, -1), d)
+    np.testing.assert_allclose(dx, from_columns(dcols, x.shape, geo, out), rtol=1e-12)
+
+
+@pytest.mark.parametrize("budget", [None, 1])
+def test_widening_pointwise_layers_fold_their_bias_into_the_products(budget):
+    """A 1x1 convolution with at least POINTWISE_FOLD times as many output
+    channels as input ones copies x with a ones row so that its bias rides in
+    the products; one that does not widen keeps x itself as its columns. Both
+    against the naive reference, with the whole batch's columns kept and (a
+    one-byte budget) rebuilt chunk by chunk in the backward pass. Planes of
+    16x15 take im2col's products, not the batch-minor ones."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 2, 16, 15))
+    for o, folds in [(2 * F.POINTWISE_FOLD, True), (3, False)]:
+        w, b = rng.standard_normal((o, 2, 1, 1)), rng.standard_normal(o)
+        old = F.set_im2col_budget(budget) if budget else None
+        try:
+            y, cache = F.conv2d_forward(x, w, b)
+            dy = rng.standard_normal(y.shape)
+            dx, dw, db = F.conv2d_backward(dy, cache)
+        finally:
+            if budget:
+                F.set_im2col_budget(old)
+        if budget:
+            assert cache.cols is None
+        else:
+            assert cache.cols.shape[1] == 2 + folds
+            assert np.shares_memory(cache.cols, x) != folds
+        np.testing.assert_allclose(y, naive_conv2d(x, w, b, (1, 1), (0, 0), (1, 1), 1, (16, 15)),
+                                   rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(db, dy.sum(axis=(0, 2, 3)), rtol=1e-12)
+        np.testing.assert_allclose(dw[:, :, 0, 0], np.einsum("nohw,nchw->oc", dy, x),
+                                   rtol=1e-12)
+        np.testing.assert_allclose(dx, np.einsum("oc,nohw->nchw", w[:, :, 0, 0], dy),
+                                   rtol=1e-12, atol=1e-12)
