@@ -23,6 +23,7 @@ CONV = {  # name: (N, C, H, O, k, stride, padding, groups[, dilation])
     "conv_grouped": (32, 64, 32, 64, 3, 1, 1, 8),
     "conv_depthwise": (32, 128, 16, 128, 3, 1, 1, 128),
     "conv_dw_strided": (32, 256, 16, 256, 3, 2, 1, 256),   # a MobileNet downsampling layer
+    "conv_dw7": (16, 960, 7, 960, 3, 1, 1, 960),   # MobileNetV2's last depthwise layer
     "conv_small": (32, 512, 4, 512, 3, 1, 1, 1),   # a ResNet's last stage on 32x32 images
     # a DeepLab ASPP branch (rate 24) on a 17x17 map: only the centre tap meets it
     "conv_atrous": (8, 256, 17, 256, 3, 1, 24, 1, 24),

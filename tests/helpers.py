@@ -318,6 +318,8 @@ CONV_PATHS = [
     ("batch-minor", (4, 32, 8, 48, 1, 1, 0, 1)),
     ("direct", (4, 24, 12, 24, 3, 1, 1, 8)),          # grouped, 3 channels a group
     ("blocked", (4, 64, 8, 64, 3, 1, 1, 4)),          # grouped, 16 channels a group
+    ("lanes", (4, 24, 7, 24, 3, 1, 1, 24)),           # depthwise 3x3 on 7x7
+    ("direct", (4, 24, 12, 24, 5, 1, 2, 24)),         # depthwise 5x5 on 12x12
     ("direct", (4, 24, 15, 24, 3, 2, 1, 24)),         # depthwise 3x3 at stride 2
     ("direct", (4, 24, 15, 24, 5, 2, 2, 24)),         # depthwise 5x5 at stride 2
     ("trimmed batch-minor", (4, 16, 1, 24, 3, 1, 1, 1)),  # 1x1 maps: the centre tap alone
@@ -345,7 +347,7 @@ def conv_path(cache):
         return cache.family
     if kind == "SubpixelCache":
         return "sub-pixel " + ("im2col" if cache.wino is None else "Winograd")
-    if kind == "DirectCache" and cache.blocked:
-        return "blocked"
+    if kind == "DirectCache" and cache.loops in ("blocked", "lanes"):
+        return cache.loops
     return {"BatchMinorCache": "batch-minor", "DirectCache": "direct", "ConvCache": "im2col",
             "ConvTransposeCache": "col2im"}[kind]

@@ -12,6 +12,9 @@ The kernels here keep each sample's group in cache instead:
   4 (up to 32, see BLOCKED_MAX_CHANNELS): each group's padded planes of all
   the call's samples laid end to end, and blocks of 4 output channels by 16
   positions summed in vector registers over every tap and input channel.
+* ``kernels/depthwise_lanes.py``, depthwise at stride 1 on output rows of at
+  most 8 cells (LANES_MAX_WIDTH): blocks of 8 channels transposed side by
+  side, one vector multiply-add per position and tap.
 * ``kernels/grouped.py``, stride 1, any groups: every (sample, group) unit's
   input planes are padded once and each output plane summed from them in
   place, all kernel offsets of a plane pair in one pass for 3x3 kernels.
@@ -44,6 +47,7 @@ import numpy as np
 
 from ..kernels import depthwise as D
 from ..kernels import grouped as G
+from ..kernels import depthwise_lanes as DL
 from ..kernels import grouped_blocked as GB
 from ._columns import Geometry, bias_grad
 from ._threads import batch_pieces, inside_piece, whole_if_small
@@ -99,6 +103,15 @@ LARGE_PLANE = 144   # 12x12
 # 1, 2 and 4 (4, 8 and 32 channels a group) 0.93, 0.83 and 0.80.
 BLOCKED_MAX_CHANNELS = 32
 BLOCKED_SMALL_PLANE = 49    # 7x7
+# Which stride-1 depthwise convolutions ``kernels/depthwise_lanes.py`` takes:
+# output rows of at most LANES_MAX_WIDTH cells (one run of 8 positions). One
+# thread's samples, forward and backward, lanes / grouped.py's loops, medians
+# of 3 interleaved rounds (2026-11-29): 3x3 kernels, N=16 512x2x2 0.34,
+# 1024x4x4 0.41, 256x8x8 0.73, N=8 960x7x7 0.56; 5x5, 1152x7x7 0.54. Wider
+# rows lose (each row is rounded up to runs of 8, and the transposes cost
+# more than grouped.py's longer lines): 576x10x10 0.98, 576x14x14 1.41,
+# 128x16x16 1.23, 144x28x28 1.57, 96x56x56 1.48; 5x5 672x14x14 0.93.
+LANES_MAX_WIDTH = DL.J
 
 
 class DirectCache(NamedTuple):
@@ -107,7 +120,7 @@ class DirectCache(NamedTuple):
     has_bias: bool
     geo: Geometry
     out_size: tuple
-    blocked: bool          # computed by kernels/grouped_blocked.py
+    loops: str             # the kernels: "blocked", "lanes", "grouped" or "depthwise"
 
 
 def _stride_one(geo):
@@ -147,6 +160,35 @@ def blocked(geo, in_channels, out_channels, out_size):
     return cg <= (SOME_CHANNELS if small else BLOCKED_MAX_CHANNELS)
 
 
+def lanes(geo, in_channels, out_channels, out_size):
+    """Whether a depthwise convolution runs by ``kernels/depthwise_lanes.py``
+    (see LANES_MAX_WIDTH)."""
+    depthwise = geo.groups == in_channels == out_channels
+    return depthwise and _stride_one(geo) and out_size[1] <= LANES_MAX_WIDTH
+
+
+def _loops(geo, in_channels, out_channels, out_size):
+    """Which kernels compute an ``applicable`` convolution (DirectCache.loops)."""
+    if blocked(geo, in_channels, out_channels, out_size):
+        return "blocked"
+    if lanes(geo, in_channels, out_channels, out_size):
+        return "lanes"
+    return "grouped" if _stride_one(geo) else "depthwise"
+
+
+# Each family's entry points, with the arguments of grouped.py's (the
+# depthwise ones take groups = C for granted, and depthwise.py a stride).
+def _lanes_call(kernel):
+    return lambda x, w, third, groups, pad, dilation, out, serial: kernel(
+        x, w, third, pad, dilation, out, serial)
+
+
+_FORWARD = {"blocked": GB.blocked_forward, "grouped": G.grouped_forward,
+            "lanes": _lanes_call(DL.lanes_forward)}
+_BACKWARD = {"blocked": GB.blocked_backward, "grouped": G.grouped_backward,
+             "lanes": _lanes_call(DL.lanes_backward)}
+
+
 def direct_forward(x, weight, bias, geo, out_size):
     """y (N, O, OH, OW) and the cache; x contiguous, inputs validated (see layers)."""
     n = x.shape[0]
@@ -154,16 +196,15 @@ def direct_forward(x, weight, bias, geo, out_size):
     y = np.empty((n, o) + tuple(out_size), dtype=x.dtype)
     b = np.zeros(o, dtype=x.dtype) if bias is None else bias
     cache = DirectCache(x, weight, bias is not None, geo, tuple(out_size),
-                        blocked(geo, x.shape[1], o, out_size))
-    kernel = GB.blocked_forward if cache.blocked else G.grouped_forward
+                        _loops(geo, x.shape[1], o, out_size))
 
     def part(lo, hi, serial):
-        if _stride_one(geo):
-            kernel(x[lo:hi], weight, b, geo.groups, geo.pad_before, geo.dilation, y[lo:hi],
-                   serial)
-        else:
+        if cache.loops == "depthwise":
             D.depthwise_forward(x[lo:hi], weight, b, geo.stride, geo.pad_before, geo.dilation,
                                 y[lo:hi], serial)
+        else:
+            _FORWARD[cache.loops](x[lo:hi], weight, b, geo.groups, geo.pad_before,
+                                  geo.dilation, y[lo:hi], serial)
     with _small_call(cache):
         _over_batch(n, part)
     return y, cache
@@ -171,16 +212,15 @@ def direct_forward(x, weight, bias, geo, out_size):
 
 def direct_backward(dy, cache):
     """Return ``(dx, dweight, dbias)`` (``dbias`` None without bias)."""
-    x, weight, has_bias, geo, out_size, is_blocked = cache
+    x, weight, has_bias, geo, out_size, loops = cache
     dx = np.empty_like(x)
-    kernel = GB.blocked_backward if is_blocked else G.grouped_backward
 
     def part(lo, hi, serial):  # returns its samples' share of the weight gradient
-        if _stride_one(geo):
-            return kernel(x[lo:hi], weight, dy[lo:hi], geo.groups, geo.pad_before,
-                          geo.dilation, dx[lo:hi], serial)
-        return D.depthwise_backward(x[lo:hi], weight, dy[lo:hi], geo.stride, geo.pad_before,
-                                    geo.dilation, dx[lo:hi], serial)
+        if loops == "depthwise":
+            return D.depthwise_backward(x[lo:hi], weight, dy[lo:hi], geo.stride,
+                                        geo.pad_before, geo.dilation, dx[lo:hi], serial)
+        return _BACKWARD[loops](x[lo:hi], weight, dy[lo:hi], geo.groups, geo.pad_before,
+                                geo.dilation, dx[lo:hi], serial)
     with _small_call(cache):
         shares = _over_batch(x.shape[0], part)
     dw = shares[0]
@@ -190,18 +230,28 @@ def direct_backward(dy, cache):
     return dx, dw, db
 
 
+# The lanes loops' transposes cost about as much as their multiply-adds: a call
+# of theirs counts LANES_WORK times its multiply-adds against the small-call
+# threshold. Run whole against split, depthwise layers on the lanes loops
+# (interleaved, 7 rounds): 0.41-0.79 at 0.1-3.4 M multiply-adds, 1.23-1.26 at
+# 4.7-6.8 M (so 2^23 / 2).
+LANES_WORK = 2
+
+
 def _small_call(cache):
-    """The blocked loops follow the small-call rule of the other paths
-    (``_threads.whole_if_small``, N*OH*OW times the weight's size): run whole,
-    grouped layers of 1.2-2.4 M multiply-adds took 0.40-0.49 of their split
+    """The blocked and lanes loops follow the small-call rule of the other
+    paths (``_threads.whole_if_small``, N*OH*OW times the weight's size; the
+    lanes loops' count doubled, see LANES_WORK): run whole, grouped layers of
+    1.2-2.4 M multiply-adds on the blocked loops took 0.40-0.49 of their split
     time (14-19 M: 1.01-1.08; 29-116 M: 1.42-1.64). ``grouped.py``'s and the
-    depthwise loops do far more work per multiply-add than a product does, and
-    keep the split at every size: run whole, depthwise layers of 0.9-4.7 M
-    multiply-adds took 1.12-1.70x their split time."""
-    if not cache.blocked:
+    strided depthwise loops do far more work per multiply-add than a product
+    does, and keep the split at every size: run whole, depthwise layers of
+    0.9-4.7 M multiply-adds took 1.12-1.70x their split time."""
+    work = {"blocked": 1, "lanes": LANES_WORK}.get(cache.loops)
+    if work is None:
         return contextlib.nullcontext()
     n, oh, ow = cache.x.shape[0], cache.out_size[0], cache.out_size[1]
-    return whole_if_small(n * oh * ow * cache.weight.size)
+    return whole_if_small(work * n * oh * ow * cache.weight.size)
 
 
 def _over_batch(n, part):

@@ -50,10 +50,11 @@ def compile_vectorized(dispatcher, args):
     vectoriser on, unless it already has that overload (or from numba's cache).
 
     numba leaves the SLP vectoriser off for all code (LLVM has miscompiled
-    with it). The kernels of ``grouped_blocked.py`` need it to hold their
-    accumulators in vector registers, so they are compiled here, before their
-    first call, under numba's compiler lock (no other compilation can see the
-    flag), and the flag is put back. Their callees compile with them.
+    with it). The kernels of ``grouped_blocked.py`` and ``depthwise_lanes.py``
+    need it to hold their accumulators in vector registers, so they are
+    compiled here, before their first call, under numba's compiler lock (no
+    other compilation can see the flag), and the flag is put back. Their
+    callees compile with them.
     """
     if not JIT_ENABLED:
         return
