@@ -290,6 +290,33 @@ def drawn_conv2d(cfg):
     return layer, rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"])), rng
 
 
+def compiled_vectorised(monkeypatch, module, kernels, run):
+    """Run ``run()`` with ``module.compile_vectorized`` watched, and check that
+    every overload of ``kernels`` the calls added is one it compiled (a call
+    with other argument types would compile a second, unvectorised one) and
+    that numba's SLP flag is left as it was. Returns how many (kernel,
+    signature) pairs it compiled."""
+    from numba import typeof
+    from numba.core import config
+
+    from nnzero.kernels import _jit
+    before_flag = config.SLP_VECTORIZE
+    before = [set(k.overloads) for k in kernels]
+    vectorised = set()
+
+    def spy(dispatcher, args):
+        vectorised.add((dispatcher, tuple(typeof(a) for a in args)))
+        _jit.compile_vectorized(dispatcher, args)
+    monkeypatch.setattr(module, "compile_vectorized", spy)
+    run()
+    for kernel, old in zip(kernels, before):
+        mine = {sig for k, sig in vectorised if k is kernel}
+        assert set(kernel.overloads) - old <= mine
+        assert mine <= set(kernel.overloads)
+    assert config.SLP_VECTORIZE == before_flag
+    return len(vectorised)
+
+
 def grouped_arrays(seed, n, groups, cg, og, h, w, k, out, dtype):
     """(x, weight, bias, dy) of a drawn grouped convolution, for the tests of
     its kernels against their twin: G groups of cg in and og out channels,

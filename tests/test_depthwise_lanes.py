@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import conv_path, grouped_arrays, naive_conv2d, seeds, whole_kernel
+from helpers import (compiled_vectorised, conv_path, grouped_arrays, naive_conv2d, seeds,
+                     whole_kernel)
 from nnzero import gradcheck
 from nnzero.functional import conv as F
 from nnzero.functional import direct
@@ -153,30 +154,15 @@ def test_lanes_wrappers_reject_bad_shapes_and_handle_empty_inputs():
 @pytest.mark.skipif(not DL.JIT_ENABLED, reason="NNZERO_JIT=0: the NumPy twin runs")
 def test_lanes_kernels_run_only_what_was_compiled_vectorised(monkeypatch):
     """Every overload the calls use is one ``compile_vectorized`` compiled,
-    and numba's SLP flag is left as it was."""
-    from numba import typeof
-    from numba.core import config
-
-    from nnzero.kernels import _jit
-    before_flag = config.SLP_VECTORIZE
+    and numba's SLP flag is left as it was (``helpers.compiled_vectorised``)."""
+    def run():
+        for dtype in (np.float32, np.float64):
+            for n, serial in ((1, False), (3, False), (3, True)):
+                x = np.ones((n, 10, 6, 6), dtype)
+                w = np.ones((10, 1, 3, 3), dtype)
+                y = DL.lanes_forward(x, w, np.zeros(10, dtype), (1, 1), (1, 1),
+                                     np.empty((n, 10, 6, 6), dtype), serial)
+                np.testing.assert_allclose(y[:, :, 1:5, 1:5], 9)
+                DL.lanes_backward(x, w, y, (1, 1), (1, 1), np.empty_like(x), serial)
     kernels = (DL._lanes_forward_range, DL._lanes_backward_range)
-    before = [set(k.overloads) for k in kernels]
-    vectorised = set()
-
-    def spy(dispatcher, args):
-        vectorised.add((dispatcher, tuple(typeof(a) for a in args)))
-        _jit.compile_vectorized(dispatcher, args)
-    monkeypatch.setattr(DL, "compile_vectorized", spy)
-    for dtype in (np.float32, np.float64):
-        for n, serial in ((1, False), (3, False), (3, True)):
-            x = np.ones((n, 10, 6, 6), dtype)
-            w = np.ones((10, 1, 3, 3), dtype)
-            y = DL.lanes_forward(x, w, np.zeros(10, dtype), (1, 1), (1, 1),
-                                 np.empty((n, 10, 6, 6), dtype), serial)
-            np.testing.assert_allclose(y[:, :, 1:5, 1:5], 9)
-            DL.lanes_backward(x, w, y, (1, 1), (1, 1), np.empty_like(x), serial)
-    assert len(vectorised) == 4
-    for kernel, old in zip(kernels, before):
-        assert set(kernel.overloads) - old <= {sig for k, sig in vectorised if k is kernel}
-        assert {sig for k, sig in vectorised if k is kernel} <= set(kernel.overloads)
-    assert config.SLP_VECTORIZE == before_flag
+    assert compiled_vectorised(monkeypatch, DL, kernels, run) == 4

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import grouped_arrays, naive_conv2d, seeds, whole_kernel
+from helpers import compiled_vectorised, grouped_arrays, naive_conv2d, seeds, whole_kernel
 from nnzero import gradcheck
 from nnzero.functional import conv as F
 from nnzero.functional import direct
@@ -162,35 +162,19 @@ def test_blocked_wrappers_handle_empty_inputs():
 
 @pytest.mark.skipif(not GB.JIT_ENABLED, reason="NNZERO_JIT=0: the NumPy twin runs")
 def test_blocked_kernels_run_only_what_was_compiled_vectorised(monkeypatch):
-    """Every overload the calls use is one ``compile_vectorized`` compiled (a
-    call with other argument types would compile a second, unvectorised one),
-    and numba's SLP flag is left as it was."""
-    from numba import typeof
-    from numba.core import config
-
-    from nnzero.kernels import _jit
-    before_flag = config.SLP_VECTORIZE
+    """Every overload the calls use is one ``compile_vectorized`` compiled,
+    and numba's SLP flag is left as it was (``helpers.compiled_vectorised``)."""
+    def run():
+        for dtype in (np.float32, np.float64):
+            for n, serial in ((1, False), (3, False), (3, True)):
+                x = np.ones((n, 8, 6, 6), dtype)
+                w = np.ones((16, 4, 3, 3), dtype)
+                y = GB.blocked_forward(x, w, np.zeros(16, dtype), 2, (1, 1), (1, 1),
+                                       np.empty((n, 16, 6, 6), dtype), serial)
+                np.testing.assert_allclose(y[:, :, 2:4, 2:4], 4 * 9)
+                GB.blocked_backward(x, w, y, 2, (1, 1), (1, 1), np.empty_like(x), serial)
     kernels = (GB._blocked_forward_range, GB._blocked_backward_range)
-    before = [set(k.overloads) for k in kernels]
-    vectorised = set()
-
-    def spy(dispatcher, args):
-        vectorised.add((dispatcher, tuple(typeof(a) for a in args)))
-        _jit.compile_vectorized(dispatcher, args)
-    monkeypatch.setattr(GB, "compile_vectorized", spy)
-    for dtype in (np.float32, np.float64):
-        for n, serial in ((1, False), (3, False), (3, True)):
-            x = np.ones((n, 8, 6, 6), dtype)
-            w = np.ones((16, 4, 3, 3), dtype)
-            y = GB.blocked_forward(x, w, np.zeros(16, dtype), 2, (1, 1), (1, 1),
-                                   np.empty((n, 16, 6, 6), dtype), serial)
-            np.testing.assert_allclose(y[:, :, 2:4, 2:4], 4 * 9)
-            GB.blocked_backward(x, w, y, 2, (1, 1), (1, 1), np.empty_like(x), serial)
-    assert len(vectorised) == 4
-    for kernel, old in zip(kernels, before):
-        assert set(kernel.overloads) - old <= {sig for k, sig in vectorised if k is kernel}
-        assert {sig for k, sig in vectorised if k is kernel} <= set(kernel.overloads)
-    assert config.SLP_VECTORIZE == before_flag
+    assert compiled_vectorised(monkeypatch, GB, kernels, run) == 4
 
 
 def test_blocked_kernels_run_a_large_batch_in_blocks_of_samples(monkeypatch):

@@ -57,52 +57,36 @@ assert CELLS == ACC, "depthwise_lanes: the accumulators must fill grouped_blocke
 
 
 @njit(inline="always")
-def _to_lanes(a, b, c0, r0, s0, wp, P):
-    """P[((r0 + i)*wp + s0 + j)*L + k] = a[b, c0 + k, i, j] for the block's
-    channels (a transpose, scalar: 8 row views, one value of each a cell)."""
+def _transpose(a, b, c0, buf, r0, s0, wp, into_lanes):
+    """buf[((r0 + i)*wp + s0 + j)*L + k] = a[b, c0 + k, i, j] for the block's
+    channels (into_lanes), or the reverse: a transpose, scalar, through 8 row
+    views and one 8-value cell of buf at a time."""
     c, h, w = a.shape[1], a.shape[2], a.shape[3]
-    if c - c0 >= L:
-        p0, p1, p2, p3 = a[b, c0], a[b, c0 + 1], a[b, c0 + 2], a[b, c0 + 3]
-        p4, p5, p6, p7 = a[b, c0 + 4], a[b, c0 + 5], a[b, c0 + 6], a[b, c0 + 7]
-        for i in range(h):
-            a0, a1, a2, a3 = p0[i], p1[i], p2[i], p3[i]
-            a4, a5, a6, a7 = p4[i], p5[i], p6[i], p7[i]
-            row = P[((r0 + i) * wp + s0) * L:((r0 + i) * wp + s0 + w) * L]
-            for j in range(w):
-                cell = row[j * L:j * L + L]
+    if c - c0 < L:   # the last block, short of channels
+        for k in range(c - c0):
+            for i in range(h):
+                line = a[b, c0 + k, i]
+                base = ((r0 + i) * wp + s0) * L + k
+                for j in range(w):
+                    if into_lanes:
+                        buf[base + j * L] = line[j]
+                    else:
+                        line[j] = buf[base + j * L]
+        return
+    p0, p1, p2, p3 = a[b, c0], a[b, c0 + 1], a[b, c0 + 2], a[b, c0 + 3]
+    p4, p5, p6, p7 = a[b, c0 + 4], a[b, c0 + 5], a[b, c0 + 6], a[b, c0 + 7]
+    for i in range(h):
+        a0, a1, a2, a3 = p0[i], p1[i], p2[i], p3[i]
+        a4, a5, a6, a7 = p4[i], p5[i], p6[i], p7[i]
+        row = buf[((r0 + i) * wp + s0) * L:((r0 + i) * wp + s0 + w) * L]
+        for j in range(w):
+            cell = row[j * L:j * L + L]
+            if into_lanes:
                 cell[0], cell[1], cell[2], cell[3] = a0[j], a1[j], a2[j], a3[j]
                 cell[4], cell[5], cell[6], cell[7] = a4[j], a5[j], a6[j], a7[j]
-        return
-    for k in range(c - c0):
-        for i in range(h):
-            src = a[b, c0 + k, i]
-            base = ((r0 + i) * wp + s0) * L + k
-            for j in range(w):
-                P[base + j * L] = src[j]
-
-
-@njit(inline="always")
-def _from_lanes(Y, owp, b, c0, a):
-    """a[b, c0 + k, i, j] = Y[(i*owp + j)*L + k]: ``_to_lanes`` backwards."""
-    c, h, w = a.shape[1], a.shape[2], a.shape[3]
-    if c - c0 >= L:
-        p0, p1, p2, p3 = a[b, c0], a[b, c0 + 1], a[b, c0 + 2], a[b, c0 + 3]
-        p4, p5, p6, p7 = a[b, c0 + 4], a[b, c0 + 5], a[b, c0 + 6], a[b, c0 + 7]
-        for i in range(h):
-            a0, a1, a2, a3 = p0[i], p1[i], p2[i], p3[i]
-            a4, a5, a6, a7 = p4[i], p5[i], p6[i], p7[i]
-            row = Y[i * owp * L:(i * owp + w) * L]
-            for j in range(w):
-                cell = row[j * L:j * L + L]
+            else:
                 a0[j], a1[j], a2[j], a3[j] = cell[0], cell[1], cell[2], cell[3]
                 a4[j], a5[j], a6[j], a7[j] = cell[4], cell[5], cell[6], cell[7]
-        return
-    for k in range(c - c0):
-        for i in range(h):
-            dst = a[b, c0 + k, i]
-            base = i * owp * L + k
-            for j in range(w):
-                dst[j] = Y[base + j * L]
 
 
 @njit(fastmath={"contract"})
@@ -162,9 +146,9 @@ def _lanes_forward_range(x, wl, bl, kh, kw, ph, pw, dh, dw, hp, wp, owp, y, lo, 
     Y = np.empty(oh * owp * L, dtype=y.dtype)
     for cb in range(lo, hi):
         for b in range(x.shape[0]):
-            _to_lanes(x, b, cb * L, ph, pw, wp, P)
+            _transpose(x, b, cb * L, P, ph, pw, wp, True)
             _sums(P, wp, wl[cb], bl[cb], kh, kw, dh, dw, 0, 0, oh, owp, Y)
-            _from_lanes(Y, owp, b, cb * L, y)
+            _transpose(y, b, cb * L, Y, 0, 0, owp, False)
 
 
 @njit(fastmath={"contract"})
@@ -182,10 +166,10 @@ def _lanes_backward_range(x, wl, wf, kh, kw, ph, pw, dh, dw, wp, owp, dy, th, tw
         part = dwl[cb]
         part[...] = 0
         for b in range(x.shape[0]):
-            _to_lanes(x, b, cb * L, ph, pw, wp, P)
-            _to_lanes(dy, b, cb * L, th, tw, wp, D)
+            _transpose(x, b, cb * L, P, ph, pw, wp, True)
+            _transpose(dy, b, cb * L, D, th, tw, wp, True)
             _sums(D, wp, wf[cb], none, kh, kw, dh, dw, rh, rw, h, owpx, Y)
-            _from_lanes(Y, owpx, b, cb * L, dx)
+            _transpose(dx, b, cb * L, Y, 0, 0, owpx, False)
             _tap_sums(D, P, wp, kh, kw, dh, dw, th, tw, oh, owp, part)
 
 
