@@ -268,17 +268,17 @@ def _forward_by_path(x, weight, bias, geo, out_size, workspace):
     if ALGORITHM[0] != "im2col" and conv_batch_minor.applicable((oh, ow)):
         return conv_batch_minor.forward(x, weight, bias, geo, (oh, ow), workspace)
     length = oh * ow
-    fold = _bias_in_columns(bias is not None, g, columns_are_input(geo, x.shape, (oh, ow)),
-                            c, o)
-    is_x = columns_are_input(geo, x.shape, (oh, ow)) and not fold   # the columns are x
+    pointwise = columns_are_input(geo, x.shape, (oh, ow))
+    fold = _bias_in_columns(bias is not None, g, pointwise, c, o)
+    is_x = pointwise and not fold                          # the columns are x itself
     w_g = weight.reshape(g, o // g, -1)                    # (G, Og, K)
     if fold:                                               # (1, O, K+1): [W | b]
         w_g = np.concatenate([w_g, bias.reshape(1, o, 1).astype(x.dtype, copy=False)], axis=2)
     y = np.empty((n, g, o // g, length), dtype=x.dtype)
     k_rows = c * geo.kernel[0] * geo.kernel[1]
     chunk = chunk_size(n, k_rows + fold, length, x.itemsize)
-    buf = None if is_x else scratch(workspace, "cols",
-                                         (min(chunk, n), k_rows + fold, length), x.dtype)
+    buf = None if is_x else scratch(workspace, "cols", (min(chunk, n), k_rows + fold, length),
+                                    x.dtype)
     add_bias = None if bias is None or fold else bias.reshape(g, o // g, 1)
     for s in range(0, n, chunk):
         m = min(chunk, n - s)
@@ -344,9 +344,10 @@ def _backward_by_path(dy, cache, workspace):
     dx = np.empty_like(x)
     pointwise = columns_are_input(geo, x.shape, out_size)
     fold = _bias_in_columns(has_bias, g, pointwise, c, o)   # as the forward pass had it
+    is_x = pointwise and not fold
     k_rows = c * geo.kernel[0] * geo.kernel[1]
     chunk = max(n, 1) if kept is not None else chunk_size(n, k_rows + fold, length, x.itemsize)
-    if kept is None and not (pointwise and not fold):
+    if kept is None and not is_x:
         buf = scratch(workspace, "cols", (min(chunk, n), k_rows + fold, length), x.dtype)
     if not pointwise:
         dbuf = scratch(workspace, "dcols", (min(chunk, n), k_rows, length), x.dtype)
@@ -359,8 +360,7 @@ def _backward_by_path(dy, cache, workspace):
             if kept is not None:
                 cols = kept[a:b]
             else:
-                cols = to_columns(x[a:b], geo, out_size,
-                                  None if pointwise and not fold else buf[lo:hi],
+                cols = to_columns(x[a:b], geo, out_size, None if is_x else buf[lo:hi],
                                   serial=True, ones_row=fold)
             cols = _grouped(cols, g)
             # a 1x1 convolution's column gradient is the input gradient itself
