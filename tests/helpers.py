@@ -291,30 +291,38 @@ def drawn_conv2d(cfg):
 
 
 def compiled_vectorised(monkeypatch, module, kernels, run):
-    """Run ``run()`` with ``module.compile_vectorized`` watched, and check that
-    every overload of ``kernels`` the calls added is one it compiled (a call
-    with other argument types would compile a second, unvectorised one) and
-    that numba's SLP flag is left as it was. Returns how many (kernel,
-    signature) pairs it compiled."""
+    """Run ``run()`` with ``module.compile_vectorized`` and the ``kernels``'
+    compilations watched, and check that every overload of ``kernels`` the
+    calls added is one it was asked for, that every compilation in the run
+    had the SLP flag on (a call with argument types ``compile_vectorized``
+    skipped would compile an unvectorised one, flag off), and that numba's
+    flag is left as it was. Returns how many (kernel, signature) pairs it was
+    asked for."""
     from numba import typeof
     from numba.core import config
 
     from nnzero.kernels import _jit
     before_flag = config.SLP_VECTORIZE
     before = [set(k.overloads) for k in kernels]
-    vectorised = set()
+    asked, compiled = set(), []
 
     def spy(dispatcher, args):
-        vectorised.add((dispatcher, tuple(typeof(a) for a in args)))
+        asked.add((dispatcher, tuple(typeof(a) for a in args)))
         _jit.compile_vectorized(dispatcher, args)
     monkeypatch.setattr(module, "compile_vectorized", spy)
+    for kernel in kernels:
+        def watched(sig, kernel=kernel, real=kernel.compile):
+            compiled.append((kernel, config.SLP_VECTORIZE))
+            return real(sig)
+        monkeypatch.setattr(kernel, "compile", watched)
     run()
     for kernel, old in zip(kernels, before):
-        mine = {sig for k, sig in vectorised if k is kernel}
+        mine = {sig for k, sig in asked if k is kernel}
         assert set(kernel.overloads) - old <= mine
         assert mine <= set(kernel.overloads)
+    assert all(flag for _, flag in compiled)
     assert config.SLP_VECTORIZE == before_flag
-    return len(vectorised)
+    return len(asked)
 
 
 def grouped_arrays(seed, n, groups, cg, og, h, w, k, out, dtype):

@@ -55,20 +55,40 @@ def compile_vectorized(dispatcher, args):
     compiled here, before their first call, under numba's compiler lock (no
     other compilation can see the flag), and the flag is put back. Their
     callees compile with them.
+
+    Called before every call of those kernels, it first looks up a cheap key
+    of the arguments (``_arg_key``): ``numba.typeof`` on each argument took
+    ~100 us a call, as long as a small layer's whole kernel call.
     """
     if not JIT_ENABLED:
+        return
+    key = (dispatcher, tuple(_arg_key(a) for a in args))
+    if key in _COMPILED:
         return
     from numba import typeof
     from numba.core import config
     from numba.core.compiler_lock import global_compiler_lock
 
     sig = tuple(typeof(a) for a in args)
-    if sig in dispatcher.overloads:
-        return
-    with global_compiler_lock:
-        old = config.SLP_VECTORIZE
-        config.SLP_VECTORIZE = 1
-        try:
-            dispatcher.compile(sig)
-        finally:
-            config.SLP_VECTORIZE = old
+    if sig not in dispatcher.overloads:
+        with global_compiler_lock:
+            old = config.SLP_VECTORIZE
+            config.SLP_VECTORIZE = 1
+            try:
+                dispatcher.compile(sig)
+            finally:
+                config.SLP_VECTORIZE = old
+    _COMPILED.add(key)
+
+
+# (dispatcher, argument key) pairs compile_vectorized has seen compiled
+_COMPILED = set()
+
+
+def _arg_key(a):
+    """What decides numba's type of an argument: for an array its dtype,
+    dimensions, layout and flags; otherwise its Python type."""
+    if hasattr(a, "flags") and hasattr(a, "ndim"):
+        f = a.flags
+        return (a.dtype.str, a.ndim, f.c_contiguous, f.f_contiguous, f.writeable, f.aligned)
+    return type(a)
