@@ -40,9 +40,9 @@ def _twin(x, w, bias, dy, p, d):
        dtype=st.sampled_from([np.float32, np.float64]), seed=seeds())
 def test_lanes_kernels_equal_numpy_twin(n, c, h, w, k, p, d, out, serial, dtype, seed):
     x, wt, bias, dy = grouped_arrays(seed, n, c, 1, 1, h, w, k, out, dtype)
-    y = DL.lanes_forward(x, wt, bias, p, d, np.full(dy.shape, np.nan, dtype), serial)
+    y = DL.lanes_forward(x, wt, bias, c, p, d, np.full(dy.shape, np.nan, dtype), serial)
     dx = np.full(x.shape, np.nan, dtype)
-    dw = DL.lanes_backward(x, wt, dy, p, d, dx, serial)
+    dw = DL.lanes_backward(x, wt, dy, c, p, d, dx, serial)
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-11)
     for got, expected in zip((y, dx, dw), _twin(x, wt, bias, dy, p, d)):
         assert got.dtype == dtype
@@ -65,9 +65,9 @@ def test_lanes_kernels_keep_samples_and_channels_apart():
     for pad in ((2, 2), (0, 3), (1, 0)):
         dy = rng.standard_normal((n, c, 5 + 2 * pad[0] - 2, 6 + 2 * pad[1] - 2))
         dy[2] *= 1e6
-        y = DL.lanes_forward(x, w, bias, pad, (1, 1), np.empty(dy.shape))
+        y = DL.lanes_forward(x, w, bias, c, pad, (1, 1), np.empty(dy.shape))
         dx = np.empty_like(x)
-        dw = DL.lanes_backward(x, w, dy, pad, (1, 1), dx)
+        dw = DL.lanes_backward(x, w, dy, c, pad, (1, 1), dx)
         y_ref, dx_ref, dw_ref = _twin(x, w, bias, dy, pad, (1, 1))
         for got, ref in ((y, y_ref), (dx, dx_ref)):
             for b in range(n):
@@ -130,23 +130,23 @@ def test_lanes_dispatch_rule(c, o, groups, kernel, stride, out, expected):
 def test_lanes_wrappers_reject_bad_shapes_and_handle_empty_inputs():
     x = np.zeros((2, 8, 5, 5))
     with pytest.raises(ValueError, match="needs a depthwise weight"):   # a multiplier of 2
-        DL.lanes_forward(x, np.zeros((16, 1, 3, 3)), np.zeros(16), (0, 0), (1, 1),
+        DL.lanes_forward(x, np.zeros((16, 1, 3, 3)), np.zeros(16), 8, (0, 0), (1, 1),
                          np.empty((2, 16, 3, 3)))
     with pytest.raises(ValueError, match="grouped: inconsistent shapes"):
-        DL.lanes_forward(x, np.zeros((4, 1, 3, 3)), np.zeros(4), (0, 0), (1, 1),
+        DL.lanes_forward(x, np.zeros((4, 1, 3, 3)), np.zeros(4), 8, (0, 0), (1, 1),
                          np.empty((2, 4, 3, 3)))
     with pytest.raises(ValueError, match="bias must have shape"):
-        DL.lanes_forward(x, np.zeros((8, 1, 3, 3)), np.zeros(4), (0, 0), (1, 1),
+        DL.lanes_forward(x, np.zeros((8, 1, 3, 3)), np.zeros(4), 8, (0, 0), (1, 1),
                          np.empty((2, 8, 3, 3)))
     with pytest.raises(ValueError, match="dx must be C-contiguous"):
-        DL.lanes_backward(x, np.zeros((8, 1, 3, 3)), np.zeros((2, 8, 3, 3)), (0, 0), (1, 1),
+        DL.lanes_backward(x, np.zeros((8, 1, 3, 3)), np.zeros((2, 8, 3, 3)), 8, (0, 0), (1, 1),
                           np.empty((2, 8, 5, 10))[..., ::2])
     out = np.empty((0, 8, 3, 3))
-    assert DL.lanes_forward(np.empty((0, 8, 5, 5)), np.ones((8, 1, 3, 3)), np.zeros(8),
+    assert DL.lanes_forward(np.empty((0, 8, 5, 5)), np.ones((8, 1, 3, 3)), np.zeros(8), 8,
                             (0, 0), (1, 1), out) is out
     dx = np.full((2, 8, 3, 3), np.nan)
     dw = DL.lanes_backward(np.ones((2, 8, 3, 3)), np.ones((8, 1, 3, 3)),
-                           np.empty((2, 8, 0, 1)), (0, 0), (1, 1), dx)
+                           np.empty((2, 8, 0, 1)), 8, (0, 0), (1, 1), dx)
     np.testing.assert_array_equal(dx, 0)
     np.testing.assert_array_equal(dw, np.zeros((8, 1, 3, 3)))
 
@@ -160,9 +160,9 @@ def test_lanes_kernels_run_only_what_was_compiled_vectorised(monkeypatch):
             for n, serial in ((1, False), (3, False), (3, True)):
                 x = np.ones((n, 10, 6, 6), dtype)
                 w = np.ones((10, 1, 3, 3), dtype)
-                y = DL.lanes_forward(x, w, np.zeros(10, dtype), (1, 1), (1, 1),
+                y = DL.lanes_forward(x, w, np.zeros(10, dtype), 10, (1, 1), (1, 1),
                                      np.empty((n, 10, 6, 6), dtype), serial)
                 np.testing.assert_allclose(y[:, :, 1:5, 1:5], 9)
-                DL.lanes_backward(x, w, y, (1, 1), (1, 1), np.empty_like(x), serial)
+                DL.lanes_backward(x, w, y, 10, (1, 1), (1, 1), np.empty_like(x), serial)
     kernels = (DL._lanes_forward_range, DL._lanes_backward_range)
     assert compiled_vectorised(monkeypatch, DL, kernels, run) == 4

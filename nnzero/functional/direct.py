@@ -176,17 +176,12 @@ def _loops(geo, in_channels, out_channels, out_size):
     return "grouped" if _stride_one(geo) else "depthwise"
 
 
-# Each family's entry points, with the arguments of grouped.py's (the
-# depthwise ones take groups = C for granted, and depthwise.py a stride).
-def _lanes_call(kernel):
-    return lambda x, w, third, groups, pad, dilation, out, serial: kernel(
-        x, w, third, pad, dilation, out, serial)
-
-
+# The stride-1 families' entry points, all with grouped.py's arguments
+# (depthwise.py's take a stride instead of the groups).
 _FORWARD = {"blocked": GB.blocked_forward, "grouped": G.grouped_forward,
-            "lanes": _lanes_call(DL.lanes_forward)}
+            "lanes": DL.lanes_forward}
 _BACKWARD = {"blocked": GB.blocked_backward, "grouped": G.grouped_backward,
-             "lanes": _lanes_call(DL.lanes_backward)}
+             "lanes": DL.lanes_backward}
 
 
 def direct_forward(x, weight, bias, geo, out_size):

@@ -204,18 +204,18 @@ def _weights(w, dtype, mirror=False):
     return np.ascontiguousarray(np.tile(lanes, (1, 1, J)))
 
 
-def _check_lanes(x, w, out, padding, dilation):
-    """grouped.py's checks with groups = C, and a depthwise weight."""
-    _check(x, w, out, x.shape[1] if x.ndim == 4 else 1, padding, dilation)
+def _check_lanes(x, w, out, groups, padding, dilation):
+    """grouped.py's checks, and a depthwise weight (groups = C)."""
+    _check(x, w, out, groups, padding, dilation)
     if w.shape[1] != 1 or w.shape[0] != x.shape[1]:
         raise ValueError(f"depthwise_lanes: needs a depthwise weight (C, 1, KH, KW), got "
                          f"x={x.shape}, weight={w.shape}")
 
 
-def lanes_forward(x, w, bias, padding, dilation, y, serial=False):
-    """``grouped.grouped_forward`` with groups = C (stride 1); ``serial`` as
-    there. Returns y."""
-    _check_lanes(x, w, y, padding, dilation)
+def lanes_forward(x, w, bias, groups, padding, dilation, y, serial=False):
+    """``grouped.grouped_forward`` for a depthwise convolution (groups = C,
+    stride 1), with its arguments; ``serial`` as there. Returns y."""
+    _check_lanes(x, w, y, groups, padding, dilation)
     check_output("depthwise_lanes", y, bias, w.shape[0])
     if not y.size:
         return y
@@ -223,7 +223,7 @@ def lanes_forward(x, w, bias, padding, dilation, y, serial=False):
         return grouped_forward(x, w, bias, x.shape[1], padding, dilation, y)
     x = np.ascontiguousarray(x)
     c, _, kh, kw = w.shape
-    hd, wp, owp = _geometry(x.shape[2:], y.shape[2:], (kh, kw), padding, dilation)[:3]
+    _, wp, owp = _geometry(x.shape[2:], y.shape[2:], (kh, kw), padding, dilation)[:3]
     hp = max(padding[0] + x.shape[2], y.shape[2] + (kh - 1) * dilation[0])
     starts = np.zeros(-(-c // L) * L, dtype=y.dtype)
     starts[:c] = bias
@@ -234,10 +234,10 @@ def lanes_forward(x, w, bias, padding, dilation, y, serial=False):
     return y
 
 
-def lanes_backward(x, w, dy, padding, dilation, dx, serial=False):
-    """``grouped.grouped_backward`` with groups = C (stride 1): fills dx,
-    returns the weight gradient."""
-    _check_lanes(x, w, dy, padding, dilation)
+def lanes_backward(x, w, dy, groups, padding, dilation, dx, serial=False):
+    """``grouped.grouped_backward`` for a depthwise convolution (groups = C,
+    stride 1), with its arguments: fills dx, returns the weight gradient."""
+    _check_lanes(x, w, dy, groups, padding, dilation)
     if dx.shape != x.shape or not dx.flags.c_contiguous:
         raise ValueError(f"depthwise_lanes: dx must be C-contiguous of shape {x.shape}, "
                          f"got {dx.shape}")
