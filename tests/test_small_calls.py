@@ -31,15 +31,15 @@ def threshold(monkeypatch):
 
 @pytest.fixture
 def pool_calls(monkeypatch):
-    """A list that gets one entry per hand-off to the pool (``_pool._executor``)."""
+    """A list that gets one entry per hand-off to the pool (``_pool.workers``)."""
     calls = []
-    real = _pool._executor
+    real = _pool.workers
 
-    def counted(size):
-        calls.append(size)
-        return real(size)
+    def counted(count):
+        calls.append(count)
+        return real(count)
 
-    monkeypatch.setattr(_pool, "_executor", counted)
+    monkeypatch.setattr(_pool, "workers", counted)
     return calls
 
 

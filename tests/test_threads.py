@@ -269,16 +269,17 @@ def test_a_split_kernel_covers_its_units_once(numba_threads, monkeypatch, units)
     np.testing.assert_array_equal(a, 5)
 
 
-def test_a_pool_grown_by_another_caller_still_takes_its_work():
-    """numba's thread count is per Python thread, so one caller may grow the
-    pool while another holds it and is about to hand it pieces: the old pool
-    must still run them (it was shut down, and refused them)."""
-    from nnzero.kernels import _pool
-    held = _pool._executor(1)
-    grown = _pool._executor(_pool._POOL["size"] + 1)
-    assert grown is not held
-    assert held.submit(lambda: 7).result() == 7
-    assert _pool._executor(1) is grown
+def test_workers_grown_by_another_caller_still_take_its_work():
+    """numba's thread count is per Python thread, so one caller may start more
+    workers while another holds the ones it had and is about to hand them
+    pieces: those must still be the pool's, and still run them."""
+    from nnzero.kernels import _workers
+    held = _workers.workers(1)
+    grown = _workers.workers(len(_workers._WORKERS["list"]) + 1)
+    assert grown[0] is held[0] and len(grown) == len(held) + len(grown) - 1 > 1
+    for w in held + grown:
+        w.post(lambda a, b: a * b, 6, 7)
+        assert w.collect() == (True, 42)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")

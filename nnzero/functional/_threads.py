@@ -82,17 +82,22 @@ __all__ = ["inside_piece", "piece_bounds", "run_pieces", "batch_pieces", "blas_o
            "whole_if_small", "MIN_SPLIT_MACS"]
 
 # Below this many multiply-adds a convolution's call runs whole on the calling
-# thread (``whole_if_small``): handing a piece to the pool and waiting for it
-# costs ~0.2 ms on this machine once the pool's thread has gone idle (an empty
-# two-piece ``batch_pieces`` call measured 204 us), more than the second core
-# saves on a small layer. Measured forward+backward, both ways interleaved
+# thread (``whole_if_small``): on a small layer the second core saves less
+# than the split costs. Measured forward+backward, both ways interleaved
 # (medians of 5), over 77 Conv2d layers (N 8 and 32, 1 to 64 channels, 4x4 to
 # 28x28, kernels 1, 3, 5): whole / split 0.36-1.16 below 8 M multiply-adds
 # (48 of the 51 below 1; N=8 16 -> 16 channels 3x3 on 8x8, 1.2 M: 0.82
 # against 1.86 ms), 0.67-1.46 from 8 to 16 M, 0.76-1.75 above. Always
 # splitting took 1.47x the better of the two on average over those layers,
 # this rule 1.03x; weighing in the column matrix's size as well gained ~1%
-# more, within the noise. The transposed layers measured fell the same way
+# more, within the noise. Then a hand-off to the pool's sleeping thread cost
+# ~0.2 ms (an empty two-piece ``batch_pieces`` call measured 204 us); since
+# the pool's threads spin before they sleep (``kernels/_workers.py``) it
+# costs ~40 us with work on both threads, and the sweep again (2026-11-29)
+# put the rule at 1.014x the better choice with this threshold, 1.016x with
+# 2^22 and 1.034x with 2^21: what is left of the split's cost on a small
+# layer is the two threads taking turns at the GIL between their kernels and
+# the products' lower rate on half the columns. The transposed layers measured fell the same way
 # (0.49-0.88 below 5 M, 1.24 at 17 M), and so did grouped layers on the
 # blocked loops (0.40-0.49 at 1.2-2.4 M, 1.01-1.08 at 14-19 M). Not
 # ``grouped.py``'s or the depthwise loops (``direct._small_call`` keeps their

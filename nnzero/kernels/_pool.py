@@ -11,9 +11,10 @@ Why not numba's ``prange``: numba compiles each parallel loop into a separate
 function and links and optimises every function it calls again, so a kernel
 took 8-10 s to compile against ~1.5 s for the same loops compiled once (the
 cold test run and every user's first call paid it, twice per dtype with the
-single-threaded twin). A launch on this pool costs ~0.15 ms here, less than
-numba's parallel launch did (~0.3 ms for im2col of a tiny image; see the
-README's "Threads").
+single-threaded twin). The pool's threads (``_workers.py``) spin for a few
+milliseconds before they sleep, so a hand-off between layers costs ~20 us
+rather than a thread's wake-up (~90-130 us here through
+``concurrent.futures``).
 
 The thread count is numba's (``NUMBA_NUM_THREADS`` or
 ``numba.set_num_threads``), so one setting governs every kernel.
@@ -23,33 +24,35 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 
+from ._workers import workers
+
 # Below this many elements in a kernel's arrays (inputs and outputs together)
-# one thread does the work faster than two: a hand-off to the pool costs
+# one thread does the work faster than two: a hand-off to the pool cost
 # ~0.15 ms here, and im2col of one 64x32x32 image (0.66 M elements) took
 # 0.13 ms on one thread against 0.24 on two; of a 64x64x64 one (2.6 M), 0.47
-# against 0.36.
+# against 0.36. With the cheaper hand-off of ``_workers.py``, five
+# single-sample 3x3 convolutions (16 to 64 channels, 32x32 and 64x64; 0.15-2.4
+# M column values) took 0.98-1.17x their one-thread time split at every size,
+# so the threshold stayed.
 MIN_SPLIT_WORK = 1 << 20
 
 _STATE = threading.local()
-_POOL = {"pool": None, "size": 0, "pid": None}
-_LOCK = threading.Lock()
+# One caller's pieces on the workers at a time: a caller on another Python
+# thread that finds them busy runs its own pieces inline (the cores are taken).
+_BUSY = threading.Lock()
 
 
-def _executor(size):
-    with _LOCK:
-        # a forked child inherits the pool object but not its threads: start anew.
-        # A smaller pool is dropped, not shut down: a caller on another Python
-        # thread may hold it still and be about to hand it pieces; its idle
-        # threads leave once nothing refers to it.
-        if _POOL["size"] < size or _POOL["pid"] != os.getpid():
-            _POOL["pool"] = ThreadPoolExecutor(size, thread_name_prefix="nnzero")
-            _POOL["size"], _POOL["pid"] = size, os.getpid()
-        return _POOL["pool"]
+def _unbusy():
+    global _BUSY
+    _BUSY = threading.Lock()   # a forked child's workers are new, and idle
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_unbusy)
 
 
 def _run_marked(fn, lo, hi):
@@ -89,18 +92,23 @@ def run_split(bounds, fn):
     after another, inline (no nested parallelism). ``fn`` must write only its
     own share of any shared output."""
     pieces = list(zip(bounds[:-1], bounds[1:]))
-    if len(pieces) == 1 or inside_piece():
+    if len(pieces) == 1 or inside_piece() or not _BUSY.acquire(blocking=False):
         return [fn(lo, hi) for lo, hi in pieces]
-    pool = _executor(len(pieces) - 1)
-    futures = [pool.submit(_run_marked, fn, lo, hi) for lo, hi in pieces[1:]]
+    posted = []
     try:
+        for w, (lo, hi) in zip(workers(len(pieces) - 1), pieces[1:]):
+            w.post(_run_marked, fn, lo, hi)
+            posted.append(w)
         first = _run_marked(fn, *pieces[0])
     finally:  # never return (or raise) while a piece still writes into the outputs
-        rest = [f.exception() for f in futures]
-    for err in rest:
-        if err is not None:
-            raise err
-    return [first] + [f.result() for f in futures]
+        try:
+            rest = [w.collect() for w in posted]
+        finally:
+            _BUSY.release()
+    for ok, value in rest:
+        if not ok:
+            raise value
+    return [first] + [value for _, value in rest]
 
 
 def over_units(units, fn, serial=False):
