@@ -254,3 +254,36 @@ def test_winograd_kernels_reuse_their_scratch(family, pad):
     x = rng.standard_normal((5, 30, 13, 10)) * scale
     check_twins(*_family_cases(family, rng, x, pad, kernels[-1]), np.float64, rtol=1e-12,
                 atol=atol64)
+
+
+_TILE_KERNELS = {   # argument kinds: a float32 4-D / 3-D array, an int
+    "_input_transform_range": ("x4", "i", "i", "i", "i", "a3", "i", "i"),
+    "_output_transform_range": ("a3", "i", "i", "x4", "i", "i"),
+    "_output_grad_range": ("x4", "i", "i", "a3", "i", "i"),
+    "_input_grad_range": ("a3", "i", "i", "i", "i", "x4", "i", "i"),
+}
+
+
+# every kernel of the families with integer coefficients; of the others (0 and
+# +-1 only) the input gradients, whose copy-out selected between a sum and 0
+@pytest.mark.parametrize("module, kernel", [
+    *((m, k) for m in ("winograd_f43", "winograd_s2") for k in _TILE_KERNELS),
+    ("winograd", "_input_grad_range"), ("winograd_k2", "_input_grad_range")])
+def test_float32_tile_sums_stay_in_float32(module, kernel):
+    """numba types an integer literal times a float32 as a float64: a tile sum
+    written ``2 * v`` ran in float64, converting every value in and out at
+    half the vector width (``winograd.typed``). Compiled afresh for float32
+    arrays, no value in a tile kernel may be typed float64."""
+    import importlib
+
+    import numba
+    from numba import types
+
+    kernels = importlib.import_module(f"nnzero.kernels.{module}")
+    arg = {"x4": types.float32[:, :, :, ::1], "a3": types.float32[:, :, ::1], "i": types.int64}
+    sig = tuple(arg[d] for d in _TILE_KERNELS[kernel])
+    fresh = numba.njit(getattr(kernels, kernel).py_func, nogil=True)
+    fresh.compile(sig)
+    typemap = fresh.overloads[sig].type_annotation.typemap
+    wide = sorted(name for name, t in typemap.items() if t == types.float64)
+    assert wide == [], f"{module}.{kernel} computes in float64: {wide[:5]}"

@@ -34,7 +34,7 @@ import numpy as np
 
 from ._jit import njit
 from .winograd import (_pad_to, entry_points, output_grad_twin, output_twin,
-                       tiles_grad_twin, tiles_twin)
+                       tiles_grad_twin, tiles_twin, typed)
 from .winograd_s2 import _planes_in, _planes_out, _tile_offsets, _tiles_in, _tiles_out
 
 BT = np.array([[2, -3, -4, 3, 2, 0], [0, -2, 1, 5, 2, 0], [0, 2, -5, 1, 2, 0],
@@ -53,6 +53,7 @@ def _input_transform_range(x, pt, pl, th_n, tw_n, v, lo, hi):
     # planes go into one zero-padded batch-minor buffer (4*TH + 2 rows and
     # 4*TW + 2 columns: every cell a tile reads), read plane by plane in order
     n = x.shape[0]
+    c2, c3, c4, c5, c8 = typed(x)   # coefficients in its dtype
     rows, cols = 4 * th_n + 2, 4 * tw_n + 2
     rn = cols * n
     dk = np.zeros((rows, rn), dtype=x.dtype)
@@ -66,12 +67,12 @@ def _input_transform_range(x, pt, pl, th_n, tw_n, v, lo, hi):
             t0, t1, t2 = tk[0, th], tk[1, th], tk[2, th]
             t3, t4, t5 = tk[3, th], tk[4, th], tk[5, th]
             for k in range(rn):  # rows of B^T d, whole width and batch at once
-                t0[k] = 2 * (d0[k] - 2 * d2[k] + d4[k]) + 3 * (d3[k] - d1[k])
-                t1[k] = 2 * (d4[k] - d1[k]) + d2[k] + 5 * d3[k]
-                t2[k] = 2 * (d1[k] + d4[k]) - 5 * d2[k] + d3[k]
-                t3[k] = 2 * (d3[k] - d1[k]) + d4[k] - d2[k]
-                t4[k] = 2 * (d4[k] - d2[k]) + d1[k] - d3[k]
-                t5[k] = 2 * (d1[k] - 2 * d3[k] + d5[k]) + 3 * (d4[k] - d2[k])
+                t0[k] = c2 * (d0[k] - c2 * d2[k] + d4[k]) + c3 * (d3[k] - d1[k])
+                t1[k] = c2 * (d4[k] - d1[k]) + d2[k] + c5 * d3[k]
+                t2[k] = c2 * (d1[k] + d4[k]) - c5 * d2[k] + d3[k]
+                t3[k] = c2 * (d3[k] - d1[k]) + d4[k] - d2[k]
+                t4[k] = c2 * (d4[k] - d2[k]) + d1[k] - d3[k]
+                t5[k] = c2 * (d1[k] - c2 * d3[k] + d5[k]) + c3 * (d4[k] - d2[k])
         for i in range(6):  # columns: (B^T d) B, every sample of a tile at once
             v0, v1, v2 = v[6 * i, ch], v[6 * i + 1, ch], v[6 * i + 2, ch]
             v3, v4, v5 = v[6 * i + 3, ch], v[6 * i + 4, ch], v[6 * i + 5, ch]
@@ -84,18 +85,19 @@ def _input_transform_range(x, pt, pl, th_n, tw_n, v, lo, hi):
                     t = (th * tw_n + tw) * n
                     for b in range(n):
                         e0, e1, e2, e3, e4, e5 = a0[b], a1[b], a2[b], a3[b], a4[b], a5[b]
-                        v0[t + b] = 2 * (e0 - 2 * e2 + e4) + 3 * (e3 - e1)
-                        v1[t + b] = 2 * (e4 - e1) + e2 + 5 * e3
-                        v2[t + b] = 2 * (e1 + e4) - 5 * e2 + e3
-                        v3[t + b] = 2 * (e3 - e1) + e4 - e2
-                        v4[t + b] = 2 * (e4 - e2) + e1 - e3
-                        v5[t + b] = 2 * (e1 - 2 * e3 + e5) + 3 * (e4 - e2)
+                        v0[t + b] = c2 * (e0 - c2 * e2 + e4) + c3 * (e3 - e1)
+                        v1[t + b] = c2 * (e4 - e1) + e2 + c5 * e3
+                        v2[t + b] = c2 * (e1 + e4) - c5 * e2 + e3
+                        v3[t + b] = c2 * (e3 - e1) + e4 - e2
+                        v4[t + b] = c2 * (e4 - e2) + e1 - e3
+                        v5[t + b] = c2 * (e1 - c2 * e3 + e5) + c3 * (e4 - e2)
 
 
 @njit
 def _output_transform_range(m, oh, ow, y, lo, hi):
     # units: output channels, each over every tile of every sample at once
     n = y.shape[0]
+    c2, c3, c4, c5, c8 = typed(y)   # coefficients in its dtype
     th_n, tw_n = (oh + 3) // 4, (ow + 3) // 4
     t_all = n * th_n * tw_n
     rk = np.empty((24, t_all), dtype=y.dtype)
@@ -109,20 +111,20 @@ def _output_transform_range(m, oh, ow, y, lo, hi):
             ra, rb, rc, rd = rk[j], rk[6 + j], rk[12 + j], rk[18 + j]
             for t in range(t_all):
                 s, d = m1[t] + m2[t], m1[t] - m2[t]
-                ra[t] = m0[t] + s + 8 * m3[t] + m4[t]
-                rb[t] = d + 4 * m3[t] - 2 * m4[t]
-                rc[t] = s + 2 * m3[t] + 4 * m4[t]
-                rd[t] = d + m3[t] - 8 * m4[t] + m5[t]
+                ra[t] = m0[t] + s + c8 * m3[t] + m4[t]
+                rb[t] = d + c4 * m3[t] - c2 * m4[t]
+                rc[t] = s + c2 * m3[t] + c4 * m4[t]
+                rd[t] = d + m3[t] - c8 * m4[t] + m5[t]
         for a in range(4):   # the tile's row a: r_a A
             q0, q1, q2 = rk[6 * a], rk[6 * a + 1], rk[6 * a + 2]
             q3, q4, q5 = rk[6 * a + 3], rk[6 * a + 4], rk[6 * a + 5]
             e0, e1, e2, e3 = yk[4 * a], yk[4 * a + 1], yk[4 * a + 2], yk[4 * a + 3]
             for t in range(t_all):
                 s, d = q1[t] + q2[t], q1[t] - q2[t]
-                e0[t] = q0[t] + s + 8 * q3[t] + q4[t]
-                e1[t] = d + 4 * q3[t] - 2 * q4[t]
-                e2[t] = s + 2 * q3[t] + 4 * q4[t]
-                e3[t] = d + q3[t] - 8 * q4[t] + q5[t]
+                e0[t] = q0[t] + s + c8 * q3[t] + q4[t]
+                e1[t] = d + c4 * q3[t] - c2 * q4[t]
+                e2[t] = s + c2 * q3[t] + c4 * q4[t]
+                e3[t] = d + q3[t] - c8 * q4[t] + q5[t]
         _tiles_out(yf, rowoff, coloff, oc, y)
 
 
@@ -130,6 +132,7 @@ def _output_transform_range(m, oh, ow, y, lo, hi):
 def _output_grad_range(dy, th_n, tw_n, dm, lo, hi):
     # units: output channels of dY, gathered into 4x4 tiles, then dM = A dY A^T
     n = dy.shape[0]
+    c2, c3, c4, c5, c8 = typed(dy)   # coefficients in its dtype
     t_all = n * th_n * tw_n
     g = np.zeros((16, t_all), dtype=dy.dtype)   # cells past the output stay zero
     e = np.empty((24, t_all), dtype=dy.dtype)
@@ -146,8 +149,8 @@ def _output_grad_range(dy, th_n, tw_n, dm, lo, hi):
                 e0[t] = g0[t]
                 e1[t] = s + d
                 e2[t] = s - d
-                e3[t] = 8 * g0[t] + 4 * g1[t] + 2 * g2[t] + g3[t]
-                e4[t] = g0[t] - 2 * g1[t] + 4 * g2[t] - 8 * g3[t]
+                e3[t] = c8 * g0[t] + c4 * g1[t] + c2 * g2[t] + g3[t]
+                e4[t] = g0[t] - c2 * g1[t] + c4 * g2[t] - c8 * g3[t]
                 e5[t] = g3[t]
         for i in range(6):   # columns: (A dY) A^T, written as whole rows of dM
             f0, f1, f2, f3 = e[4 * i], e[4 * i + 1], e[4 * i + 2], e[4 * i + 3]
@@ -158,8 +161,8 @@ def _output_grad_range(dy, th_n, tw_n, dm, lo, hi):
                 o0[t] = f0[t]
                 o1[t] = s + d
                 o2[t] = s - d
-                o3[t] = 8 * f0[t] + 4 * f1[t] + 2 * f2[t] + f3[t]
-                o4[t] = f0[t] - 2 * f1[t] + 4 * f2[t] - 8 * f3[t]
+                o3[t] = c8 * f0[t] + c4 * f1[t] + c2 * f2[t] + f3[t]
+                o4[t] = f0[t] - c2 * f1[t] + c4 * f2[t] - c8 * f3[t]
                 o5[t] = f3[t]
 
 
@@ -168,6 +171,7 @@ def _input_grad_range(dv, pt, pl, th_n, tw_n, dx, lo, hi):
     # units: input channels; dd = B dV B^T over every tile at once, then added
     # back (tiles overlap by two cells) into a batch-minor padded buffer
     n = dx.shape[0]
+    c2, c3, c4, c5, c8 = typed(dx)   # coefficients in its dtype
     rows, cols = 4 * th_n + 2, 4 * tw_n + 2
     t_all = n * th_n * tw_n
     acc = np.empty((rows, cols * n), dtype=dx.dtype)
@@ -184,24 +188,24 @@ def _input_grad_range(dv, pt, pl, th_n, tw_n, dx, lo, hi):
             h0, h1, h2 = hh[6 * i], hh[6 * i + 1], hh[6 * i + 2]
             h3, h4, h5 = hh[6 * i + 3], hh[6 * i + 4], hh[6 * i + 5]
             for t in range(t_all):
-                h0[t] = 2 * v0[t]
-                h1[t] = 2 * (v2[t] - v1[t] - v3[t] + v5[t]) - 3 * v0[t] + v4[t]
-                h2[t] = v1[t] - v3[t] - 4 * v0[t] - 5 * v2[t] - 2 * v4[t] - 3 * v5[t]
-                h3[t] = 3 * v0[t] + 5 * v1[t] + v2[t] + 2 * v3[t] - v4[t] - 4 * v5[t]
-                h4[t] = 2 * (v0[t] + v1[t] + v2[t] + v4[t]) + v3[t] + 3 * v5[t]
-                h5[t] = 2 * v5[t]
+                h0[t] = c2 * v0[t]
+                h1[t] = c2 * (v2[t] - v1[t] - v3[t] + v5[t]) - c3 * v0[t] + v4[t]
+                h2[t] = v1[t] - v3[t] - c4 * v0[t] - c5 * v2[t] - c2 * v4[t] - c3 * v5[t]
+                h3[t] = c3 * v0[t] + c5 * v1[t] + v2[t] + c2 * v3[t] - v4[t] - c4 * v5[t]
+                h4[t] = c2 * (v0[t] + v1[t] + v2[t] + v4[t]) + v3[t] + c3 * v5[t]
+                h5[t] = c2 * v5[t]
         for l in range(6):   # F = B H: the tile's cell (k, l) in row 6k + l
             h0, h1, h2 = hh[l], hh[6 + l], hh[12 + l]
             h3, h4, h5 = hh[18 + l], hh[24 + l], hh[30 + l]
             f0, f1, f2 = ff[l], ff[6 + l], ff[12 + l]
             f3, f4, f5 = ff[18 + l], ff[24 + l], ff[30 + l]
             for t in range(t_all):
-                f0[t] = 2 * h0[t]
-                f1[t] = 2 * (h2[t] - h1[t] - h3[t] + h5[t]) - 3 * h0[t] + h4[t]
-                f2[t] = h1[t] - h3[t] - 4 * h0[t] - 5 * h2[t] - 2 * h4[t] - 3 * h5[t]
-                f3[t] = 3 * h0[t] + 5 * h1[t] + h2[t] + 2 * h3[t] - h4[t] - 4 * h5[t]
-                f4[t] = 2 * (h0[t] + h1[t] + h2[t] + h4[t]) + h3[t] + 3 * h5[t]
-                f5[t] = 2 * h5[t]
+                f0[t] = c2 * h0[t]
+                f1[t] = c2 * (h2[t] - h1[t] - h3[t] + h5[t]) - c3 * h0[t] + h4[t]
+                f2[t] = h1[t] - h3[t] - c4 * h0[t] - c5 * h2[t] - c2 * h4[t] - c3 * h5[t]
+                f3[t] = c3 * h0[t] + c5 * h1[t] + h2[t] + c2 * h3[t] - h4[t] - c4 * h5[t]
+                f4[t] = c2 * (h0[t] + h1[t] + h2[t] + h4[t]) + h3[t] + c3 * h5[t]
+                f5[t] = c2 * h5[t]
         for th in range(th_n):
             for k in range(6):
                 dst = acc[4 * th + k]

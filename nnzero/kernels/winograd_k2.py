@@ -255,10 +255,11 @@ def _input_grad_range(dv, pt, pl, th_n, tw_n, dx, lo, hi):
                 acc[r0 + 1, q] += hh[1, q] - hh[2, q] - hh[3, q]
                 acc[r0 + 2, q] += hh[1, q] + hh[2, q] - hh[0, q]
                 acc[r0 + 3, q] += hh[3, q]
+        zero = dx.dtype.type(0)   # a literal 0 here would make the select float64
         for r in range(h):
             for q in range(w):
                 rr, qq = r + pt, q + pl
-                dx[b, ch, r, q] = acc[rr, qq] if (rr < rows and qq < cols) else 0
+                dx[b, ch, r, q] = acc[rr, qq] if (rr < rows and qq < cols) else zero
 
 
 # -- NumPy twins: the same transforms as matrix products on strided tile views --------

@@ -48,7 +48,7 @@ import numpy as np
 
 from ._jit import njit
 from .winograd import (_pad_to, entry_points, output_grad_twin, output_twin,
-                       tiles_grad_twin, tiles_twin)
+                       tiles_grad_twin, tiles_twin, typed)
 
 BT = np.array([[2, -1, -2, 1, 0], [0, -2, -1, 1, 0], [0, 2, -3, 1, 0], [0, -1, 0, 1, 0],
                [0, 2, -1, -2, 1]], dtype=np.float64)
@@ -128,12 +128,13 @@ def _planes_out(acc, ch, pt, pl, dx):
     cols*n) at (pt, pl); cells no tile reached get 0."""
     n, _, h, w = dx.shape
     rows, cols = acc.shape[0], acc.shape[1] // n
+    zero = dx.dtype.type(0)   # a literal 0 would make the select below a float64
     for b in range(n):
         for r in range(h):
             rr = r + pt
             for q in range(w):
                 qp = q + pl
-                dx[b, ch, r, q] = acc[rr, qp * n + b] if (rr < rows and qp < cols) else 0
+                dx[b, ch, r, q] = acc[rr, qp * n + b] if (rr < rows and qp < cols) else zero
 
 
 @njit
@@ -164,6 +165,7 @@ def _tiles_in(dy, oc, rowoff, coloff, gf):
 def _input_transform_range(x, pt, pl, th_n, tw_n, v, lo, hi):
     # units: input channels, each over every sample at once
     n = x.shape[0]
+    c2, c3, c4, c5, c8 = typed(x)   # coefficients in its dtype
     rows, cols = 8 * th_n + 2, 8 * tw_n + 2
     rn = cols * n                                   # one padded row, batch-minor
     dk = np.zeros((rows, rn), dtype=x.dtype)
@@ -177,11 +179,11 @@ def _input_transform_range(x, pt, pl, th_n, tw_n, v, lo, hi):
                 t0, t1, t2 = tk[p, 0, th], tk[p, 1, th], tk[p, 2, th]
                 t3, t4 = tk[p, 3, th], tk[p, 4, th]
                 for k in range(rn):  # rows of B^T d, whole width and batch at once
-                    t0[k] = 2 * (d0[k] - d2[k]) - d1[k] + d3[k]
-                    t1[k] = d3[k] - 2 * d1[k] - d2[k]
-                    t2[k] = 2 * d1[k] - 3 * d2[k] + d3[k]
+                    t0[k] = c2 * (d0[k] - d2[k]) - d1[k] + d3[k]
+                    t1[k] = d3[k] - c2 * d1[k] - d2[k]
+                    t2[k] = c2 * d1[k] - c3 * d2[k] + d3[k]
                     t3[k] = d3[k] - d1[k]
-                    t4[k] = 2 * (d1[k] - d3[k]) - d2[k] + d4[k]
+                    t4[k] = c2 * (d1[k] - d3[k]) - d2[k] + d4[k]
         for p in range(2):
             for qq in range(2):
                 zc = 4 * ch + 2 * p + qq
@@ -197,17 +199,18 @@ def _input_transform_range(x, pt, pl, th_n, tw_n, v, lo, hi):
                             t = (th * tw_n + tw) * n
                             for b in range(n):
                                 e0, e1, e2, e3, e4 = a0[b], a1[b], a2[b], a3[b], a4[b]
-                                v0[t + b] = 2 * (e0 - e2) - e1 + e3
-                                v1[t + b] = e3 - 2 * e1 - e2
-                                v2[t + b] = 2 * e1 - 3 * e2 + e3
+                                v0[t + b] = c2 * (e0 - e2) - e1 + e3
+                                v1[t + b] = e3 - c2 * e1 - e2
+                                v2[t + b] = c2 * e1 - c3 * e2 + e3
                                 v3[t + b] = e3 - e1
-                                v4[t + b] = 2 * (e1 - e3) - e2 + e4
+                                v4[t + b] = c2 * (e1 - e3) - e2 + e4
 
 
 @njit
 def _output_transform_range(m, oh, ow, y, lo, hi):
     # units: output channels, each over every tile of every sample at once
     n = y.shape[0]
+    c2, c3, c4, c5, c8 = typed(y)   # coefficients in its dtype
     th_n, tw_n = (oh + 3) // 4, (ow + 3) // 4
     t_all = n * th_n * tw_n
     rk = np.empty((20, t_all), dtype=y.dtype)
@@ -222,9 +225,9 @@ def _output_transform_range(m, oh, ow, y, lo, hi):
             for t in range(t_all):
                 s, d = m1[t] + m2[t], m1[t] - m2[t]
                 ra[t] = m0[t] + s + m3[t]
-                rb[t] = d + 2 * m3[t]
-                rc[t] = s + 4 * m3[t]
-                rd[t] = d + 8 * m3[t] + m4[t]
+                rb[t] = d + c2 * m3[t]
+                rc[t] = s + c4 * m3[t]
+                rd[t] = d + c8 * m3[t] + m4[t]
         for a in range(4):   # the tile's row a: r_a A
             s0, s1, s2 = rk[5 * a], rk[5 * a + 1], rk[5 * a + 2]
             s3, s4 = rk[5 * a + 3], rk[5 * a + 4]
@@ -232,9 +235,9 @@ def _output_transform_range(m, oh, ow, y, lo, hi):
             for t in range(t_all):
                 s, d = s1[t] + s2[t], s1[t] - s2[t]
                 e0[t] = s0[t] + s + s3[t]
-                e1[t] = d + 2 * s3[t]
-                e2[t] = s + 4 * s3[t]
-                e3[t] = d + 8 * s3[t] + s4[t]
+                e1[t] = d + c2 * s3[t]
+                e2[t] = s + c4 * s3[t]
+                e3[t] = d + c8 * s3[t] + s4[t]
         _tiles_out(yf, rowoff, coloff, oc, y)
 
 
@@ -242,6 +245,7 @@ def _output_transform_range(m, oh, ow, y, lo, hi):
 def _output_grad_range(dy, th_n, tw_n, dm, lo, hi):
     # units: output channels of dY, gathered into 4x4 tiles, then dM = A dY A^T
     n = dy.shape[0]
+    c2, c3, c4, c5, c8 = typed(dy)   # coefficients in its dtype
     t_all = n * th_n * tw_n
     g = np.zeros((16, t_all), dtype=dy.dtype)   # cells past the output stay zero
     e = np.empty((20, t_all), dtype=dy.dtype)
@@ -258,7 +262,7 @@ def _output_grad_range(dy, th_n, tw_n, dm, lo, hi):
                 e0[t] = g0[t]
                 e1[t] = s + d
                 e2[t] = s - d
-                e3[t] = g0[t] + 2 * g1[t] + 4 * g2[t] + 8 * g3[t]
+                e3[t] = g0[t] + c2 * g1[t] + c4 * g2[t] + c8 * g3[t]
                 e4[t] = g3[t]
         for i in range(5):   # columns: (A dY) A^T, written as whole rows of dM
             f0, f1, f2, f3 = e[4 * i], e[4 * i + 1], e[4 * i + 2], e[4 * i + 3]
@@ -269,7 +273,7 @@ def _output_grad_range(dy, th_n, tw_n, dm, lo, hi):
                 d0[t] = f0[t]
                 d1[t] = s + d
                 d2[t] = s - d
-                d3[t] = f0[t] + 2 * f1[t] + 4 * f2[t] + 8 * f3[t]
+                d3[t] = f0[t] + c2 * f1[t] + c4 * f2[t] + c8 * f3[t]
                 d4[t] = f3[t]
 
 
@@ -278,6 +282,7 @@ def _input_grad_range(dv, pt, pl, th_n, tw_n, dx, lo, hi):
     # units: input channels; dd = B dV B^T over every tile at once, then added
     # back (tiles overlap by one cell) into a batch-minor padded buffer
     n = dx.shape[0]
+    c2, c3, c4, c5, c8 = typed(dx)   # coefficients in its dtype
     rows, cols = 8 * th_n + 2, 8 * tw_n + 2
     t_all = n * th_n * tw_n
     acc = np.empty((rows, cols * n), dtype=dx.dtype)
@@ -297,10 +302,10 @@ def _input_grad_range(dv, pt, pl, th_n, tw_n, dx, lo, hi):
                     h0, h1, h2 = hh[5 * i], hh[5 * i + 1], hh[5 * i + 2]
                     h3, h4 = hh[5 * i + 3], hh[5 * i + 4]
                     for t in range(t_all):
-                        h0[t] = 2 * v0[t]
-                        h1[t] = 2 * (v2[t] - v1[t] + v4[t]) - v0[t] - v3[t]
-                        h2[t] = -2 * v0[t] - v1[t] - 3 * v2[t] - v4[t]
-                        h3[t] = v0[t] + v1[t] + v2[t] + v3[t] - 2 * v4[t]
+                        h0[t] = c2 * v0[t]
+                        h1[t] = c2 * (v2[t] - v1[t] + v4[t]) - v0[t] - v3[t]
+                        h2[t] = -c2 * v0[t] - v1[t] - c3 * v2[t] - v4[t]
+                        h3[t] = v0[t] + v1[t] + v2[t] + v3[t] - c2 * v4[t]
                         h4[t] = v4[t]
                 for l in range(5):   # F = B H: the tile's cell (k, l) in row 5k + l
                     h0, h1, h2 = hh[l], hh[5 + l], hh[10 + l]
@@ -308,10 +313,10 @@ def _input_grad_range(dv, pt, pl, th_n, tw_n, dx, lo, hi):
                     f0, f1, f2 = ff[l], ff[5 + l], ff[10 + l]
                     f3, f4 = ff[15 + l], ff[20 + l]
                     for t in range(t_all):
-                        f0[t] = 2 * h0[t]
-                        f1[t] = 2 * (h2[t] - h1[t] + h4[t]) - h0[t] - h3[t]
-                        f2[t] = -2 * h0[t] - h1[t] - 3 * h2[t] - h4[t]
-                        f3[t] = h0[t] + h1[t] + h2[t] + h3[t] - 2 * h4[t]
+                        f0[t] = c2 * h0[t]
+                        f1[t] = c2 * (h2[t] - h1[t] + h4[t]) - h0[t] - h3[t]
+                        f2[t] = -c2 * h0[t] - h1[t] - c3 * h2[t] - h4[t]
+                        f3[t] = h0[t] + h1[t] + h2[t] + h3[t] - c2 * h4[t]
                         f4[t] = h4[t]
                 for th in range(th_n):
                     for k in range(5):
