@@ -159,6 +159,28 @@ def test_the_default_threshold_splits_large_calls_only(threshold, pool_calls, nu
         assert bool(pool_calls) is splits, n
 
 
+@two_threads
+def test_the_lanes_loops_count_their_calls_four_times(threshold, pool_calls, numba_threads,
+                                                      split_every_batch):
+    """A depthwise call on the lanes loops weighs LANES_WORK times its
+    multiply-adds against the threshold (their transposes cost more than the
+    sums): 256 channels on 7x7 split from 19 samples, not from 75."""
+    from nnzero.functional import direct
+
+    threshold(split_every_batch)
+    numba_threads(2)
+    rng = np.random.default_rng(0)
+    layer = Conv2d(256, 256, 3, padding=1, groups=256, dtype=F64, rng=rng)
+    per_sample = direct.LANES_WORK * 7 * 7 * layer.weight.data.size
+    assert 18 * per_sample < split_every_batch <= 19 * per_sample
+    for n, splits in ((18, False), (19, True)):
+        pool_calls.clear()
+        y = layer(rng.standard_normal((n, 256, 7, 7)))
+        assert layer._ctx.cache.loops == "lanes"
+        layer.backward(np.ones_like(y))
+        assert bool(pool_calls) is splits, n
+
+
 def _check_whole_against_split(layer, x, seed):
     # Hypothesis runs the examples inside one test call: no monkeypatch here
     old = _threads.MIN_SPLIT_MACS

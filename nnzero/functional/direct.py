@@ -225,18 +225,21 @@ def direct_backward(dy, cache):
     return dx, dw, db
 
 
-# The lanes loops' transposes cost about as much as their multiply-adds: a call
-# of theirs counts LANES_WORK times its multiply-adds against the small-call
+# The lanes loops' transposes cost more than their multiply-adds: a call of
+# theirs counts LANES_WORK times its multiply-adds against the small-call
 # threshold. Run whole against split, depthwise layers on the lanes loops
-# (interleaved, 7 rounds): 0.41-0.79 at 0.1-3.4 M multiply-adds, 1.23-1.26 at
-# 4.7-6.8 M (so 2^23 / 2).
-LANES_WORK = 2
+# (interleaved, 7 rounds): with the pool's old hand-off (a thread's wake-up)
+# 0.41-0.79 at 0.1-3.4 M multiply-adds, 1.23-1.26 at 4.7-6.8 M (so 2^23 / 2);
+# with its threads watching for their next piece (``kernels/_workers.py``)
+# 0.40 at 0.07 M, 0.85 at 0.9 M, then 0.91-1.45 at 1.8-3.6 M (mean 1.12 over
+# nine layers) and 1.28-1.72 at 4.7-9.4 M: so 2^23 / 4.
+LANES_WORK = 4
 
 
 def _small_call(cache):
     """The blocked and lanes loops follow the small-call rule of the other
     paths (``_threads.whole_if_small``, N*OH*OW times the weight's size; the
-    lanes loops' count doubled, see LANES_WORK): run whole, grouped layers of
+    lanes loops' count taken four times, see LANES_WORK): run whole, grouped layers of
     1.2-2.4 M multiply-adds on the blocked loops took 0.40-0.49 of their split
     time (14-19 M: 1.01-1.08; 29-116 M: 1.42-1.64). ``grouped.py``'s and the
     strided depthwise loops do far more work per multiply-add than a product
