@@ -32,17 +32,18 @@ import os
 import threading
 import time
 
+import numba
 import numpy as np
 
 IDLE_SPIN = 5e-3     # seconds a worker watches for its next piece before sleeping
 WAIT_SPIN = 2e-3     # seconds a caller watches for a worker's piece before napping
 NAP = 50e-6          # one of the caller's sleeps after that
 
-SPINS = os.name == "posix"
+# sched_yield is POSIX; under NUMBA_DISABLE_JIT the watchers would be Python loops
+SPINS = os.name == "posix" and not numba.config.DISABLE_JIT
 
 
 def _compile_watchers():
-    import numba
     from llvmlite import ir
     from numba import types
     from numba.core import cgutils
