@@ -276,7 +276,7 @@ def test_workers_grown_by_another_caller_still_take_its_work():
     from nnzero.kernels import _workers
     held = _workers.workers(1)
     grown = _workers.workers(len(_workers._WORKERS["list"]) + 1)
-    assert grown[0] is held[0] and len(grown) == len(held) + len(grown) - 1 > 1
+    assert len(held) == 1 and len(grown) >= 2 and grown[0] is held[0]
     for w in held + grown:
         w.post(lambda a, b: a * b, 6, 7)
         assert w.collect() == (True, 42)

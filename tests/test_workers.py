@@ -81,3 +81,19 @@ def test_the_watchers_see_a_word_written_by_another_thread():
     timer.join()
     assert mark_and_watch(mark, 9, word, 5, 1) and mark[0] == 9
     assert not mark_and_watch(mark, 10, word, 6, 100) and mark[0] == 10
+
+
+def test_a_worker_keeps_nothing_of_a_piece_it_has_run(worker):
+    """A piece's closure holds the layer's arrays: once the piece is back, the
+    worker, waiting for its next one, must not keep it alive."""
+    import weakref
+
+    class Arrays:
+        pass
+
+    arrays = Arrays()
+    gone = weakref.ref(arrays)
+    worker.post(lambda held: type(held).__name__, arrays)
+    assert worker.collect() == (True, "Arrays")
+    del arrays
+    assert gone() is None

@@ -97,9 +97,10 @@ __all__ = ["inside_piece", "piece_bounds", "run_pieces", "batch_pieces", "blas_o
 # put the rule at 1.014x the better choice with this threshold, 1.016x with
 # 2^22 and 1.034x with 2^21: what is left of the split's cost on a small
 # layer is the two threads taking turns at the GIL between their kernels and
-# the products' lower rate on half the columns. The transposed layers measured fell the same way
-# (0.49-0.88 below 5 M, 1.24 at 17 M), and so did grouped layers on the
-# blocked loops (0.40-0.49 at 1.2-2.4 M, 1.01-1.08 at 14-19 M). Not
+# the products' lower rate on half the columns. The transposed layers
+# measured fell the same way (0.49-0.88 below 5 M, 1.24 at 17 M), and so did
+# grouped layers on the blocked loops (0.40-0.49 at 1.2-2.4 M, 1.01-1.08 at
+# 14-19 M). Not
 # ``grouped.py``'s or the depthwise loops (``direct._small_call`` keeps their
 # split): they do far more work per multiply-add than a product, and depthwise
 # layers of 0.9-4.7 M took 1.12-1.70x their split time run whole.

@@ -239,8 +239,8 @@ LANES_WORK = 4
 def _small_call(cache):
     """The blocked and lanes loops follow the small-call rule of the other
     paths (``_threads.whole_if_small``, N*OH*OW times the weight's size; the
-    lanes loops' count taken four times, see LANES_WORK): run whole, grouped layers of
-    1.2-2.4 M multiply-adds on the blocked loops took 0.40-0.49 of their split
+    lanes loops' count taken four times, see LANES_WORK): run whole, grouped
+    layers of 1.2-2.4 M multiply-adds on the blocked loops took 0.40-0.49 of their split
     time (14-19 M: 1.01-1.08; 29-116 M: 1.42-1.64). ``grouped.py``'s and the
     strided depthwise loops do far more work per multiply-add than a product
     does, and keep the split at every size: run whole, depthwise layers of

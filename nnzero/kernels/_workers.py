@@ -138,6 +138,8 @@ class Worker:
                 self._outcome = (True, fn(*args))
             except BaseException as err:   # handed back to the caller by ``collect``
                 self._outcome = (False, err)
+            # drop the piece (its closure holds the layer's arrays) before waiting
+            job = fn = args = None
 
     def post(self, fn, *args):
         """Start ``fn(*args)`` on this worker's thread (once the piece posted
