@@ -15,8 +15,9 @@ So, as OpenMP runtimes and OpenBLAS do, the threads spin before they sleep:
 - the caller, its own piece done, watches for the worker's for ``WAIT_SPIN``
   seconds, then naps in short sleeps until it is there.
 
-The watching runs in compiled code without the GIL (``_mark_and_watch``,
-``_watch``), so it holds up no Python thread. A worker marks its piece done
+The watching runs in compiled code without the GIL (``watch`` and
+``mark_and_watch``, made by ``_compile_watchers``), so it holds up no Python
+thread. A worker marks its piece done
 only from inside that compiled code, after it has let go of the GIL: the
 caller, which sees the mark, then finds the GIL free instead of queueing for
 it behind the worker (measured: 20 us for an empty hand-off and its return,
