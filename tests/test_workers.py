@@ -97,3 +97,21 @@ def test_a_worker_keeps_nothing_of_a_piece_it_has_run(worker):
     assert worker.collect() == (True, "Arrays")
     del arrays
     assert gone() is None
+
+
+def test_workers_that_cannot_build_their_watchers_sleep_instead(monkeypatch):
+    """If numba cannot build or link the watch loops (a platform without
+    ``sched_yield``), the workers take the sleeping path: pieces still run."""
+    def broken():
+        raise RuntimeError("no sched_yield here")
+
+    monkeypatch.setattr(_workers, "_WATCH", {})
+    monkeypatch.setattr(_workers, "_compile_watchers", broken)
+    w = _workers.Worker("nnzero-test")
+    try:
+        assert not w._spins
+        w.post(lambda a: a + 1, 41)
+        assert w.collect() == (True, 42)
+    finally:
+        w.stop()
+    assert not w.thread.is_alive()

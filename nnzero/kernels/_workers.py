@@ -81,11 +81,17 @@ _WATCH = {}
 
 
 def _watchers():
-    """``(watch, mark_and_watch, turns_per_second)``, compiled on first use."""
+    """``(watch, mark_and_watch, turns_per_second)``, compiled on first use;
+    None where they cannot be built (no ``sched_yield`` to link against):
+    the workers then sleep and nap without spinning."""
     if not _WATCH:
-        watch, mark_and_watch = _compile_watchers()
-        never = np.zeros(1, np.int64)
-        watch(never, 1, 1)   # compile (or load from the cache) before timing
+        try:
+            watch, mark_and_watch = _compile_watchers()
+            never = np.zeros(1, np.int64)
+            watch(never, 1, 1)   # compile (or load from the cache) before timing
+        except Exception:   # numba could not build or link them: no spinning
+            _WATCH["fns"] = None
+            return None
         t0 = time.perf_counter()
         watch(never, 1, 2000)
         _WATCH["fns"] = (watch, mark_and_watch, 2000 / max(time.perf_counter() - t0, 1e-6))
@@ -106,9 +112,10 @@ class Worker:
         self._job = None
         self._outcome = None
         self._wake = threading.Condition(threading.Lock())
-        self._spins = SPINS
-        if SPINS:
-            watch, mark_and_watch, rate = _watchers()
+        self._watchers = _watchers() if SPINS else None
+        self._spins = self._watchers is not None
+        if self._spins:
+            rate = self._watchers[2]
             self._idle_turns = max(1, int(IDLE_SPIN * rate))
             self._wait_turns = max(1, int(WAIT_SPIN * rate))
         self.thread = threading.Thread(target=self._serve, name=name, daemon=True)
@@ -119,7 +126,7 @@ class Worker:
         while True:
             count += 1
             if self._spins:
-                _, mark_and_watch, _ = _watchers()
+                _, mark_and_watch, _ = self._watchers
                 got = mark_and_watch(self._done, count - 1, self._posted, count,
                                      self._idle_turns)
             else:
@@ -159,7 +166,7 @@ class Worker:
     def collect(self):
         """Wait for the piece posted last; ``(True, result)`` or ``(False, error)``."""
         if self._spins:
-            watch, _, _ = _watchers()
+            watch, _, _ = self._watchers
             if not watch(self._done, self._count, self._wait_turns):
                 while self._done[0] < self._count:
                     time.sleep(NAP)
