@@ -23,8 +23,9 @@ caller, which sees the mark, then finds the GIL free instead of queueing for
 it behind the worker (measured: 20 us for an empty hand-off and its return,
 against 45 us with the mark set from Python).
 
-Where there is no ``sched_yield`` (not POSIX), the threads do not spin: the
-worker sleeps on its condition and the caller naps.
+Where there is no ``sched_yield`` (not POSIX), or numba cannot build the
+loops, the threads do not spin: the worker sleeps on its condition and the
+caller naps.
 """
 from __future__ import annotations
 
