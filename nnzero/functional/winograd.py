@@ -69,7 +69,7 @@ class _Family(NamedTuple):
     step: int           # output cells per tile side
     positions: int      # P: cells per input tile (16, 25 or 36), one product each
     phases: int         # C' = phases * C: the tiles' channels (4 after space-to-depth)
-    kron: dict          # dtype -> (P, taps): kron(G, G) in it, see _filter_transform
+    kron: dict          # float32/float64 -> (P, taps): kron(G, G), see _filter_transform
 
 
 def _family(K, stride=1):
@@ -95,19 +95,13 @@ DEFAULT = {(3, 1): "F(2x2,3x3)", (2, 1): "F(3x3,2x2)", (3, 2): "F(4x4,2x2)/2",
            (4, 2): "F(4x4,2x2)/2"}
 
 
-def _kron(fam, dtype):
-    """kron(G, G) in ``dtype`` (kept for float32 and float64)."""
-    kron = fam.kron.get(dtype)
-    return fam.kron[np.dtype(np.float64)].astype(dtype) if kron is None else kron
-
-
 def _filter_transform(weight, fam):
     """U (P, O, C') of weight (O, C, k, k), in weight's dtype."""
     if fam.phases > 1:
         weight = fam.K.weight_to_phases(weight)
     o, c, k = weight.shape[:3]
     with blas_one_thread():
-        u = _kron(fam, weight.dtype) @ weight.reshape(o * c, k * k).T
+        u = fam.kron[weight.dtype] @ weight.reshape(o * c, k * k).T
     return u.reshape(fam.positions, o, c)
 
 
@@ -115,7 +109,7 @@ def _filter_grad(du, weight_shape, fam):
     """dW (O, C, k, k) of dU (P, O, C'): G^T dU G for every (o, c')."""
     o, c4 = du.shape[1:]
     with blas_one_thread():
-        dw = _kron(fam, du.dtype).T @ du.reshape(fam.positions, o * c4)   # (r*r, O*C')
+        dw = fam.kron[du.dtype].T @ du.reshape(fam.positions, o * c4)   # (r*r, O*C')
     r = fam.K.G.shape[1]                                                       # filter side
     dw = dw.T.reshape(o, c4, r, r)
     if fam.phases > 1:

@@ -153,12 +153,12 @@ class Worker:
     def post(self, fn, *args):
         """Start ``fn(*args)`` on this worker's thread (once the piece posted
         before it, if a caller left it uncollected, has ended)."""
-        self._hand(fn, args)
+        self._hand((fn, args))
 
-    def _hand(self, job, args=None):
+    def _hand(self, job):
         if self._done[0] < self._count:
             self.collect()
-        self._job = job if job is _STOP else (job, args)
+        self._job = job
         self._count += 1
         self._posted[0] = self._count
         with self._wake:

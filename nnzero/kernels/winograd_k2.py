@@ -226,6 +226,7 @@ def _input_grad_range(dv, pt, pl, th_n, tw_n, dx, lo, hi):
     n, c, h, w = dx.shape
     rows, cols = 3 * th_n + 1, 3 * tw_n + 1
     acc = np.empty((rows, cols), dtype=dx.dtype)
+    zero = dx.dtype.type(0)   # a literal 0 would make the select below a float64
     hh = np.empty((4, cols), dtype=dx.dtype)
     for nc in range(lo, hi):   # planes channel by channel: dV's rows are read in order
         ch = nc // n
@@ -255,7 +256,6 @@ def _input_grad_range(dv, pt, pl, th_n, tw_n, dx, lo, hi):
                 acc[r0 + 1, q] += hh[1, q] - hh[2, q] - hh[3, q]
                 acc[r0 + 2, q] += hh[1, q] + hh[2, q] - hh[0, q]
                 acc[r0 + 3, q] += hh[3, q]
-        zero = dx.dtype.type(0)   # a literal 0 here would make the select float64
         for r in range(h):
             for q in range(w):
                 rr, qq = r + pt, q + pl
