@@ -385,4 +385,4 @@ def conv_path(cache):
     if kind == "DirectCache" and cache.loops in ("blocked", "lanes"):
         return cache.loops
     return {"BatchMinorCache": "batch-minor", "DirectCache": "direct", "ConvCache": "im2col",
-            "ConvTransposeCache": "col2im"}[kind]
+            "ConvTransposeCache": "col2im", "TapsCache": "taps"}[kind]

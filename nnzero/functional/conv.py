@@ -48,7 +48,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import conv_batch_minor, direct, winograd
+from . import conv_batch_minor, conv_taps, direct, winograd
 from ._conv_checks import check_conv2d, check_dy
 from ._columns import (ALGORITHM, Geometry, bias_grad, chunk_size, columns_are_input,  # noqa: F401
                        from_columns, im2col_budget, live_taps, make_geometry,
@@ -225,7 +225,10 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
 
     Under 'auto', kernel rows and columns that meet only the zero padding, at
     every output position, are left out (``live_taps``: dilations or padding
-    reaching past the image); their weight gradients are 0.
+    reaching past the image); their weight gradients are 0. In any mode, a
+    geometry whose padded plane would dwarf x and y (strides, paddings and
+    dilations far past the image) runs tap by tap, with no plane
+    (``conv_taps.py``).
 
     ``workspace``: an optional dict whose buffers are reused between calls; the
     cache then refers to them, so only the latest cache of a workspace is valid
@@ -235,6 +238,11 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
     geo = make_geometry(weight.shape[2:], stride, padding, dilation, groups)
     x = np.ascontiguousarray(x)
     trimmed = live_taps(geo, x.shape[2:]) if ALGORITHM[0] == "auto" else None
+    size = x.shape[2:]
+    if conv_taps.degenerate(conv_taps.conv_plane(trimmed[0] if trimmed else geo, size), size,
+                            geo.out_size(*size)):
+        return conv_taps.taps_forward(x, weight, bias, geo.groups, conv_taps.conv_runs(geo, size),
+                                      geo.stride, geo.out_size(*size), transposed=False)
     if trimmed is None:
         return conv2d_by_geometry(x, weight, bias, geo, workspace)
     live, (r0, c0) = trimmed
@@ -304,6 +312,8 @@ def output_of(cache):
     """The shape and dtype of the forward's output, from any of its caches."""
     if isinstance(cache, TrimmedCache):
         return output_of(cache.inner)
+    if isinstance(cache, conv_taps.TapsCache):
+        return cache.out_shape, cache.x.dtype
     if isinstance(cache, winograd.WinogradCache):
         n, dtype = cache.x_shape[0], cache.v.dtype
     else:
@@ -324,6 +334,8 @@ def conv2d_backward(dy, cache, workspace=None):
     dy = check_dy(dy, shape, dtype, "conv2d_backward")
     if isinstance(cache, direct.DirectCache):   # it decides as its forward did
         return direct.direct_backward(dy, cache)
+    if isinstance(cache, conv_taps.TapsCache):
+        return conv_taps.taps_backward(dy, cache)
     # the same choice as the forward's: (N, O, OH, OW) times C/G*KH*KW
     with whole_if_small(math.prod(shape) * cache.weight[0].size):
         return _backward_by_path(dy, cache, workspace)

@@ -41,7 +41,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import subpixel
+from . import conv_taps, subpixel
 from ._conv_checks import check_conv_transpose2d, check_dy
 from ._columns import (ALGORITHM, Geometry, bias_grad, channels_first, chunk_size, from_columns,
                        make_geometry, pair, to_columns)
@@ -70,7 +70,8 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
     """y (N, O, OH, OW), OH = (H-1)*S - 2P + D*(KH-1) + output_padding + 1.
 
     ``workspace``: an optional dict whose column buffer is reused between calls.
-    Arguments are checked by ``_conv_checks``."""
+    Arguments are checked by ``_conv_checks``. A layer whose uncropped output
+    (what col2im builds) would dwarf x and y runs tap by tap (``conv_taps.py``)."""
     x, weight = check_conv_transpose2d(x, weight, bias, stride, padding, output_padding,
                                        dilation, groups)
     geo = make_geometry(weight.shape[2:], stride, padding, dilation, groups)
@@ -81,6 +82,14 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
     size = tuple((s_in - 1) * s - 2 * p + d * (k - 1) + extra + 1
                  for s_in, s, p, d, k, extra in zip((h, w), geo.stride, geo.pad_before,
                                                     geo.dilation, geo.kernel, op))
+    # col2im builds the whole uncropped output: (H-1)*S + D*(K-1) + 1 rows
+    full = tuple((s_in - 1) * s + d * (k - 1) + 1 + extra
+                 for s_in, s, d, k, extra in zip((h, w), geo.stride, geo.dilation, geo.kernel, op))
+    if conv_taps.degenerate(full, (h, w), size):
+        runs = tuple(conv_taps.tap_runs(n_out, n_in, k, s, p, d) for n_out, n_in, k, s, p, d in
+                     zip(size, (h, w), geo.kernel, geo.stride, geo.pad_before, geo.dilation))
+        return conv_taps.taps_forward(x, weight, bias, geo.groups, runs, geo.stride, size,
+                                      transposed=True)
     from . import transpose_as_conv   # it imports conv.py, which imports this module
     conv_geo = transpose_as_conv.geometry(geo, op)
     if conv_geo is not None and transpose_as_conv.pays(conv_geo, x.shape, o, size, x.itemsize):
@@ -134,6 +143,9 @@ def conv_transpose2d_backward(dy, cache, workspace=None):
     if isinstance(cache, transpose_as_conv.AsConvCache):
         dy = check_dy(dy, *transpose_as_conv.output_of(cache), "conv_transpose2d_backward")
         return transpose_as_conv.backward(dy, cache, workspace)
+    if isinstance(cache, conv_taps.TapsCache):
+        dy = check_dy(dy, cache.out_shape, cache.x.dtype, "conv_transpose2d_backward")
+        return conv_taps.taps_backward(dy, cache)
     out_shape = (subpixel.output_shape(cache) if isinstance(cache, subpixel.SubpixelCache)
                  else cache.out_shape)
     dy = check_dy(dy, out_shape, cache.x.dtype, "conv_transpose2d_backward")

@@ -45,6 +45,20 @@ def _batched(x, who, channels):
     return batched
 
 
+def _check_output_fits(layer, who, xb, out_size):
+    """Refuse an output that no array could hold (a padding of 10**9 at
+    stride 1, say): numpy's own refusal named neither the layer nor why."""
+    shape = (xb.shape[0], layer.out_channels) + tuple(out_size)
+    values = 1
+    for side in shape:
+        values *= side
+    if values * np.dtype(layer.dtype).itemsize > np.iinfo(np.intp).max:
+        raise ValueError(f"{who}: the output would have shape {shape} ({values} values), more "
+                         f"than any array can hold; got stride={layer.stride}, padding="
+                         f"{layer.padding}, dilation={layer.dilation} on an input of shape "
+                         f"{tuple(xb.shape)}")
+
+
 def _check_groups(groups, in_channels, out_channels, who):
     groups = positive_int(groups, who, "groups")
     for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
@@ -138,10 +152,11 @@ class Conv2d(Module):
     def _forward(self, x):
         xb = _batched(x, "Conv2d", self.in_channels)
         try:
-            self.output_size(xb.shape[2:])
+            out_size = self.output_size(xb.shape[2:])
         except ValueError as err:
             raise ValueError(f"Conv2d: the (dilated) kernel does not fit the padded input "
                              f"of shape {x.shape}: {err}") from None
+        _check_output_fits(self, "Conv2d", xb, out_size)
         padding, pad_cache = self.padding, None
         if self.padding_mode != "zeros":
             geo = F.make_geometry(self.kernel_size, self.stride, self.padding, self.dilation)
@@ -237,10 +252,11 @@ class ConvTranspose2d(Module):
         op = self.output_padding if output_size is None else \
             self._output_padding_for(x, output_size)
         try:
-            self.output_size(xb.shape[2:], op)
+            out_size = self.output_size(xb.shape[2:], op)
         except ValueError as err:
             raise ValueError(f"ConvTranspose2d: input of shape {x.shape} gives no output: "
                              f"{err}") from None
+        _check_output_fits(self, "ConvTranspose2d", xb, out_size)
         with _buffers_of(self) as buffers:
             y, cache = F.conv_transpose2d_forward(xb, self.weight.data,
                                                  None if self.bias is None else self.bias.data,
