@@ -16,9 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from helpers import (CONV_PATHS, CONVT_PATHS, conv_configs, conv_path, dead_tap_configs,
-                     drawn_conv2d, fits)
+                     drawn_conv2d, fits, seeds)
 from nnzero.layers import Conv2d, ConvTranspose2d
-from nnzero.shapes import conv_transpose_output_size
+from nnzero.shapes import conv_output_size, conv_transpose_output_size
 
 F64 = np.float64
 EXACT = dict(rtol=1e-10, atol=1e-12)
@@ -215,3 +215,57 @@ def test_refuses_exactly_what_pytorch_refuses(cfg, transposed, data):
         def theirs():
             torch.nn.functional.conv2d(xt, wt, None, s, cfg["padding"], d, cfg["groups"])
     assert _raises(ours, ValueError) == _raises(theirs, RuntimeError)
+
+
+FAR = st.sampled_from([1, 2, 3, 1000, 30000, 10 ** 9])
+
+
+@given(transposed=st.booleans(), groups=st.integers(1, 2), kernel=st.integers(1, 3),
+       stride=FAR, dilation=FAR, h=st.integers(1, 6), w=st.integers(1, 6), seed=seeds(),
+       data=st.data())
+def test_strides_paddings_and_dilations_far_past_the_image_match_pytorch(
+        transposed, groups, kernel, stride, dilation, h, w, seed, data):
+    """Both layers, with paddings drawn around the stride and the kernel's reach
+    so that the output stays small: most of these run tap by tap
+    (``conv_taps.py``), the rest by the ordinary paths."""
+    torch = _torch()
+    reach = dilation * (kernel - 1)
+    middle = ((min(h, w) - 1) * stride + reach) // 2   # a transposed output of ~1 row
+    candidates = [0, 1, stride - 1, stride, 2 * stride, reach // 2, reach, reach + stride]
+    if transposed:
+        candidates += [middle, max(0, middle - 1)]
+
+    def small(padding):   # PyTorch's output size is at least 1x1 and at most 10**4 cells
+        try:
+            size = (conv_transpose_output_size((h, w), kernel, stride, padding, 0, dilation)
+                    if transposed else conv_output_size((h, w), kernel, stride, padding,
+                                                        dilation))
+        except ValueError:
+            return False
+        return size[0] * size[1] <= 10 ** 4
+    fitting = sorted({p for p in candidates if small(p)})
+    if not fitting:
+        return
+    padding = data.draw(st.sampled_from(fitting))
+    rng = np.random.default_rng(seed)
+    c, o = 2 * groups, 3 * groups
+    f = torch.nn.functional
+    if transposed:
+        layer = ConvTranspose2d(c, o, kernel, stride, padding, 0, groups, True, dilation,
+                                dtype=F64, rng=rng)
+
+        def fn(xt, wt, bt):
+            return f.conv_transpose2d(xt, wt, bt, stride, padding, 0, groups, dilation)
+    else:
+        layer = Conv2d(c, o, kernel, stride, padding, dilation, groups, dtype=F64, rng=rng)
+
+        def fn(xt, wt, bt):
+            return f.conv2d(xt, wt, bt, stride, padding, dilation, groups)
+    x = rng.standard_normal((2, c, h, w))
+    y = layer(x)
+    dy = rng.standard_normal(y.shape)
+    try:
+        ref = _run(torch, fn, x, layer.weight.data, layer.bias.data, dy)
+    except RuntimeError:   # PyTorch's own limits (32-bit sizes inside its col2im)
+        return
+    _check(layer, x, y, dy, ref, **EXACT)
