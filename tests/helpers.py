@@ -7,8 +7,8 @@ from threadpoolctl import threadpool_info
 
 from nnzero import gradcheck
 from nnzero.functional.conv import conv2d_forward, set_conv_algorithm
-from nnzero.layers import Conv2d
-from nnzero.shapes import conv_output_size
+from nnzero.layers import Conv2d, ConvTranspose2d
+from nnzero.shapes import conv_output_size, conv_transpose_output_size
 
 
 two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
@@ -278,6 +278,22 @@ def fits(cfg):
         return True
     except ValueError:
         return False
+
+
+def drawn_conv_transpose2d(cfg, output_padding):
+    """``(layer, x, rng)`` as ``drawn_conv2d`` for a ConvTranspose2d of a drawn
+    ``cfg`` (``conv_configs(transposed=True)``), or None when that layer with
+    ``output_padding`` has no output."""
+    try:
+        conv_transpose_output_size((cfg["h"], cfg["w"]), cfg["kernel"], cfg["stride"],
+                                   cfg["padding"], output_padding, cfg["dilation"])
+    except ValueError:
+        return None
+    rng = np.random.default_rng(cfg["seed"])
+    layer = ConvTranspose2d(cfg["c"], cfg["o"], cfg["kernel"], cfg["stride"], cfg["padding"],
+                            output_padding, cfg["groups"], cfg["bias"], cfg["dilation"],
+                            dtype=np.float64, rng=rng)
+    return layer, rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"])), rng
 
 
 def drawn_conv2d(cfg):

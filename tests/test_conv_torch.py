@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from helpers import (CONV_PATHS, CONVT_PATHS, conv_configs, conv_path, dead_tap_configs,
-                     drawn_conv2d, fits, seeds)
+                     drawn_conv2d, drawn_conv_transpose2d, fits, seeds)
 from nnzero.layers import Conv2d, ConvTranspose2d
 from nnzero.shapes import conv_output_size, conv_transpose_output_size
 
@@ -76,14 +76,10 @@ def test_conv_transpose2d_matches_pytorch(cfg, data):
     torch = _torch()
     s, d = cfg["stride"], cfg["dilation"]
     op = tuple(data.draw(st.integers(0, max(si, di) - 1)) for si, di in zip(s, d))
-    try:
-        conv_transpose_output_size((cfg["h"], cfg["w"]), cfg["kernel"], s, cfg["padding"], op, d)
-    except ValueError:
+    drawn = drawn_conv_transpose2d(cfg, op)
+    if drawn is None:
         return
-    rng = np.random.default_rng(cfg["seed"])
-    layer = ConvTranspose2d(cfg["c"], cfg["o"], cfg["kernel"], s, cfg["padding"], op,
-                            cfg["groups"], cfg["bias"], d, dtype=F64, rng=rng)
-    x = rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"]))
+    layer, x, rng = drawn
     y = layer(x)
     dy = rng.standard_normal(y.shape)
     bias = None if layer.bias is None else layer.bias.data
