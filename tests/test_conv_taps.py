@@ -159,6 +159,16 @@ def test_float32_layers_far_past_the_image_stay_float32():
         assert y.dtype == dx.dtype == layer.weight.grad.dtype == np.float32
 
 
+def test_an_empty_batch_far_past_the_image():
+    for layer in (Conv2d(4, 6, 3, stride=30000, padding=30000, dtype=F64, rng=0),
+                  ConvTranspose2d(4, 6, 3, padding=30000, dilation=30000, dtype=F64, rng=0)):
+        y = layer(np.zeros((0, 4, 8, 8)))
+        dx = layer.backward(np.zeros(y.shape))
+        assert conv_path(layer._ctx.cache) == "taps"
+        assert y.shape[:2] == (0, 6) and dx.shape == (0, 4, 8, 8)
+        assert not layer.weight.grad.any() and not layer.bias.grad.any()
+
+
 def test_which_layers_go_tap_by_tap():
     """Only planes out of all proportion to the arrays; no ordinary layer."""
     def conv(k, s, p, d, size):

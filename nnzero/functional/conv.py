@@ -238,11 +238,10 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
     geo = make_geometry(weight.shape[2:], stride, padding, dilation, groups)
     x = np.ascontiguousarray(x)
     trimmed = live_taps(geo, x.shape[2:]) if ALGORITHM[0] == "auto" else None
-    size = x.shape[2:]
-    if conv_taps.degenerate(conv_taps.conv_plane(trimmed[0] if trimmed else geo, size), size,
-                            geo.out_size(*size)):
+    size, out = x.shape[2:], geo.out_size(*x.shape[2:])
+    if conv_taps.degenerate(conv_taps.conv_plane(trimmed[0] if trimmed else geo, size), size, out):
         return conv_taps.taps_forward(x, weight, bias, geo.groups, conv_taps.conv_runs(geo, size),
-                                      geo.stride, geo.out_size(*size), transposed=False)
+                                      geo.stride, out, transposed=False)
     if trimmed is None:
         return conv2d_by_geometry(x, weight, bias, geo, workspace)
     live, (r0, c0) = trimmed

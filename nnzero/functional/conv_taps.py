@@ -119,7 +119,7 @@ def _groups(a, g):
 
 def _flat(a):
     """(N, G, C, I, J) block -> (N, G, C, I*J), a copy when a is strided."""
-    return a.reshape(a.shape[:3] + (-1,))
+    return a.reshape(a.shape[:3] + (a.shape[3] * a.shape[4],))   # (no -1: N may be 0)
 
 
 def taps_forward(x, weight, bias, groups, runs, stride, out_size, transposed):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -49,9 +50,7 @@ def _check_output_fits(layer, who, xb, out_size):
     """Refuse an output that no array could hold (a padding of 10**9 at
     stride 1, say): numpy's own refusal named neither the layer nor why."""
     shape = (xb.shape[0], layer.out_channels) + tuple(out_size)
-    values = 1
-    for side in shape:
-        values *= side
+    values = math.prod(shape)
     if values * np.dtype(layer.dtype).itemsize > np.iinfo(np.intp).max:
         raise ValueError(f"{who}: the output would have shape {shape} ({values} values), more "
                          f"than any array can hold; got stride={layer.stride}, padding="
