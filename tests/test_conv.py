@@ -216,6 +216,11 @@ def test_output_size_errors():
         layer(x, output_size=(11, 11))
     with pytest.raises(ValueError, match="output_size must have 2 or 4 elements"):
         layer(x, output_size=(1, 9, 9))
+    # ints only, as PyTorch: 9.9 is not truncated to 9, nor '9' parsed
+    for bad in ((9.9, 9), (9.0, 9), ("9", "9"), 9):
+        with pytest.raises(TypeError, match="output_size must be a sequence of ints"):
+            layer(x, output_size=bad)
+    assert layer(x, output_size=(np.int64(9), 9)).shape == (1, 2, 9, 9)
     x = np.random.default_rng(0).standard_normal((1, 2, 5, 5)).astype(np.float32)
     y = layer(x, output_size=(1, 2, 10, 10))
     assert y.shape == (1, 2, 10, 10)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import operator
 from typing import NamedTuple
 
 import numpy as np
@@ -228,8 +229,8 @@ class ConvTranspose2d(Module):
     def _output_padding_for(self, x, output_size):
         """PyTorch's rule: output_padding = requested - minimum, within [min, min + stride - 1]."""
         who = "ConvTranspose2d"
-        try:
-            sizes = [int(v) for v in output_size]
+        try:   # ints only: int() would truncate 17.9 or parse '17' (PyTorch refuses both)
+            sizes = [operator.index(v) for v in output_size]
         except TypeError:
             raise TypeError(f"{who}: output_size must be a sequence of ints, got "
                             f"{output_size!r}") from None
