@@ -117,7 +117,7 @@ def test_conv2d_far_past_the_image(c, o, g, k, s, p, d):
 
 CONVT_CASES = [
     # (in, out, groups, kernel, stride, padding, dilation)
-    (4, 6, 1, 3, 1, 30000, 30000),        # only the centre tap lands: an 8x7 output
+    (4, 6, 1, 3, 1, 30000, 30000),        # only the centre tap lands: a 7x7 output
     (4, 6, 1, 3, 3, BIG, BIG),            # numpy refused the uncropped output
     (4, 4, 4, 3, 1, 30000, 30000),        # depthwise
     (4, 8, 2, 3, BIG, 4 * BIG, BIG),      # 1x1 output: taps of rows i + u = 4 land on it
