@@ -55,3 +55,33 @@ def test_conv2d_path_gradients_and_agreement_with_im2col(n, c, o, h, w, pad, bia
             mock.patch.object(F, "WINOGRAD_BATCH_MINOR_SAMPLES", 1):   # any size, width, batch
         check_path_against_im2col(layer, rng.standard_normal((n, c, h, w)), "auto",
                                   F.winograd.WinogradCache, rng, family="F(4x4,3x3)")
+
+
+def test_a_nan_stays_in_the_tiles_that_read_it():
+    """A NaN in the input reaches every output of the 4x4 tiles whose 6x6
+    input tile holds it (more than the windows that hold it: the transforms
+    mix a tile's values), and nothing else; im2col gives exactly the windows
+    (PyTorch's pattern)."""
+    layer = Conv2d(8, 8, 3, padding=1, rng=0)
+    x = np.random.default_rng(0).random((8, 8, 16, 16)).astype(np.float32)
+    x[3, 5, 6, 9] = np.nan
+    windows = np.zeros((16, 16), dtype=bool)
+    windows[5:8, 8:11] = True                  # the outputs whose 3x3 window holds (6, 9)
+    tiles = np.zeros((16, 16), dtype=bool)     # 4x4 output tiles reading rows 4t-1 ... 4t+4
+    for t in range(4):
+        for q in range(4):
+            if 4 * t - 1 <= 6 <= 4 * t + 4 and 4 * q - 1 <= 9 <= 4 * q + 4:
+                tiles[4 * t:4 * t + 4, 4 * q:4 * q + 4] = True
+    expect = np.zeros((8, 8, 16, 16), dtype=bool)
+    with np.errstate(invalid="ignore"):
+        y = layer(x)
+        assert layer._ctx.cache.family == "F(4x4,3x3)"
+        expect[3] = tiles
+        np.testing.assert_array_equal(np.isnan(y), expect)
+        old = F.set_conv_algorithm("im2col")
+        try:
+            y = layer(x)
+        finally:
+            F.set_conv_algorithm(old)
+    expect[3] = windows
+    np.testing.assert_array_equal(np.isnan(y), expect)
