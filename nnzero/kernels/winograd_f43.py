@@ -166,6 +166,20 @@ def _output_grad_range(dy, th_n, tw_n, dm, lo, hi):
                 o5[t] = f3[t]
 
 
+@njit(inline="always")
+def _times_b(a0, a1, a2, a3, a4, a5, o0, o1, o2, o3, o4, o5, t_all, c2, c3, c4, c5):
+    """(o0 ... o5)[t] = B (a0 ... a5)[t] for every tile t: the input gradient's
+    six-point transform along one axis of its tiles (H = dV B^T along a tile
+    row's cells, then F = B H along a column's)."""
+    for t in range(t_all):
+        o0[t] = c2 * a0[t]
+        o1[t] = c2 * (a2[t] - a1[t] - a3[t] + a5[t]) - c3 * a0[t] + a4[t]
+        o2[t] = a1[t] - a3[t] - c4 * a0[t] - c5 * a2[t] - c2 * a4[t] - c3 * a5[t]
+        o3[t] = c3 * a0[t] + c5 * a1[t] + a2[t] + c2 * a3[t] - a4[t] - c4 * a5[t]
+        o4[t] = c2 * (a0[t] + a1[t] + a2[t] + a4[t]) + a3[t] + c3 * a5[t]
+        o5[t] = c2 * a5[t]
+
+
 @njit
 def _input_grad_range(dv, pt, pl, th_n, tw_n, dx, lo, hi):
     # units: input channels; dd = B dV B^T over every tile at once, then added
@@ -185,27 +199,12 @@ def _input_grad_range(dv, pt, pl, th_n, tw_n, dx, lo, hi):
         for i in range(6):   # H = dV B^T, every tile at once
             v0, v1, v2 = dv[6 * i, ch], dv[6 * i + 1, ch], dv[6 * i + 2, ch]
             v3, v4, v5 = dv[6 * i + 3, ch], dv[6 * i + 4, ch], dv[6 * i + 5, ch]
-            h0, h1, h2 = hh[6 * i], hh[6 * i + 1], hh[6 * i + 2]
-            h3, h4, h5 = hh[6 * i + 3], hh[6 * i + 4], hh[6 * i + 5]
-            for t in range(t_all):
-                h0[t] = c2 * v0[t]
-                h1[t] = c2 * (v2[t] - v1[t] - v3[t] + v5[t]) - c3 * v0[t] + v4[t]
-                h2[t] = v1[t] - v3[t] - c4 * v0[t] - c5 * v2[t] - c2 * v4[t] - c3 * v5[t]
-                h3[t] = c3 * v0[t] + c5 * v1[t] + v2[t] + c2 * v3[t] - v4[t] - c4 * v5[t]
-                h4[t] = c2 * (v0[t] + v1[t] + v2[t] + v4[t]) + v3[t] + c3 * v5[t]
-                h5[t] = c2 * v5[t]
+            _times_b(v0, v1, v2, v3, v4, v5, hh[6 * i], hh[6 * i + 1], hh[6 * i + 2],
+                     hh[6 * i + 3], hh[6 * i + 4], hh[6 * i + 5], t_all, c2, c3, c4, c5)
         for l in range(6):   # F = B H: the tile's cell (k, l) in row 6k + l
-            h0, h1, h2 = hh[l], hh[6 + l], hh[12 + l]
-            h3, h4, h5 = hh[18 + l], hh[24 + l], hh[30 + l]
-            f0, f1, f2 = ff[l], ff[6 + l], ff[12 + l]
-            f3, f4, f5 = ff[18 + l], ff[24 + l], ff[30 + l]
-            for t in range(t_all):
-                f0[t] = c2 * h0[t]
-                f1[t] = c2 * (h2[t] - h1[t] - h3[t] + h5[t]) - c3 * h0[t] + h4[t]
-                f2[t] = h1[t] - h3[t] - c4 * h0[t] - c5 * h2[t] - c2 * h4[t] - c3 * h5[t]
-                f3[t] = c3 * h0[t] + c5 * h1[t] + h2[t] + c2 * h3[t] - h4[t] - c4 * h5[t]
-                f4[t] = c2 * (h0[t] + h1[t] + h2[t] + h4[t]) + h3[t] + c3 * h5[t]
-                f5[t] = c2 * h5[t]
+            _times_b(hh[l], hh[6 + l], hh[12 + l], hh[18 + l], hh[24 + l], hh[30 + l],
+                     ff[l], ff[6 + l], ff[12 + l], ff[18 + l], ff[24 + l], ff[30 + l], t_all,
+                     c2, c3, c4, c5)
         for th in range(th_n):
             for k in range(6):
                 dst = acc[4 * th + k]
