@@ -11,6 +11,7 @@ from helpers import (check_path_against_im2col, conv_algorithm, conv_configs, dr
                      fits, float64_im2col, naive_conv2d, naive_conv_transpose2d, seeds)
 from nnzero import gradcheck
 from nnzero.functional import conv as F
+from nnzero.functional import winograd_rules
 from nnzero.layers import Conv2d, ConvTranspose2d
 from nnzero.shapes import conv_transpose_output_size
 
@@ -261,11 +262,11 @@ def _family(layer):
 
 
 def test_auto_picks_winograd_for_wide_3x3_and_float32_agrees():
-    """conv.WINOGRAD_F43_RULES first (outputs from 7x7, 8 to 256 channels, 4
-    samples per thread), then conv.WINOGRAD_RULES; each family's float32
+    """winograd_rules.WINOGRAD_F43_RULES first (outputs from 7x7, 8 to 256 channels, 4
+    samples per thread), then WINOGRAD_RULES; each family's float32
     result against float64."""
     f43, f23 = "F(4x4,3x3)", "F(2x2,3x3)"
-    n = F.WINOGRAD_BATCH_MINOR_SAMPLES * numba.get_num_threads()   # enough for F(4x4, 3x3)
+    n = winograd_rules.WINOGRAD_BATCH_MINOR_SAMPLES * numba.get_num_threads()   # enough for F(4x4, 3x3)
     for c, o, size, batch, family in [
             (32, 32, 16, n, f43), (16, 32, 15, n, f43), (8, 8, 7, n, f43), (32, 32, 16, 1, f23),
             (32, 32, 16, n - 1, f23), (64, 64, 6, n, f23), (32, 32, 6, n, None),

@@ -11,6 +11,7 @@ import pytest
 from helpers import blas_threads, two_threads
 from nnzero.functional import _threads
 from nnzero.functional import conv as F
+from nnzero.functional import winograd_rules
 from nnzero.functional.winograd import WinogradCache
 from nnzero.layers import Conv2d, ConvTranspose2d, Linear
 
@@ -167,7 +168,7 @@ def test_layers_run_from_several_python_threads_give_the_serial_answer(
 def test_one_or_two_threads_give_the_same_answer(numba_threads, n, budget, make, hw,
                                                 monkeypatch):
     # the same algorithm on one thread and on two, whatever the batch
-    monkeypatch.setattr(F, "WINOGRAD_BATCH_MINOR_SAMPLES", 1)
+    monkeypatch.setattr(winograd_rules, "WINOGRAD_BATCH_MINOR_SAMPLES", 1)
     rng = np.random.default_rng(0)
     channels = make().in_channels
     x = rng.standard_normal((n, channels) + hw)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from helpers import check_path_against_im2col, check_tile_algebra, naive_conv2d, seeds
 from nnzero.functional import conv as F
+from nnzero.functional import winograd_rules
 from nnzero.kernels import winograd_f43 as Wk
 from nnzero.layers import Conv2d
 
@@ -51,8 +52,8 @@ def test_conv2d_path_gradients_and_agreement_with_im2col(n, c, o, h, w, pad, bia
         return
     rng = np.random.default_rng(seed)
     layer = Conv2d(c, o, 3, padding=pad, bias=bias, dtype=F64, rng=rng)
-    with mock.patch.object(F, "WINOGRAD_F43_RULES", ((1, 1),)), \
-            mock.patch.object(F, "WINOGRAD_BATCH_MINOR_SAMPLES", 1):   # any size, width, batch
+    with mock.patch.object(winograd_rules, "WINOGRAD_F43_RULES", ((1, 1),)), \
+            mock.patch.object(winograd_rules, "WINOGRAD_BATCH_MINOR_SAMPLES", 1):   # any size, width, batch
         check_path_against_im2col(layer, rng.standard_normal((n, c, h, w)), "auto",
                                   F.winograd.WinogradCache, rng, family="F(4x4,3x3)")
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from helpers import check_tile_algebra, float64_im2col, naive_conv2d, seeds
 from nnzero.functional import conv as F
+from nnzero.functional import winograd_rules
 from nnzero.kernels import winograd_s2 as Wk
 from nnzero.layers import Conv2d
 
@@ -65,9 +66,9 @@ def test_transforms_and_products_give_the_convolution_and_its_gradients(n, c, o,
 
 
 def test_auto_takes_it_for_wide_4x4_kernels_only_and_float32_agrees():
-    """conv.WINOGRAD_STRIDE2_RULES: 4x4 kernels, outputs from 8x8, 16 channels,
-    4 samples per thread (conv.WINOGRAD_BATCH_MINOR_SAMPLES)."""
-    n = F.WINOGRAD_BATCH_MINOR_SAMPLES * numba.get_num_threads()
+    """winograd_rules.WINOGRAD_STRIDE2_RULES: 4x4 kernels, outputs from 8x8, 16 channels,
+    4 samples per thread (winograd_rules.WINOGRAD_BATCH_MINOR_SAMPLES)."""
+    n = winograd_rules.WINOGRAD_BATCH_MINOR_SAMPLES * numba.get_num_threads()
     for c, o, size, k, batch, takes in [(16, 32, 16, 4, n, True), (32, 64, 16, 4, n, True),
                                         (32, 64, 16, 4, n - 1, False), (32, 64, 16, 4, 1, False),
                                         (8, 64, 16, 4, n, False), (64, 64, 8, 4, n, False),

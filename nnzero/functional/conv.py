@@ -49,12 +49,13 @@ from typing import NamedTuple
 import numpy as np
 
 from . import conv_batch_minor, conv_taps, direct, winograd
+from .winograd_rules import winograd_family
 from ._conv_checks import check_conv2d, check_dy
 from ._columns import (ALGORITHM, Geometry, bias_grad, chunk_size, columns_are_input,  # noqa: F401
                        from_columns, im2col_budget, live_taps, make_geometry,
                        set_im2col_budget, to_columns)
 from ._scratch import scratch
-from ._threads import batch_pieces, piece_bounds, whole_if_small
+from ._threads import batch_pieces, whole_if_small
 
 _ALGORITHMS = ("auto", "im2col", "winograd")
 
@@ -64,9 +65,10 @@ def set_conv_algorithm(name):
 
     'auto' takes Winograd (F(4x4, 3x3) or F(2x2, 3x3) for 3x3 kernels, F(3x3,
     2x2) for 2x2 ones) for stride-1, undilated, ungrouped convolutions wide and
-    large enough (WINOGRAD_F43_RULES, WINOGRAD_RULES, WINOGRAD_2X2_RULES: the
-    more channels, the smaller the outputs may be), and F(4x4, 2x2) over the
-    input's phases for 4x4 kernels at stride 2 (WINOGRAD_STRIDE2_RULES), when
+    large enough (``winograd_rules.py``: WINOGRAD_F43_RULES, WINOGRAD_RULES,
+    WINOGRAD_2X2_RULES: the more channels, the smaller the outputs may be),
+    and F(4x4, 2x2) over the input's phases for 4x4 kernels at stride 2
+    (WINOGRAD_STRIDE2_RULES), when
     the transformed tiles and their products fit the im2col budget together;
     grouped convolutions with up to 32 channels per group (depthwise ones at
     any stride, others at stride 1; see ``direct.applicable``) to the direct
@@ -85,91 +87,6 @@ def set_conv_algorithm(name):
         raise ValueError(f"set_conv_algorithm: expected one of {_ALGORITHMS}, got {name!r}")
     old, ALGORITHM[0] = ALGORITHM[0], name
     return old
-
-
-# Where 'auto' takes Winograd for 3x3 kernels: (least output size, least
-# channels in and out) pairs, any one of which suffices. Measured
-# forward+backward at N=32 (Winograd / the path auto takes otherwise,
-# interleaved, 5 rounds, 2026-11-28, after the filter transforms became one
-# small product each: before, as einsums on the calling thread, they cost 5 ms
-# at 64 channels and 74 ms at 256 per step, and Winograd lost on 8x8 outputs):
-# 32x32 outputs: 16 channels 0.88, 32 0.83; 16x16: 16 channels 1.00, 32 0.93,
-# 256 0.54; 14x14 256 channels 0.58; 8x8: 16 channels 1.14, 32 1.01, 64
-# 0.79, 128 0.81, 256 0.70, 512 (16 samples) 0.74; 7x7 512 channels 0.78;
-# 6x6 64 channels (64 samples) 0.81; 4x4, left out: 64 channels 0.99, 128
-# 0.71, 256 1.22, 512 0.92, single rounds 0.66-1.41.
-WINOGRAD_RULES = ((32, 16), (16, 32), (6, 64))
-# 2x2 kernels (F(3x3, 2x2)): outputs of at least 16x16 and 64 channels.
-# Measured the same way: 64 -> 64 channels on 32x32 0.93 and on 16x16 0.89,
-# 128 -> 128 on 16x16 0.79; 32 channels on 32x32 1.13, 16 channels 1.12,
-# 3 -> 64 3.4.
-WINOGRAD_2X2_RULES = ((16, 64),)
-# Stride 2 (F(4x4, 2x2) over the input's four phases, ``kernels/winograd_s2.py``),
-# by kernel size. Measured the same way (2026-11-28, N=32, 5 rounds): 4x4
-# kernels 16 -> 32 channels on 32x32 outputs 0.76, 32 -> 64 0.77, 64 -> 128
-# 0.55; 16x16: 32 -> 64 0.61, 64 -> 128 0.59; 8x8: 64 -> 128 0.84, 128 -> 256
-# 0.82, 256 -> 512 0.91; 4x4 outputs 1.6-2.1 and 3 input channels 1.43, left
-# out. 3x3 kernels never clearly won: 16x16 outputs 64 -> 128 (conv_strided)
-# 0.99-1.06, 128 -> 256 1.00; 32x32 16 and 32 channels 1.3; 56x56 64 -> 128
-# 0.86 with rounds 0.73-1.14; 8x8 1.56. The phases of a 3x3 kernel hold 9
-# taps in 16 places, so 7/16 of the products multiply zeros.
-WINOGRAD_STRIDE2_RULES = {3: (), 4: ((8, 16),)}
-# 3x3 kernels by F(4x4, 3x3) (``kernels/winograd_f43.py``: 2.25 multiplies per
-# output against F(2x2, 3x3)'s 4 and im2col's 9) on outputs of at least 7x7
-# with 8 to 256 channels, before the rules above. Measured the same way
-# (2026-11-28, N=32 unless said, against what auto took before: F(2x2, 3x3)
-# or im2col): 32x32 outputs 8 channels 0.88 (im2col), 16 0.82, 32 0.85, 64
-# (conv_mid) 0.78 and 0.87; 16x16: 16 channels 0.95 (im2col), 32 0.78, 128
-# 0.62 and 0.72; 14x14 256 0.82; 8x8: 16 0.82 (im2col), 32 0.75 (im2col), 64
-# 0.78, 256 0.87, 512 (16 samples) 1.13; 7x7 256 0.75; 56x56 64 (8 samples)
-# 0.79; left out: 6x6 64 channels 1.05 (tiles of 4 cover 8), 4x4 128 1.07,
-# 512 1.36, and 3 input channels 2.1. Its larger tiles round more: see the
-# kernels' docstring.
-WINOGRAD_F43_RULES = ((7, 8),)
-WINOGRAD_F43_MAX_CHANNELS = 256
-# F(4x4, 3x3) and the stride-2 family number their tiles batch-minor (their
-# loops run over a thread's samples), so they need a few samples per thread:
-# 64 -> 128 channels, 4x4 kernel at stride 2 on 32x32, against im2col
-# (2026-11-28, 2 threads, 5 rounds): N=2 2.4x slower, N=4 1.53x, N=8 0.84;
-# one 32x32 -> 64 sample on 64x64 1.23x; 3x3, 64 channels on 16x16 by
-# F(4x4, 3x3) against F(2x2, 3x3): N=1 1.38, N=4 1.05, N=8 0.99, N=16 0.85;
-# 256 channels on 14x14, N=1: 1.9.
-WINOGRAD_BATCH_MINOR_SAMPLES = 4
-
-
-def winograd_family(geo, x_shape, o, out_size, itemsize):
-    """The Winograd tile family this convolution runs by, or None for the others."""
-    if ALGORITHM[0] == "im2col" or not winograd.applicable(geo):
-        return None
-    k, s = geo.kernel[0], geo.stride[0]
-    family = _rule_family(k, s, x_shape, o, out_size)
-    fits = family and winograd.buffer_bytes(x_shape, out_size, itemsize, family,
-                                            o) <= im2col_budget()
-    return family if fits else None
-
-
-def _rule_family(k, s, x_shape, o, out_size):
-    """The family 'auto' picks by the rules above (the default one when
-    'winograd' is forced), or None."""
-    if ALGORITHM[0] == "winograd":
-        return winograd.DEFAULT[k, s]
-    channels, size = min(x_shape[1], o), min(out_size)
-    pieces = len(piece_bounds(x_shape[0])) - 1
-    batch_minor = x_shape[0] >= WINOGRAD_BATCH_MINOR_SAMPLES * pieces
-
-    def met(rules):
-        return any(size >= least_size and channels >= least for least_size, least in rules)
-
-    if s == 2:
-        takes = batch_minor and met(WINOGRAD_STRIDE2_RULES[k])
-    elif k == 2:
-        takes = met(WINOGRAD_2X2_RULES)
-    elif (batch_minor and met(WINOGRAD_F43_RULES)
-          and max(x_shape[1], o) <= WINOGRAD_F43_MAX_CHANNELS):
-        return "F(4x4,3x3)"
-    else:
-        takes = met(WINOGRAD_RULES)
-    return winograd.DEFAULT[k, s] if takes else None
 
 
 # A pointwise convolution's columns are x itself; folding its bias means

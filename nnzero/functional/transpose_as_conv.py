@@ -35,6 +35,7 @@ import numpy as np
 
 from . import conv, direct
 from ._columns import ALGORITHM, Geometry
+from .winograd_rules import winograd_family
 
 # Winograd pays for the convolution form from this many output channels on
 # (see the measurements above).
@@ -80,7 +81,7 @@ def pays(conv_geo, x_shape, o, size, itemsize):
     c = x_shape[1]
     if direct.applicable(conv_geo, c, o, size):
         return True
-    if conv.winograd_family(conv_geo, x_shape, o, size, itemsize):
+    if winograd_family(conv_geo, x_shape, o, size, itemsize):
         return o >= WINOGRAD_MIN_OUT
     return c < o
 
