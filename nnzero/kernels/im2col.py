@@ -42,8 +42,9 @@ import numpy as np
 
 from ._jit import choose, njit
 from ._pool import split_kernel
-from .windows import (add_block, block_unit, copy_inside, copy_into_padded, gather_block,
-                      gather_window, padded_size, sample_block)
+from .windows import (add_block, block_unit, copy_from_phases, copy_inside,
+                      copy_into_padded, copy_into_phases, gather_block, gather_window,
+                      padded_size, sample_block)
 
 
 # Each kernel is a compiled loop over a range of units, the (n, c) planes or,
@@ -66,6 +67,18 @@ def _im2col_range(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols, kmajor, lo, h
                 for v in range(kw):
                     out = cols[(ch * kh + u) * kw + v, b0:b1].reshape(b1 - b0, oh, ow)
                     gather_block(img, u * dh, v * dw, sh, sw, out)
+        return
+    if sw == 2:   # the padded plane as its two column phases (see windows.py)
+        phases = np.zeros((2, hp, (wp + 1) // 2), dtype=x.dtype)
+        for nc in range(lo, hi):
+            b = nc // c
+            ch = nc - b * c
+            copy_into_phases(x[b, ch], phases, ph, pw)
+            for u in range(kh):
+                for v in range(kw):
+                    out = cols[b, (ch * kh + u) * kw + v].reshape(oh, ow)
+                    c0 = v * dw
+                    gather_window(phases[c0 % 2], u * dh, c0 // 2, sh, 1, out)
         return
     img = np.zeros((hp, wp), dtype=x.dtype)  # borders stay 0, insides rewritten
     for nc in range(lo, hi):
@@ -98,10 +111,14 @@ def _col2im_range(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, x, kmajor, lo, h
                 copy_inside(img[j], ph, pw, x[b0 + j, ch])
         return
     img = np.empty((hp, wp) if sw == 1 else (0, 0), dtype=x.dtype)
+    phases = np.empty((2, hp, (wp + 1) // 2) if sw == 2 else (0, 0, 0), dtype=x.dtype)
     for nc in range(lo, hi):
         b = nc // c
         ch = nc - b * c
-        if sw == 1:
+        if sw == 2:
+            _col2im_plane_phases(cols, b, ch, kh, kw, sh, ph, pw, dh, dw, oh, ow, phases,
+                                 x[b, ch])
+        elif sw == 1:
             _col2im_plane_padded(cols, b, ch, kh, kw, sh, ph, pw, dh, dw, oh, ow, img, x[b, ch])
         else:
             _col2im_plane_clipped(cols, b, ch, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow,
@@ -144,6 +161,25 @@ def _col2im_plane_padded(cols, b, ch, kh, kw, sh, ph, pw, dh, dw, oh, ow, img, p
 
 
 @njit(inline="always")
+def _col2im_plane_phases(cols, b, ch, kh, kw, sh, ph, pw, dh, dw, oh, ow, phases, plane):
+    """One plane of col2im at column stride 2, summed in the padded plane's two
+    column phases (see ``windows.py``): every window row adds into one
+    contiguous run."""
+    flat = phases.reshape(phases.size)
+    for q in range(phases.size):
+        flat[q] = 0
+    for u in range(kh):
+        for v in range(kw):
+            c0 = v * dw
+            col = cols[b, (ch * kh + u) * kw + v].reshape(oh, ow)
+            dst = phases[c0 % 2, u * dh:u * dh + (oh - 1) * sh + 1:sh, c0 // 2:c0 // 2 + ow]
+            for i in range(oh):
+                for q in range(ow):
+                    dst[i, q] += col[i, q]
+    copy_from_phases(phases, ph, pw, plane)
+
+
+@njit(inline="always")
 def _valid_range(n_out, stride, offset, size):
     """Positions j in [0, n_out) with 0 <= j*stride + offset < size, as [lo, hi),
     with 0 <= lo <= hi <= n_out (callers loop over [0, lo) and [hi, n_out) too)."""
@@ -162,7 +198,8 @@ def _valid_range(n_out, stride, offset, size):
 
 @njit(inline="always")
 def _col2im_plane_clipped(cols, b, ch, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, plane):
-    """One plane of col2im, each window row clipped to the image."""
+    """One plane of col2im at column stride 3 or more, each window row clipped
+    to the image."""
     h, w = plane.shape
     plane[:, :] = 0
     for u in range(kh):
@@ -181,16 +218,10 @@ def _col2im_plane_clipped(cols, b, ch, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, p
                 continue
             a = j_lo * sw + off_w          # the first column written
             src = col[i_lo:i_hi, j_lo:j_hi]
-            if sw == 2:
-                dst = plane[r0:r0 + (rows - 1) * sh + 1:sh, a:a + 2 * m - 1]
-                for i in range(rows):
-                    for q in range(m):
-                        dst[i, 2 * q] += src[i, q]
-            else:
-                dst = plane[r0:r0 + (rows - 1) * sh + 1:sh, a:a + (m - 1) * sw + 1:sw]
-                for i in range(rows):
-                    for q in range(m):
-                        dst[i, q] += src[i, q]
+            dst = plane[r0:r0 + (rows - 1) * sh + 1:sh, a:a + (m - 1) * sw + 1:sw]
+            for i in range(rows):
+                for q in range(m):
+                    dst[i, q] += src[i, q]
 
 
 def zero_padded(x_shape, dtype, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):

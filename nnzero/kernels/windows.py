@@ -59,8 +59,7 @@ def copy_inside(img, ph, pw, plane):
 
 
 # The copies below run over views indexed from 0 by the loop counters only
-# (dst[i, q] = src[i, q], or src[i, 2*q] for stride 2, its own loop so the step
-# is a constant): numba must test every possibly-negative index for Python's
+# (dst[i, q] = src[i, q]): numba must test every possibly-negative index for Python's
 # wraparound, and that test kept the old form (out[base + j] = src[j * sw + off])
 # from vectorising. One 2-D view per kernel offset, not one slice per window
 # row: a slice costs a few dozen instructions to make, as much as copying a
@@ -76,6 +75,8 @@ def copy_inside(img, ph, pw, plane):
 # but keeps the clipped rows for wider strides, where the padded form measured
 # 1.3x slower: there the columns hold a quarter as much per plane, and zeroing
 # the padded plane and copying its inside out cost as much as the additions.
+# Column stride 2 has its own form since (below): both kernels work on the
+# padded plane's two column phases, where every window row is contiguous.
 
 
 @njit(inline="always")
@@ -88,16 +89,55 @@ def gather_window(img, r0, c0, sh, sw, out):
         for i in range(oh):
             for q in range(ow):
                 out[i, q] = src[i, q]
-    elif sw == 2:
-        src = img[r0:r0 + (oh - 1) * sh + 1:sh, c0:c0 + 2 * ow - 1]
-        for i in range(oh):
-            for q in range(ow):
-                out[i, q] = src[i, 2 * q]
-    else:
+    else:   # (im2col reads column stride 2 from phases, at stride 1: see below)
         src = img[r0:r0 + (oh - 1) * sh + 1:sh, c0:c0 + (ow - 1) * sw + 1:sw]
         for i in range(oh):
             for q in range(ow):
                 out[i, q] = src[i, q]
+
+
+# At column stride 2 every window row reads every other cell of its padded
+# row, a strided gather (and col2im a strided scatter-add). Split into its
+# two column phases, padded column c at phases[c % 2, :, c // 2], the padded
+# plane gives each kernel offset one contiguous run per row instead: offset
+# column c0 reads phase c0 % 2 from column c0 // 2 on. Measured (2026-11-29,
+# the Intel machine, one thread, 16 samples of conv_strided's 64x32x32):
+# col2im 1.17 against 1.50-1.57 ms, now a padded (phase) plane pays; im2col
+# 0.99 against 1.04. Layers, forward and backward, interleaved in separate
+# processes, 5-7 rounds: conv_strided 0.95-0.97 of the time, a 7x7 stride-2
+# stem (8x3x224x224 -> 64) 0.93, 64 -> 128 on 56x56 0.99, a 1x1 stride-2
+# projection 1.00.
+@njit(inline="always")
+def copy_into_phases(plane, phases, ph, pw):
+    """The column phases of the padded plane that holds ``plane`` at (PH, PW):
+    phases[p, PH + r, (PW + q) // 2] = plane[r, q] for (PW + q) % 2 == p
+    (the cells outside the image are left as they are)."""
+    h, w = plane.shape
+    for p in range(2):
+        q0 = (p - pw) % 2           # the first column of the image in phase p
+        count = (w - q0 + 1) // 2
+        start = (pw + q0) // 2
+        for r in range(h):
+            dst = phases[p, ph + r, start:start + count]
+            src = plane[r]
+            for j in range(count):
+                dst[j] = src[q0 + 2 * j]
+
+
+@njit(inline="always")
+def copy_from_phases(phases, ph, pw, plane):
+    """``plane`` = the image cells of the padded plane held as column phases
+    (the inverse of ``copy_into_phases``)."""
+    h, w = plane.shape
+    for p in range(2):
+        q0 = (p - pw) % 2
+        count = (w - q0 + 1) // 2
+        start = (pw + q0) // 2
+        for r in range(h):
+            src = phases[p, ph + r, start:start + count]
+            dst = plane[r]
+            for j in range(count):
+                dst[q0 + 2 * j] = src[j]
 
 
 # The batch-minor layout (kmajor) holds row k of every sample side by side, so
