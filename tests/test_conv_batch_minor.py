@@ -77,6 +77,35 @@ def test_chosen_for_small_planes_unless_the_direct_loops_take_them():
             assert not isinstance(layer._ctx.cache, B.BatchMinorCache)
 
 
+def test_16x16_outputs_take_it_only_for_larger_ungrouped_kernels():
+    """The wider rule (WIDER_LENGTH): 16x16 outputs go batch-minor when the layer
+    is ungrouped, its kernel larger than 1x1 and its work at least 2^27
+    multiply-adds; 17x17 never does."""
+    geo = F.make_geometry((3, 3), 2, 1)
+    big = (4, 128, 32, 32)                                  # 4*128*128*256*9 = 2^27 * 1.125
+    assert B.applicable((16, 16), geo, big, 128)
+    assert not B.applicable((17, 17), geo, big, 128)
+    assert not B.applicable((16, 16), geo, (4, 4, 32, 32), 6)          # small
+    assert not B.applicable((16, 16), F.make_geometry((3, 3), 2, 1, groups=2), big, 128)
+    assert not B.applicable((16, 16), F.make_geometry((1, 1), 2, 0), (64,) + big[1:], 512)
+    assert B.applicable((14, 14), F.make_geometry((1, 1), 1, 0), (1, 1, 14, 14), 1)
+    rng = np.random.default_rng(3)
+    layer = Conv2d(128, 128, 3, stride=2, padding=1, rng=0)
+    x = rng.standard_normal(big).astype(np.float32)
+    y = layer(x)
+    assert isinstance(layer._ctx.cache, B.BatchMinorCache)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = layer.backward(dy)
+    grads = [p.grad.copy() for p in layer.parameters()]
+    layer.zero_grad()
+    with conv_algorithm("im2col"):   # one product per sample: the same answers
+        scale = np.abs(y).max()
+        np.testing.assert_allclose(layer(x), y, rtol=0, atol=2e-6 * scale)
+        np.testing.assert_allclose(layer.backward(dy), dx, rtol=0, atol=2e-6 * np.abs(dx).max())
+    for p, g in zip(layer.parameters(), grads):
+        np.testing.assert_allclose(p.grad, g, rtol=0, atol=2e-6 * np.abs(g).max())
+
+
 @pytest.mark.parametrize("pointwise", [False, True])
 def test_backward_keeps_the_forward_split_of_the_batch(pointwise):
     """The backward pass reads each thread's columns where the forward wrote them,

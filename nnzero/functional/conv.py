@@ -189,7 +189,7 @@ def _forward_by_path(x, weight, bias, geo, out_size, workspace):
     family = winograd_family(geo, x.shape, o, (oh, ow), x.itemsize)
     if family:
         return winograd.conv2d_winograd_forward(x, weight, bias, geo, family, workspace)
-    if ALGORITHM[0] != "im2col" and conv_batch_minor.applicable((oh, ow)):
+    if ALGORITHM[0] != "im2col" and conv_batch_minor.applicable((oh, ow), geo, x.shape, o):
         return conv_batch_minor.forward(x, weight, bias, geo, (oh, ow), workspace)
     length = oh * ow
     pointwise = columns_are_input(geo, x.shape, (oh, ow))

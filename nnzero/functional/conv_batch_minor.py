@@ -59,6 +59,22 @@ from ._threads import piece_bounds, run_pieces
 # kernels visiting sample by sample, before the block loops, grouped layers
 # had measured 1.06-1.89.)
 MAX_LENGTH = 196
+# On the Intel machine (2026-11-29; the measurements above are the AMD
+# machine's), 16x16 outputs gain too when the layer is not small: ungrouped,
+# kernels larger than 1x1, forward+backward against one product per sample,
+# 3 rounds each in separate processes, MAX_LENGTH set to 256: 3x3 at stride 2
+# from 32x32, 8 samples: 64 -> 128 0.97, 128 -> 256 0.91, 256 -> 512 0.91;
+# 32 samples: 32 -> 64 0.96, 64 -> 64 0.91, 64 -> 128 (conv_strided) 0.97 and
+# 0.92-0.98 in four more pairs, 128 -> 256 0.94, 256 -> 512 0.87; 5x5 on
+# 16x16, 8 samples: 64 -> 64 0.96, 64 -> 128 0.89, 128 -> 256 0.86, 256 -> 512
+# 0.85; 32 samples 0.85-0.94 for 32 -> 64 up to 256 -> 512. Left out: smaller
+# layers (8 samples, 3x3 stride 2: 32 -> 64 1.16, 64 -> 64 1.05; 5x5 32 -> 64
+# 0.98: under 2^27 multiply-adds), 1x1 kernels at stride 2 (0.79-1.08, 1.00
+# on average), pointwise ones (1.20 on conv_1x1's shape, 1.61 at 32x32) and
+# larger planes (3x3 stride 2 to 20x20 and 32x32: 1.02-1.11; 5x5 on 32x32
+# 0.98).
+WIDER_LENGTH = 256
+WIDER_MIN_MACS = 1 << 27
 
 
 class BatchMinorCache(NamedTuple):
@@ -71,9 +87,16 @@ class BatchMinorCache(NamedTuple):
     bounds: object         # the forward's split of the batch over the threads (with ``cols``)
 
 
-def applicable(out_size):
-    """Whether a convolution should use these products (see MAX_LENGTH)."""
-    return out_size[0] * out_size[1] <= MAX_LENGTH
+def applicable(out_size, geo, x_shape, out_channels):
+    """Whether a convolution should use these products (see MAX_LENGTH and
+    WIDER_LENGTH)."""
+    length = out_size[0] * out_size[1]
+    if length <= MAX_LENGTH:
+        return True
+    kh, kw = geo.kernel
+    macs = x_shape[0] * x_shape[1] * out_channels * length * kh * kw
+    return (length <= WIDER_LENGTH and geo.groups == 1 and kh * kw > 1
+            and macs >= WIDER_MIN_MACS)
 
 
 def _columns(x, geo, out_size, block):
