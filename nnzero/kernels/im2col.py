@@ -44,7 +44,7 @@ from ._jit import choose, njit
 from ._pool import split_kernel
 from .windows import (add_block, block_unit, copy_from_phases, copy_inside,
                       copy_into_padded, copy_into_phases, gather_block, gather_window,
-                      padded_size, sample_block)
+                      padded_size, phased, sample_block)
 
 
 # Each kernel is a compiled loop over a range of units, the (n, c) planes or,
@@ -68,7 +68,7 @@ def _im2col_range(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols, kmajor, lo, h
                     out = cols[(ch * kh + u) * kw + v, b0:b1].reshape(b1 - b0, oh, ow)
                     gather_block(img, u * dh, v * dw, sh, sw, out)
         return
-    if sw == 2:   # the padded plane as its two column phases (see windows.py)
+    if phased(kw, sw, dw):   # the padded plane as its two column phases (see windows.py)
         phases = np.zeros((2, hp, (wp + 1) // 2), dtype=x.dtype)
         for nc in range(lo, hi):
             b = nc // c
@@ -111,11 +111,12 @@ def _col2im_range(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, x, kmajor, lo, h
                 copy_inside(img[j], ph, pw, x[b0 + j, ch])
         return
     img = np.empty((hp, wp) if sw == 1 else (0, 0), dtype=x.dtype)
-    phases = np.empty((2, hp, (wp + 1) // 2) if sw == 2 else (0, 0, 0), dtype=x.dtype)
+    in_phases = phased(kw, sw, dw)
+    phases = np.empty((2, hp, (wp + 1) // 2) if in_phases else (0, 0, 0), dtype=x.dtype)
     for nc in range(lo, hi):
         b = nc // c
         ch = nc - b * c
-        if sw == 2:
+        if in_phases:
             _col2im_plane_phases(cols, b, ch, kh, kw, sh, ph, pw, dh, dw, oh, ow, phases,
                                  x[b, ch])
         elif sw == 1:
@@ -198,8 +199,8 @@ def _valid_range(n_out, stride, offset, size):
 
 @njit(inline="always")
 def _col2im_plane_clipped(cols, b, ch, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, plane):
-    """One plane of col2im at column stride 3 or more, each window row clipped
-    to the image."""
+    """One plane of col2im at column stride 2 or more (unless ``phased``), each
+    window row clipped to the image."""
     h, w = plane.shape
     plane[:, :] = 0
     for u in range(kh):
@@ -218,10 +219,16 @@ def _col2im_plane_clipped(cols, b, ch, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, p
                 continue
             a = j_lo * sw + off_w          # the first column written
             src = col[i_lo:i_hi, j_lo:j_hi]
-            dst = plane[r0:r0 + (rows - 1) * sh + 1:sh, a:a + (m - 1) * sw + 1:sw]
-            for i in range(rows):
-                for q in range(m):
-                    dst[i, q] += src[i, q]
+            if sw == 2:
+                dst = plane[r0:r0 + (rows - 1) * sh + 1:sh, a:a + 2 * m - 1]
+                for i in range(rows):
+                    for q in range(m):
+                        dst[i, 2 * q] += src[i, q]
+            else:
+                dst = plane[r0:r0 + (rows - 1) * sh + 1:sh, a:a + (m - 1) * sw + 1:sw]
+                for i in range(rows):
+                    for q in range(m):
+                        dst[i, q] += src[i, q]
 
 
 def zero_padded(x_shape, dtype, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):

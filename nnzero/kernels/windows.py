@@ -59,7 +59,8 @@ def copy_inside(img, ph, pw, plane):
 
 
 # The copies below run over views indexed from 0 by the loop counters only
-# (dst[i, q] = src[i, q]): numba must test every possibly-negative index for Python's
+# (dst[i, q] = src[i, q], or src[i, 2*q] for stride 2, its own loop so the step
+# is a constant): numba must test every possibly-negative index for Python's
 # wraparound, and that test kept the old form (out[base + j] = src[j * sw + off])
 # from vectorising. One 2-D view per kernel offset, not one slice per window
 # row: a slice costs a few dozen instructions to make, as much as copying a
@@ -89,7 +90,12 @@ def gather_window(img, r0, c0, sh, sw, out):
         for i in range(oh):
             for q in range(ow):
                 out[i, q] = src[i, q]
-    else:   # (im2col reads column stride 2 from phases, at stride 1: see below)
+    elif sw == 2:   # (unless ``phased``: see below)
+        src = img[r0:r0 + (oh - 1) * sh + 1:sh, c0:c0 + 2 * ow - 1]
+        for i in range(oh):
+            for q in range(ow):
+                out[i, q] = src[i, 2 * q]
+    else:
         src = img[r0:r0 + (oh - 1) * sh + 1:sh, c0:c0 + (ow - 1) * sw + 1:sw]
         for i in range(oh):
             for q in range(ow):
@@ -100,13 +106,24 @@ def gather_window(img, r0, c0, sh, sw, out):
 # row, a strided gather (and col2im a strided scatter-add). Split into its
 # two column phases, padded column c at phases[c % 2, :, c // 2], the padded
 # plane gives each kernel offset one contiguous run per row instead: offset
-# column c0 reads phase c0 % 2 from column c0 // 2 on. Measured (2026-11-29,
-# the Intel machine, one thread, 16 samples of conv_strided's 64x32x32):
-# col2im 1.17 against 1.50-1.57 ms, now a padded (phase) plane pays; im2col
-# 0.99 against 1.04. Layers, forward and backward, interleaved in separate
-# processes, 5-7 rounds: conv_strided 0.95-0.97 of the time, a 7x7 stride-2
-# stem (8x3x224x224 -> 64) 0.93, 64 -> 128 on 56x56 0.99, a 1x1 stride-2
-# projection 1.00.
+# column c0 reads phase c0 % 2 from column c0 // 2 on. Only where every
+# phase is read (``phased``): a 1x1 kernel, or an even dilation, reads one,
+# and splitting the whole plane for it made a 1x1 stride-2 layer's im2col and
+# col2im 1.8-1.9x slower. Measured (2026-11-29, the Intel machine, one thread,
+# sample-major columns, medians of 21, two runs each, against the strided
+# loops): 3x3 on 16x64x32x32 im2col 0.92-0.96 and col2im 0.73-0.78, on
+# 8x64x56x56 0.98 and 0.72; 7x7 on 4x3x224x224 (a stem) 0.76 and 0.40.
+# Layers, forward and backward, interleaved in separate processes, 5-7
+# rounds: conv_strided 0.95-0.97 of the time, a 7x7 stride-2 stem
+# (8x3x224x224 -> 64) 0.93, 64 -> 128 on 56x56 0.99. The batch-minor kernels
+# keep the strided loops: there the phases gained nothing in im2col, and in
+# col2im 0.84 on 32x32 planes but lost 1.2x on 8x8 ones.
+@njit(inline="always")
+def phased(kw, sw, dw):
+    """Whether the kernels work on the column phases: stride 2 and both read."""
+    return sw == 2 and kw > 1 and dw % 2 == 1
+
+
 @njit(inline="always")
 def copy_into_phases(plane, phases, ph, pw):
     """The column phases of the padded plane that holds ``plane`` at (PH, PW):
