@@ -366,7 +366,8 @@ CONV_PATHS = [
     ("im2col", (4, 32, 16, 48, 1, 1, 0, 1)),          # pointwise
     ("im2col", (4, 3, 32, 16, 3, 1, 1, 1)),           # a stem
     ("batch-minor", (4, 32, 7, 64, 3, 1, 1, 1)),
-    ("batch-minor", (4, 32, 8, 48, 1, 1, 0, 1)),
+    ("batch-minor", (4, 256, 4, 512, 1, 1, 0, 1)),     # pointwise, a large weight
+    ("im2col", (4, 32, 8, 48, 1, 1, 0, 1)),           # pointwise, a small weight
     ("direct", (4, 24, 12, 24, 3, 1, 1, 8)),          # grouped, 3 channels a group
     ("blocked", (4, 64, 8, 64, 3, 1, 1, 4)),          # grouped, 16 channels a group
     ("lanes", (4, 24, 7, 24, 3, 1, 1, 24)),           # depthwise 3x3 on 7x7

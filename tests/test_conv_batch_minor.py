@@ -59,7 +59,11 @@ def test_chosen_for_small_planes_unless_the_direct_loops_take_them():
         (Conv2d(4, 6, 3, padding=1, dtype=F64, rng=0), side, True),
         (Conv2d(4, 6, 3, padding=1, dtype=F64, rng=0), side + 1, False),
         (Conv2d(4, 6, 3, stride=2, padding=1, dtype=F64, rng=0), 2 * side, True),
-        (Conv2d(4, 6, 1, dtype=F64, rng=0), 4, True),             # pointwise: x is the columns
+        # pointwise: x is the columns; batch-minor only for a large weight (O*C > 1024*L)
+        (Conv2d(4, 6, 1, dtype=F64, rng=0), 4, False),
+        (Conv2d(4, 4097, 1, dtype=F64, rng=0), 4, True),     # 16388 > 1024*16
+        (Conv2d(4, 4096, 1, dtype=F64, rng=0), 4, False),    # 16384: not above
+        (Conv2d(4, 6, 1, dtype=F64, rng=0), 3, True),        # under 4x4 planes: always
         (Conv2d(4, 6, 3, stride=2, padding=1, groups=2, dtype=F64, rng=0), 8, True),
         (Conv2d(4, 6, 3, stride=2, padding=1, groups=2, dtype=F64, rng=0), 2 * side + 1, False),
         (Conv2d(4, 6, 3, padding=1, groups=2, dtype=F64, rng=0), 8, False),   # direct loops
@@ -88,7 +92,9 @@ def test_16x16_outputs_take_it_only_for_larger_ungrouped_kernels():
     assert not B.applicable((16, 16), geo, (4, 4, 32, 32), 6)          # small
     assert not B.applicable((16, 16), F.make_geometry((3, 3), 2, 1, groups=2), big, 128)
     assert not B.applicable((16, 16), F.make_geometry((1, 1), 2, 0), (64,) + big[1:], 512)
-    assert B.applicable((14, 14), F.make_geometry((1, 1), 1, 0), (1, 1, 14, 14), 1)
+    pointwise = F.make_geometry((1, 1), 1, 0)
+    assert B.applicable((14, 14), pointwise, (1, 256, 14, 14), 1024)   # O*C > 1024*196
+    assert not B.applicable((14, 14), pointwise, (1, 96, 14, 14), 576)
     rng = np.random.default_rng(3)
     layer = Conv2d(128, 128, 3, stride=2, padding=1, rng=0)
     x = rng.standard_normal(big).astype(np.float32)
@@ -111,9 +117,10 @@ def test_backward_keeps_the_forward_split_of_the_batch(pointwise):
     """The backward pass reads each thread's columns where the forward wrote them,
     even when the thread count changed in between."""
     rng = np.random.default_rng(1)
-    layer = Conv2d(3, 5, 1 if pointwise else 3, padding=0 if pointwise else 1, dtype=F64,
-                   rng=2)
-    x = rng.standard_normal((5, 3, 6, 6))
+    # a pointwise layer needs a large weight for these products (O*C > 1024*L)
+    layer = Conv2d(3, 400 if pointwise else 5, 1 if pointwise else 3,
+                   padding=0 if pointwise else 1, dtype=F64, rng=2)
+    x = rng.standard_normal((5, 3, 1, 1) if pointwise else (5, 3, 6, 6))
     threads = numba.get_num_threads()
     if threads < 2:
         pytest.skip("needs two threads to split the batch")

@@ -75,6 +75,23 @@ MAX_LENGTH = 196
 # 0.98).
 WIDER_LENGTH = 256
 WIDER_MIN_MACS = 1 << 27
+# Ungrouped pointwise layers (1x1, stride 1: the columns are x) on planes of
+# POINTWISE_MIN_LENGTH to MAX_LENGTH cells take it only when their weight matrix has more than
+# POINTWISE_WEIGHT_PER_CELL entries per output cell (O*C > 1024*L). One
+# product per sample streams the whole weight matrix for L columns; when the
+# weight is small against L, reordering x, y and dy costs more than that.
+# Measured on the Intel machine (2026-11-29, 32 samples unless said, one
+# product per sample against batch-minor, 3 rounds in separate processes):
+# O*C/L at most 1024 went faster per sample, 0.78-0.94 of the time (64 ->
+# 256, 128 -> 128 and 256 -> 64 on 4x4 to 14x14; 96 -> 576 on 8x8 to 14x14,
+# 256 -> 512 on 14x14, 0.78-0.91); above it batch-minor kept its gain (per
+# sample 1.04-1.47x: 96 -> 576 on 4x4 and 7x7, 256 -> 512 on 4x4 to 10x10;
+# 512 -> 2048 on 7x7, 16 samples, 1.95x; 1024 -> 256 on 14x14 1.03; 256 ->
+# 1024 on 14x14, O*C/L = 1337, 0.98: even).
+# Below 4x4 planes (none measured) pointwise layers keep batch-minor: one
+# product per sample there is a matrix-vector product or near it.
+POINTWISE_WEIGHT_PER_CELL = 1024
+POINTWISE_MIN_LENGTH = 16
 
 
 class BatchMinorCache(NamedTuple):
@@ -88,10 +105,13 @@ class BatchMinorCache(NamedTuple):
 
 
 def applicable(out_size, geo, x_shape, out_channels):
-    """Whether a convolution should use these products (see MAX_LENGTH and
-    WIDER_LENGTH)."""
+    """Whether a convolution should use these products (see MAX_LENGTH,
+    WIDER_LENGTH and POINTWISE_WEIGHT_PER_CELL)."""
     length = out_size[0] * out_size[1]
     if length <= MAX_LENGTH:
+        if (geo.groups == 1 and length >= POINTWISE_MIN_LENGTH
+                and columns_are_input(geo, x_shape, out_size)):
+            return out_channels * x_shape[1] > POINTWISE_WEIGHT_PER_CELL * length
         return True
     kh, kw = geo.kernel
     macs = x_shape[0] * x_shape[1] * out_channels * length * kh * kw
