@@ -68,27 +68,26 @@ def _im2col_range(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols, kmajor, lo, h
                     out = cols[(ch * kh + u) * kw + v, b0:b1].reshape(b1 - b0, oh, ow)
                     gather_block(img, u * dh, v * dw, sh, sw, out)
         return
-    if phased(kw, sw, dw):   # the padded plane as its two column phases (see windows.py)
-        phases = np.zeros((2, hp, (wp + 1) // 2), dtype=x.dtype)
-        for nc in range(lo, hi):
-            b = nc // c
-            ch = nc - b * c
-            copy_into_phases(x[b, ch], phases, ph, pw)
-            for u in range(kh):
-                for v in range(kw):
-                    out = cols[b, (ch * kh + u) * kw + v].reshape(oh, ow)
-                    c0 = v * dw
-                    gather_window(phases[c0 % 2], u * dh, c0 // 2, sh, 1, out)
-        return
-    img = np.zeros((hp, wp), dtype=x.dtype)  # borders stay 0, insides rewritten
+    # the padded plane, or at column stride 2 its two column phases (see
+    # windows.py); the borders stay 0, the insides are rewritten
+    in_phases = phased(kw, sw, dw)
+    img = np.zeros((0, 0) if in_phases else (hp, wp), dtype=x.dtype)
+    phases = np.zeros((2, hp, (wp + 1) // 2) if in_phases else (0, 0, 0), dtype=x.dtype)
     for nc in range(lo, hi):
         b = nc // c
         ch = nc - b * c
-        copy_into_padded(x[b, ch], img, ph, pw)
+        if in_phases:
+            copy_into_phases(x[b, ch], phases, ph, pw)
+        else:
+            copy_into_padded(x[b, ch], img, ph, pw)
         for u in range(kh):
             for v in range(kw):
                 out = cols[b, (ch * kh + u) * kw + v].reshape(oh, ow)
-                gather_window(img, u * dh, v * dw, sh, sw, out)
+                if in_phases:
+                    c0 = v * dw
+                    gather_window(phases[c0 % 2], u * dh, c0 // 2, sh, 1, out)
+                else:
+                    gather_window(img, u * dh, v * dw, sh, sw, out)
 
 
 @njit

@@ -125,15 +125,21 @@ def phased(kw, sw, dw):
 
 
 @njit(inline="always")
+def _phase_run(p, pw, w):
+    """(q0, count, start): the image columns q0, q0 + 2, ... (count of them)
+    lie in column phase p of the padded plane, from its column ``start``."""
+    q0 = (p - pw) % 2
+    return q0, (w - q0 + 1) // 2, (pw + q0) // 2
+
+
+@njit(inline="always")
 def copy_into_phases(plane, phases, ph, pw):
     """The column phases of the padded plane that holds ``plane`` at (PH, PW):
     phases[p, PH + r, (PW + q) // 2] = plane[r, q] for (PW + q) % 2 == p
     (the cells outside the image are left as they are)."""
     h, w = plane.shape
     for p in range(2):
-        q0 = (p - pw) % 2           # the first column of the image in phase p
-        count = (w - q0 + 1) // 2
-        start = (pw + q0) // 2
+        q0, count, start = _phase_run(p, pw, w)
         for r in range(h):
             dst = phases[p, ph + r, start:start + count]
             src = plane[r]
@@ -147,9 +153,7 @@ def copy_from_phases(phases, ph, pw, plane):
     (the inverse of ``copy_into_phases``)."""
     h, w = plane.shape
     for p in range(2):
-        q0 = (p - pw) % 2
-        count = (w - q0 + 1) // 2
-        start = (pw + q0) // 2
+        q0, count, start = _phase_run(p, pw, w)
         for r in range(h):
             src = phases[p, ph + r, start:start + count]
             dst = plane[r]
