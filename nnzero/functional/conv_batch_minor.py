@@ -76,8 +76,9 @@ MAX_LENGTH = 196
 WIDER_LENGTH = 256
 WIDER_MIN_MACS = 1 << 27
 # Ungrouped pointwise layers (1x1, stride 1: the columns are x) on planes of
-# POINTWISE_MIN_LENGTH to MAX_LENGTH cells take it only when their weight matrix has more than
-# POINTWISE_WEIGHT_PER_CELL entries per output cell (O*C > 1024*L). One
+# POINTWISE_MIN_LENGTH to MAX_LENGTH cells take it only when their weight
+# matrix has more than POINTWISE_WEIGHT_PER_CELL entries per output cell
+# (O*C > 1024*L). One
 # product per sample streams the whole weight matrix for L columns; when the
 # weight is small against L, reordering x, y and dy costs more than that.
 # Measured on the Intel machine (2026-11-29, 32 samples unless said, one

@@ -76,8 +76,8 @@ def copy_inside(img, ph, pw, plane):
 # but keeps the clipped rows for wider strides, where the padded form measured
 # 1.3x slower: there the columns hold a quarter as much per plane, and zeroing
 # the padded plane and copying its inside out cost as much as the additions.
-# Column stride 2 has its own form since (below): both kernels work on the
-# padded plane's two column phases, where every window row is contiguous.
+# Since 2026-11-29 column stride 2 has a form of its own where both column
+# phases are read (below): each window row is then one contiguous run.
 
 
 @njit(inline="always")
