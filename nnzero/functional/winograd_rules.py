@@ -58,6 +58,22 @@ WINOGRAD_F43_MAX_CHANNELS = 256
 # F(4x4, 3x3) against F(2x2, 3x3): N=1 1.38, N=4 1.05, N=8 0.99, N=16 0.85;
 # 256 channels on 14x14, N=1: 1.9.
 WINOGRAD_BATCH_MINOR_SAMPLES = 4
+# On the Intel machine (2026-11-29; the rules above are the AMD machine's),
+# F(4x4, 3x3) on outputs of at most 8x8 (2x2 tiles a plane) with at least 128
+# channels needs SMALL_PLANE_SAMPLES per thread: with fewer, each of its 36
+# products is only a few dozen tiles wide, and the batch-minor im2col products
+# (what such a layer takes without Winograd) ran faster. Forward+backward,
+# 3 rounds in separate processes, F(4x4, 3x3)'s time against batch-minor's:
+# 4 samples per thread, 128 and 256 channels on 7x7 1.88 and 1.87, on 8x8
+# 1.66 and 1.54; 8 per thread 1.33, 1.30, 1.07 and 1.02; 16 per thread 128
+# channels 1.04 on 7x7 and 0.89 on 8x8, 256 0.92 and 0.75. Left to it: 64
+# channels (0.98-1.17 at 4 samples per thread, 0.79-0.93 at 8). F(2x2, 3x3)
+# in its place (WINOGRAD_RULES would take these layers next) measured
+# 0.83-0.91 of F(4x4, 3x3)'s time on 128 and 256 channels at 4 per thread:
+# slower than batch-minor too, so neither family takes them.
+SMALL_PLANE = 8
+SMALL_PLANE_CHANNELS = 128
+SMALL_PLANE_SAMPLES = 16
 
 
 def winograd_family(geo, x_shape, o, out_size, itemsize):
@@ -89,7 +105,9 @@ def _rule_family(k, s, x_shape, o, out_size):
         takes = met(WINOGRAD_2X2_RULES)
     elif (batch_minor and met(WINOGRAD_F43_RULES)
           and max(x_shape[1], o) <= WINOGRAD_F43_MAX_CHANNELS):
-        return "F(4x4,3x3)"
+        few_tiles = (max(out_size) <= SMALL_PLANE and channels >= SMALL_PLANE_CHANNELS
+                     and x_shape[0] < SMALL_PLANE_SAMPLES * pieces)
+        return None if few_tiles else "F(4x4,3x3)"
     else:
         takes = met(WINOGRAD_RULES)
     return winograd.DEFAULT[k, s] if takes else None
