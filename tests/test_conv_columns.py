@@ -137,3 +137,49 @@ def test_widening_pointwise_layers_fold_their_bias_into_the_products(budget):
                                    rtol=1e-12)
         np.testing.assert_allclose(dx, np.einsum("oc,nohw->nchw", w[:, :, 0, 0], dy),
                                    rtol=1e-12, atol=1e-12)
+
+
+def test_weight_product_is_a_times_b_transposed_in_either_orientation():
+    """weight_product(a, b) = a @ b^T, stacked or not; with few rows in a
+    against b's and a long sum it returns the transpose of b @ a^T (a view in
+    column order), otherwise the product as written."""
+    from nnzero.functional import _columns as C
+    rng = np.random.default_rng(5)
+    p = 3
+    for q, length, reversed_ in [(C.REVERSED_ROW_RATIO * p, C.REVERSED_LENGTH_PER_ROW * p, True),
+                                 (C.REVERSED_ROW_RATIO * p - 1, 200, False),
+                                 (40, C.REVERSED_LENGTH_PER_ROW * p - 1, False)]:
+        for stack in [(), (4,)]:
+            a = rng.standard_normal(stack + (p, length))
+            b = rng.standard_normal(stack + (q, length))
+            got = C.weight_product(a, b)
+            np.testing.assert_allclose(got, np.einsum("...pl,...ql->...pq", a, b), rtol=1e-12)
+            assert got.shape == stack + (p, q)
+            assert got.flags.c_contiguous != reversed_
+    big = C.REVERSED_MAX_ROWS + 1
+    got = C.weight_product(np.ones((big, 64 * big)), np.ones((4 * big, 64 * big)))
+    assert got.flags.c_contiguous
+
+
+@pytest.mark.parametrize("kernel,stride,path", [
+    (3, 2, "BatchMinorCache"),   # a 12x12 output: batch-minor columns
+    (5, 1, "ConvCache"),         # a 24x24 output: one product per sample
+])
+def test_weight_gradient_by_the_reversed_product(kernel, stride, path):
+    """Layers with few output channels against their column rows (16 against
+    9 * 8 or 25 * 8) and long sums take weight_product's reversed branch; their
+    weight and bias gradients against einsum over the columns."""
+    from nnzero.functional._columns import to_columns
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((6, 8, 24, 24))
+    w, b = rng.standard_normal((4, 8, kernel, kernel)), rng.standard_normal(4)
+    pad = kernel // 2
+    y, cache = F.conv2d_forward(x, w, b, stride, pad)
+    assert type(cache).__name__ == path
+    dy = rng.standard_normal(y.shape)
+    _, dw, db = F.conv2d_backward(dy, cache)
+    geo = F.make_geometry((kernel, kernel), stride, pad, 1, 1)
+    cols = to_columns(x, geo, y.shape[2:])
+    np.testing.assert_allclose(dw.reshape(4, -1), np.einsum("nol,nkl->ok",
+                               dy.reshape(6, 4, -1), cols), rtol=1e-12)
+    np.testing.assert_allclose(db, dy.sum(axis=(0, 2, 3)), rtol=1e-12)

@@ -46,6 +46,41 @@ def bias_grad(dy):
     return dy.sum(axis=0).sum(axis=(1, 2))
 
 
+# When ``weight_product`` runs as (b @ a^T)^T: a of at most REVERSED_MAX_ROWS
+# rows, b of at least REVERSED_ROW_RATIO times as many, a sum at least
+# REVERSED_LENGTH_PER_ROW times a's rows long. Measured on the Intel machine
+# (2026-11-29, OpenBLAS's SkylakeX kernels, one thread, 2 x 9 repeats), the
+# reversed product plus the copy of its transpose into the (a rows, b rows)
+# result, against the product as written, for a of p rows, b of q, sums of M:
+# p = 16 and 32, q >= 4p, M >= 1024: 0.56-0.72; p = 64, q >= 4p: M = 4096
+# 0.79-0.83, M = 1024 0.85, M = 256 0.99-1.05; p = 128, q >= 4p: M = 4096
+# 0.90-0.91, 1024 0.94-0.99, 256 1.14-1.18; p = 256: 0.99-1.10 at M = 4096,
+# up to 2.9x slower at M = 256 (a large transpose, copied element by element,
+# costs more than the product gains: 17 ms for 512 x 4608); q = 2p: 0.75-0.97
+# at M = 4096 for p <= 128, 1.18 at p = 16, M = 1024.
+REVERSED_MAX_ROWS = 128
+REVERSED_ROW_RATIO = 4
+REVERSED_LENGTH_PER_ROW = 32
+
+
+def weight_product(a, b):
+    """``a @ b^T`` over the last two axes, stacked or not: the weight
+    gradient's product dy (Og, L) @ cols^T (L, K), summed over the long axis L
+    (and the transposed convolution's x @ cols^T).
+
+    With few rows in a against b's and a long sum (the REVERSED_ rules above:
+    conv_strided's (128, 576, 4096) per thread, a 5x5 16 -> 32 layer's
+    (32, 400, 1024) per sample) it runs as ``(b @ a^T)^T`` and returns that
+    transposed view: OpenBLAS's SkylakeX kernels take 0.56-0.91 of the time
+    that way.
+    """
+    p, q, length = a.shape[-2], b.shape[-2], a.shape[-1]
+    if (p <= REVERSED_MAX_ROWS and q >= REVERSED_ROW_RATIO * p
+            and length >= REVERSED_LENGTH_PER_ROW * p):
+        return np.matmul(b, np.swapaxes(a, -1, -2)).swapaxes(-1, -2)
+    return np.matmul(a, np.swapaxes(b, -1, -2))
+
+
 def channels_first(x, g):
     """(m, C, ...) -> (G, Cg, m*...): each group's channels over the whole chunk,
     batch-minor (a copy). The layout of batch-minor columns and products."""

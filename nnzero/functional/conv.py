@@ -53,7 +53,7 @@ from .winograd_rules import winograd_family
 from ._conv_checks import check_conv2d, check_dy
 from ._columns import (ALGORITHM, Geometry, bias_grad, chunk_size, columns_are_input,  # noqa: F401
                        from_columns, im2col_budget, live_taps, make_geometry,
-                       set_im2col_budget, to_columns)
+                       set_im2col_budget, to_columns, weight_product)
 from ._scratch import scratch
 from ._threads import batch_pieces, whole_if_small
 
@@ -297,7 +297,7 @@ def _backward_by_path(dy, cache, workspace):
             dw_part = np.zeros(w_g.shape[:2] + (cols.shape[2],), dtype=w_g.dtype)
             for gi in range(g):
                 d = dy_g[a:b, gi]                                             # (m, Og, L)
-                dw_part[gi] = np.matmul(d, cols[:, gi].transpose(0, 2, 1)).sum(axis=0)
+                dw_part[gi] = weight_product(d, cols[:, gi]).sum(axis=0)
                 np.matmul(w_g[gi].T, d, out=dcols[:, gi])
             if not pointwise:
                 from_columns(dbuf[lo:hi], (b - a, c, h, w), geo, out_size, out=dx[a:b],

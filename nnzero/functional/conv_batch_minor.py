@@ -35,7 +35,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._columns import (Geometry, bias_grad, channels_first, chunk_size, columns_are_input,
-                       from_columns, to_columns)
+                       from_columns, to_columns, weight_product)
 from ._scratch import samples, scratch
 from ._threads import piece_bounds, run_pieces
 
@@ -208,7 +208,7 @@ def backward(dy, cache, workspace=None):
             dcols_g = dcols.reshape(g, rows // g, -1)
             dw_part = np.empty_like(w_g)
             for gi in range(g):
-                np.matmul(dyk[gi], cols[gi].T, out=dw_part[gi])
+                dw_part[gi] = weight_product(dyk[gi], cols[gi])
                 np.matmul(w_g[gi].T, dyk[gi], out=dcols_g[gi])
             from_columns(dcols, (b - a, c, h, w), geo, out_size, kmajor=True, out=dx[a:b],
                          serial=True)

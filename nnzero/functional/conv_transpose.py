@@ -44,7 +44,7 @@ import numpy as np
 from . import conv_taps, subpixel
 from ._conv_checks import check_conv_transpose2d, check_dy
 from ._columns import (ALGORITHM, Geometry, bias_grad, channels_first, chunk_size, from_columns,
-                       make_geometry, pair, to_columns)
+                       make_geometry, pair, to_columns, weight_product)
 from ._scratch import samples, scratch
 from ._threads import batch_pieces, piece_bounds, run_pieces, whole_if_small
 
@@ -183,7 +183,7 @@ def _backward_by_path(dy, cache, workspace):
             dw_part = np.empty_like(w_g)
             for gi in range(g):
                 np.matmul(w_g[gi], cols[gi], out=dxk[gi])
-                np.matmul(xk[gi], cols[gi].T, out=dw_part[gi])
+                dw_part[gi] = weight_product(xk[gi], cols[gi])
             dx[a:b] = dxk.reshape(c, b - a, h * w).transpose(1, 0, 2).reshape(b - a, c, h, w)
             return dw_part
 

@@ -54,7 +54,7 @@ import numpy as np
 
 from . import winograd
 from ._columns import (ALGORITHM, Geometry, bias_grad, chunk_size, columns_are_input,
-                       from_columns, im2col_budget, to_columns)
+                       from_columns, im2col_budget, to_columns, weight_product)
 from ._scratch import samples, scratch
 from ._threads import batch_pieces
 
@@ -329,7 +329,7 @@ def subpixel_backward(dy, cache, workspace=None):
             dw_part = np.empty_like(w_conv)
             for gi in range(g):
                 d = dz[:, gi]                                           # (m, S*S*Og, T*T)
-                dw_part[gi] = np.matmul(d, cols[:, gi].transpose(0, 2, 1)).sum(axis=0)
+                dw_part[gi] = weight_product(d, cols[:, gi]).sum(axis=0)
                 np.matmul(w_conv[gi].T, d, out=dcols[:, gi])
             from_columns(dcols.reshape(b - a, k_rows, length), (b - a, c, h, w), conv_geo, grid,
                          out=dx[a:b], serial=True)

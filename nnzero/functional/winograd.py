@@ -46,7 +46,7 @@ from ..kernels import winograd as K3
 from ..kernels import winograd_f43 as F43
 from ..kernels import winograd_k2 as K2
 from ..kernels import winograd_s2 as S2
-from ._columns import bias_grad
+from ._columns import bias_grad, weight_product
 from ._scratch import samples, scratch
 from ._threads import blas_one_thread, piece_bounds, run_pieces
 
@@ -212,7 +212,7 @@ def winograd_backward(dy, cache, dx, workspace=None, shuffle=None):
         else:
             K.output_grad_shuffle_one_thread(dy[lo:hi], th, tw, *shuffle, dmp)
         vp = _piece(v, lo, hi, pos, c, th * tw)
-        du = np.matmul(dmp, vp.transpose(0, 2, 1))                     # (P, O, C')
+        du = weight_product(dmp, vp)                                    # (P, O, C')
         dvp = _piece(dv, lo, hi, pos, c, th * tw)
         np.matmul(u_t, dmp, out=dvp)
         K.input_grad_one_thread(dvp, pad[0], pad[1], th, tw, dx[lo:hi])
