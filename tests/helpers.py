@@ -312,7 +312,8 @@ def compiled_vectorised(monkeypatch, module, kernels, run):
     calls added is one it was asked for, that every compilation in the run
     had the SLP flag on (a call with argument types ``compile_vectorized``
     skipped would compile an unvectorised one, flag off), and that numba's
-    flag is left as it was. Returns how many (kernel, signature) pairs it was
+    flag, and its code library's IR intake (patched for 512-bit kernels), are
+    left as they were. Returns how many (kernel, signature) pairs it was
     asked for."""
     from numba import typeof
     from numba.core import config
@@ -322,9 +323,12 @@ def compiled_vectorised(monkeypatch, module, kernels, run):
     before = [set(k.overloads) for k in kernels]
     asked, compiled = set(), []
 
-    def spy(dispatcher, args):
+    from numba.core.codegen import CPUCodeLibrary
+    before_add = CPUCodeLibrary.add_ir_module
+
+    def spy(dispatcher, args, **kwargs):
         asked.add((dispatcher, tuple(typeof(a) for a in args)))
-        _jit.compile_vectorized(dispatcher, args)
+        _jit.compile_vectorized(dispatcher, args, **kwargs)
     monkeypatch.setattr(module, "compile_vectorized", spy)
     for kernel in kernels:
         def watched(sig, kernel=kernel, real=kernel.compile):
@@ -337,6 +341,7 @@ def compiled_vectorised(monkeypatch, module, kernels, run):
         assert set(kernel.overloads) - old <= mine
         assert mine <= set(kernel.overloads)
     assert all(flag for _, flag in compiled)
+    assert CPUCodeLibrary.add_ir_module is before_add   # the 512-bit window closed
     assert config.SLP_VECTORIZE == before_flag
     return len(asked)
 

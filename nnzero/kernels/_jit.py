@@ -45,7 +45,32 @@ def choose(numba_impl, numpy_impl):
     return numba_impl if JIT_ENABLED else numpy_impl
 
 
-def compile_vectorized(dispatcher, args):
+def _host_has_avx512():
+    """Whether numba compiles for a CPU with AVX-512 (its NUMBA_CPU_NAME /
+    NUMBA_CPU_FEATURES when set, else the host's features)."""
+    try:
+        from numba.core import config
+        if config.CPU_NAME is not None:   # e.g. 'generic', for a portable cache
+            return "+avx512f" in (config.CPU_FEATURES or "")
+        from llvmlite import binding
+        return "+avx512f" in (config.CPU_FEATURES or binding.get_host_cpu_features().flatten())
+    except Exception:   # noqa: BLE001 -- an unknown numba/llvmlite: take the narrow vectors
+        return False
+
+
+# Whether the kernels that ask for it (``compile_vectorized(..., wide=True)``)
+# are compiled for 512-bit vectors. LLVM prefers 256-bit vectors on every
+# AVX-512 Intel core since Skylake-X (the clock drops less), for all code;
+# the blocked grouped loops hold more accumulators in the 32 512-bit
+# registers and measured up to 1.6x faster with them (``grouped_blocked.py``).
+# It follows the CPU numba compiles for and nothing else: kernels read it as a
+# compile-time constant (their block sizes), and numba's disk cache tells
+# compiled code apart by that CPU, not by any other setting.
+WIDE_VECTORS = JIT_ENABLED and _host_has_avx512()
+_PREFER_512 = '"prefer-vector-width"="512"'
+
+
+def compile_vectorized(dispatcher, args, wide=False):
     """Compile ``dispatcher`` for the types of ``args`` with LLVM's SLP
     vectoriser on, unless it already has that overload (or from numba's cache).
 
@@ -55,6 +80,13 @@ def compile_vectorized(dispatcher, args):
     compiled here, before their first call, under numba's compiler lock (no
     other compilation can see the flag), and the flag is put back. Their
     callees compile with them.
+
+    With ``wide`` (and WIDE_VECTORS), every function compiled in that window
+    also carries LLVM's ``prefer-vector-width=512`` attribute, which lifts the
+    256-bit preference for those functions alone: numba has no switch for one
+    function's vector width, so the attribute is added to the IR on its way
+    into numba's code library. If numba's internals differ from what this
+    expects, the kernel compiles without it (correct, 256-bit).
 
     Called before every call of those kernels, it first looks up a cheap key
     of the arguments (``_arg_key``): ``numba.typeof`` on each argument took
@@ -74,11 +106,39 @@ def compile_vectorized(dispatcher, args):
         with global_compiler_lock:
             old = config.SLP_VECTORIZE
             config.SLP_VECTORIZE = 1
+            restore = _prefer_512() if wide and WIDE_VECTORS else None
             try:
                 dispatcher.compile(sig)
             finally:
                 config.SLP_VECTORIZE = old
+                if restore is not None:
+                    restore()
     _COMPILED.add(key)
+
+
+def _prefer_512():
+    """Give every function numba's CPU code library takes in from now on the
+    512-bit preference; returns the function that stops it (None if numba's
+    internals are not as expected). Call under numba's compiler lock."""
+    try:
+        from numba.core.codegen import CPUCodeLibrary
+        original = CPUCodeLibrary.add_ir_module
+    except (ImportError, AttributeError):
+        return None
+
+    def add_ir_module(self, ir_module):
+        for fn in ir_module.functions:
+            if not fn.is_declaration:
+                # llvmlite checks attribute names against a fixed list that has
+                # no key=value attributes; its set prints each item as written
+                set.add(fn.attributes, _PREFER_512)
+        return original(self, ir_module)
+
+    CPUCodeLibrary.add_ir_module = add_ir_module
+
+    def restore():
+        CPUCodeLibrary.add_ir_module = original
+    return restore
 
 
 # (dispatcher, argument key) pairs compile_vectorized has seen compiled

@@ -48,12 +48,12 @@ from ._jit import JIT_ENABLED, compile_vectorized, njit
 from ._pool import split_kernel
 from .depthwise import check_output
 from .grouped import _check, grouped_backward, grouped_forward
-from .grouped_blocked import ACC, _stack_cells
+from .register_cells import ACC, stack_cells
 
 L = 8                     # channels a block (the vector lanes)
 J = 8                     # output positions a run
-CELLS = L * J             # the accumulators: _stack_cells' size
-assert CELLS == ACC, "depthwise_lanes: the accumulators must fill grouped_blocked's cells"
+CELLS = L * J             # the accumulators (stack_cells' first cells)
+assert CELLS <= ACC, "depthwise_lanes: the accumulators must fit the stack cells"
 
 
 @njit(inline="always")
@@ -94,7 +94,7 @@ def _sums(P, wp, wb, start, kh, kw, dh, dw, r0, s0, oh, owp, Y):
     """Y[(i*owp + j)*L + k] = start[k] + sum_{u,v} wb[u*kw + v, k] *
     P[i + r0 + u*dh, j + s0 + v*dw, k] for i < oh, j < owp (wb and start
     repeated over the J positions of a run: (T, CELLS) and (CELLS,))."""
-    acc = _stack_cells(Y)
+    acc = stack_cells(Y)
     for i in range(oh):
         for j0 in range(0, owp, J):
             for r in range(CELLS):
@@ -116,7 +116,7 @@ def _sums(P, wp, wb, start, kh, kw, dh, dw, r0, s0, oh, owp, Y):
 def _tap_sums(D, P, wp, kh, kw, dh, dw, th, tw, oh, owp, part):
     """part[u*kw + v, k] += sum_{i < oh, j < owp} D[th + i, tw + j, k] *
     P[i + u*dh, j + v*dw, k] (both planes wp cells wide)."""
-    acc = _stack_cells(part)
+    acc = stack_cells(part)
     for u in range(kh):
         for v in range(kw):
             for r in range(CELLS):

@@ -8,14 +8,15 @@ q = i*WP + j (j < OW kept, the rest dropped). ``grouped.py`` sums one output
 line at a time, loading and storing it once per input channel and tap group:
 with 16 channels a group that ran at ~25 GFLOP/s on one core, where BLAS
 reaches ~80. Here a block of 4 output channels by RP = 16 positions (eight
-8-wide float32 registers) is summed over every tap and input channel before
-it is stored:
+8-wide float32 registers; 64 positions in sixteen 16-wide ones where the
+loops are compiled for 512-bit vectors, see RP) is summed over every tap and
+input channel before it is stored:
 
     out[o, q] = sum_{t, c} img[c, q + off_t] * wt[c, t, o]          (forward)
 
-each step of the (t, c) loop loading 16 inputs (two vectors), broadcasting
-4 weights and doing 64 multiply-adds (~85 GFLOP/s on one core, measured on
-16 channels a group). The backward pass is two more sums. With dyl[o, LEAD + q]
+each step of the (t, c) loop loading RP inputs, broadcasting 4 weights and
+doing 4*RP multiply-adds (~85 GFLOP/s on one core of the AMD machine,
+measured on 16 channels a group; 138-151 on the Intel one at RP = 64). The backward pass is two more sums. With dyl[o, LEAD + q]
 the upstream gradient at q (zero at dropped positions and for the
 LEAD = off_{T-1} positions before the first):
 
@@ -23,9 +24,8 @@ LEAD = off_{T-1} positions before the first):
     dw[c, t, o] = sum_q img[c, q + off_t] * dyl[o, LEAD + q]
 
 the first by the forward's loops with input and output channels swapped, the
-second by ``_dots16`` (4 input by 16 output channels in registers, dy laid out
-channels last) when Og is a multiple of 16, else by ``_dots`` (2 by 2
-channels by 16 positions, added across the lanes at the end; half the speed).
+second by ``grouped_dots.py`` (channels in registers, dy laid out channels
+last where the output channels are the vector lanes).
 
 A call computes all its samples group by group (a block of samples at a
 time where their scratch would pass SCRATCH_BYTES): each group's planes of
@@ -38,12 +38,12 @@ a 14x14 image takes 15x15 cells, not 16x16). A dropped position may read
 into the next row or sample; no kept one does, and dyl is zero at every
 dropped one, so nothing reaches dw or dimg from them.
 
-The accumulators are a small array on the stack (``_stack_cells``); LLVM
-turns it into registers once the constant-length loops are unrolled, and its
-SLP vectoriser packs them into vectors. numba turns the SLP vectoriser off by
-default (some LLVM versions miscompiled with it), so these kernels, and only
-they, are compiled with it on (``_jit.compile_vectorized``); their tests
-compare them with the NumPy twin. Without it they run as scalar code.
+The accumulators are a small array on the stack that LLVM keeps in vector
+registers (``register_cells.py``). numba turns the SLP vectoriser that packs
+them off by default (some LLVM versions miscompiled with it), so these
+kernels, and only they, are compiled with it on, and with 512-bit vectors
+where the CPU has them (``_jit.compile_vectorized``); their tests compare
+them with the NumPy twin. Without it they run as scalar code.
 
 The compiled loop runs over a range of groups, split over the threads when
 the caller has not split the batch (``_pool.split_kernel``); the twin is
@@ -54,38 +54,16 @@ write out of bounds.
 from __future__ import annotations
 
 import numpy as np
-from numba import types
-from numba.core import cgutils
-from numba.extending import intrinsic
 
 from ._jit import JIT_ENABLED, compile_vectorized, njit
 from ._pool import split_kernel
 from .depthwise import check_output
 from .grouped import _check, grouped_backward, grouped_forward
+from .grouped_dots import channels_last, weight_sums
+from .register_cells import ACC, RP, stack_cells
 from .windows import copy_inside, copy_into_padded
 
 BLOCK = 4                 # Og and Cg must be multiples of this
-RP = 16                   # positions a block (two 8-wide vectors of float32)
-ACC = 64                  # accumulator cells: 4*RP, 2*2*RP, 4*16
-
-
-@intrinsic
-def _stack_cells(typingctx, like):
-    """A 1-D C-contiguous array of ACC elements of ``like``'s dtype, on the
-    stack of the calling function (allocated once, in its entry block)."""
-    dtype = like.dtype
-    arr = types.Array(dtype, 1, "C")
-
-    def codegen(context, builder, sig, args):
-        item = context.get_value_type(dtype)
-        ptr = cgutils.alloca_once(builder, item, size=ACC)
-        size = context.get_constant(types.intp, context.get_abi_sizeof(item))
-        view = context.make_array(arr)(context, builder)
-        context.populate_array(view, data=ptr, shape=[context.get_constant(types.intp, ACC)],
-                               strides=[size], itemsize=size, meminfo=None)
-        return view._getvalue()
-
-    return arr(like), codegen
 
 
 # Each loop over r below has a constant length, so that LLVM unrolls it and
@@ -97,7 +75,7 @@ def _sums(src, wt, offs, out, lo, hi):
     """out[o, q] = sum_{t, c} src[c, q + offs[t]] * wt[c, t, o] for q in
     lo ... hi-1 (hi - lo a multiple of RP) and every o (a multiple of 4)."""
     cin, ntap, width = wt.shape
-    acc = _stack_cells(out)
+    acc = stack_cells(out)
     for o0 in range(0, width, 4):
         for q in range(lo, hi, RP):
             for i in range(ACC):
@@ -120,84 +98,10 @@ def _sums(src, wt, offs, out, lo, hi):
                     d[r] = acc[oi * RP + r]
 
 
-@njit(fastmath={"contract"})
-def _dots(src, e, shift, offs, part, lo, hi):
-    """part[c, t, o] += sum_q src[c, q + offs[t]] * e[o, shift + q] for q in
-    lo ... hi-1 (a multiple of RP); Cg and Og even. (e is whole, not a view
-    starting at shift: a 2-D view is not contiguous, and numba then does not
-    vectorise the loop.)"""
-    cin, ntap, width = part.shape
-    acc = _stack_cells(e)
-    for t in range(ntap):
-        off = offs[t]
-        for o0 in range(0, width, 2):
-            for c0 in range(0, cin, 2):
-                for i in range(ACC):
-                    acc[i] = 0
-                for q in range(lo, hi, RP):
-                    x0 = src[c0, q + off:q + off + RP]
-                    x1 = src[c0 + 1, q + off:q + off + RP]
-                    e0 = e[o0, shift + q:shift + q + RP]
-                    e1 = e[o0 + 1, shift + q:shift + q + RP]
-                    for r in range(RP):
-                        a, b, d0, d1 = x0[r], x1[r], e0[r], e1[r]
-                        acc[r] += a * d0
-                        acc[RP + r] += a * d1
-                        acc[2 * RP + r] += b * d0
-                        acc[3 * RP + r] += b * d1
-                s00 = s01 = s10 = s11 = acc[0] * 0
-                for r in range(RP):
-                    s00 += acc[r]
-                    s01 += acc[RP + r]
-                    s10 += acc[2 * RP + r]
-                    s11 += acc[3 * RP + r]
-                part[c0, t, o0] += s00
-                part[c0, t, o0 + 1] += s01
-                part[c0 + 1, t, o0] += s10
-                part[c0 + 1, t, o0 + 1] += s11
-
-
-@njit(fastmath={"contract"})
-def _dots16(src, et, offs, part, lo, hi):
-    """part[c, t, o] += sum_q src[c, q + offs[t]] * et[q, o] for q in lo ... hi-1:
-    ``_dots`` with dy laid out channels last, for Og a multiple of 16 and Cg
-    of 4. 4 input by 16 output channels in registers,
-    the 16 output channels as the vector lanes, so nothing is added across
-    lanes (measured 2x ``_dots``'s speed: 79 against 39 GFLOP/s on 16 by 16
-    channels). Eight-channel forms of it, and of the forward's blocks, did
-    not vectorise."""
-    cin, ntap, width = part.shape
-    acc = _stack_cells(et)
-    n = hi - lo
-    for t in range(ntap):
-        off = offs[t]
-        for o0 in range(0, width, 16):
-            for c0 in range(0, cin, 4):
-                r0 = src[c0, lo + off:hi + off]
-                r1 = src[c0 + 1, lo + off:hi + off]
-                r2 = src[c0 + 2, lo + off:hi + off]
-                r3 = src[c0 + 3, lo + off:hi + off]
-                for i in range(ACC):
-                    acc[i] = 0
-                for k in range(n):
-                    ev = et[lo + k, o0:o0 + 16]
-                    x0, x1, x2, x3 = r0[k], r1[k], r2[k], r3[k]
-                    for o in range(16):
-                        v = ev[o]
-                        acc[o] += x0 * v
-                        acc[16 + o] += x1 * v
-                        acc[32 + o] += x2 * v
-                        acc[48 + o] += x3 * v
-                for o in range(16):
-                    part[c0, t, o0 + o] += acc[o]
-                    part[c0 + 1, t, o0 + o] += acc[16 + o]
-                    part[c0 + 2, t, o0 + o] += acc[32 + o]
-                    part[c0 + 3, t, o0 + o] += acc[48 + o]
-
-
 # Positions are taken CHUNK at a time (each chunk through every block of
 # channels) so that the chunk's planes stay in the core's cache.
 CHUNK = 1024
+assert CHUNK % RP == 0, "grouped_blocked: a chunk is whole blocks of positions"
 
 
 @njit(inline="always")
@@ -262,9 +166,10 @@ def _blocked_backward_range(x, wt, offs, dy, ph, pw, rows, wp, tail, dx, dw, lo,
         back[t] = lead - offs[t]
     img = np.zeros((cg, n * plane + tail), dtype=x.dtype)
     # dy laid out as the output positions, channels first (after LEAD zeros)
-    # and, for ``_dots16``, channels last; only dy's cells are written
+    # and, where ``weight_sums`` reads it so, channels last; only dy's cells
+    # are written
     dyl = np.zeros((og, lead + n * plane + tail), dtype=dx.dtype)
-    lanes = og % 16 == 0
+    lanes = channels_last(cg, og)
     dyt = np.zeros((n * plane + tail if lanes else 0, og), dtype=dx.dtype)
     dimg = np.empty((cg, total), dtype=dx.dtype)
     for g in range(lo, hi):
@@ -287,10 +192,7 @@ def _blocked_backward_range(x, wt, offs, dy, ph, pw, rows, wp, tail, dx, dw, lo,
         part[...] = 0
         for q in range(0, total, CHUNK):
             hi_q = min(q + CHUNK, total)
-            if lanes:
-                _dots16(img, dyt, offs, part, q, hi_q)
-            else:
-                _dots(img, dyl, lead, offs, part, q, hi_q)
+            weight_sums(img, dyl, lead, dyt, offs, part, q, hi_q)
             _sums(dyl, wt[g], back, dimg, q, hi_q)
         for b in range(n):
             for c in range(cg):
@@ -362,7 +264,7 @@ def blocked_forward(x, w, bias, groups, padding, dilation, y, serial=False):
     wt = np.ascontiguousarray(w.reshape(groups, o // groups, cg, kh * kw).transpose(0, 2, 3, 1))
     for lo, hi in _sample_chunks(x.shape[0], max(cg, o // groups), rows * wp, y.itemsize):
         args = (x[lo:hi], wt, offs, bias, padding[0], padding[1], rows, wp, tail, y[lo:hi])
-        compile_vectorized(_blocked_forward_range, args + (0, 0))
+        compile_vectorized(_blocked_forward_range, args + (0, 0), wide=True)
         (_forward_serial if serial else _forward_numba)(*args)
     return y
 
@@ -388,7 +290,7 @@ def blocked_backward(x, w, dy, groups, padding, dilation, dx, serial=False):
     for lo, hi in _sample_chunks(x.shape[0], max(cg, o // groups), rows * wp, dx.itemsize):
         args = (x[lo:hi], wt, offs, dy[lo:hi], padding[0], padding[1], rows, wp, tail,
                 dx[lo:hi], dw)
-        compile_vectorized(_blocked_backward_range, args + (0, 0))
+        compile_vectorized(_blocked_backward_range, args + (0, 0), wide=True)
         (_backward_serial if serial else _backward_numba)(*args)
         total = dw.copy() if total is None else total + dw
     # (G, Cg, T, Og) -> (O, Cg, KH, KW)
