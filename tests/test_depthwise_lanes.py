@@ -29,11 +29,12 @@ def _twin(x, w, bias, dy, p, d):
     return y, dx, units.sum(axis=0).reshape(w.shape)
 
 
-# Channel counts that fill no block, one, and one and a part; output grids of
-# any size, wider than a run of 8 too (the kernels do not need the rule's
-# narrow rows, only the dispatch does).
-@given(n=st.integers(1, 3), c=st.sampled_from([1, 3, 7, 8, 15, 16]), h=st.integers(1, 8),
-       w=st.integers(1, 8), k=st.sampled_from([(3, 3), (2, 3), (3, 1), (1, 2), (5, 5), (4, 2)]),
+# Channel counts that fill no block, one, and one and a part, of 8 and of 16
+# lanes (512-bit vectors); output grids of any size, wider than a run of 8
+# too (the kernels do not need the rule's narrow rows, only the dispatch does).
+@given(n=st.integers(1, 3), c=st.sampled_from([1, 3, 7, 8, 15, 16, 20, 24, 33]),
+       h=st.integers(1, 8), w=st.integers(1, 8),
+       k=st.sampled_from([(3, 3), (2, 3), (3, 1), (1, 2), (5, 5), (4, 2)]),
        p=st.tuples(st.integers(0, 4), st.integers(0, 4)),
        d=st.tuples(st.integers(1, 2), st.integers(1, 2)),
        out=st.tuples(st.integers(1, 9), st.integers(1, 11)), serial=st.booleans(),

@@ -1,19 +1,20 @@
 """Depthwise convolution at stride 1 with 8 channels side by side in each
-vector, for small planes.
+vector (16 in 512-bit vectors, where the CPU has them), for small planes.
 
 Notation as in ``depthwise.py``. ``grouped.py``'s loops sum one plane at a
 time along its rows; on a 7x7 plane that is ~490 cycles of copies and short
 loops for 441 multiply-adds (one thread's 8 samples of a 960-channel layer:
 1.25 ms forward, where PyTorch's oneDNN kernels take 0.45). oneDNN lays the
 channels of a position side by side; so does this module. For each block of
-L = 8 channels and each sample, the block's planes are transposed into a
-zero-padded plane P of cells of 8 values (P[r, s, k] = x[c0 + k, r - PH,
-s - PW]), and
+L = 8 channels (16 with ``_jit.WIDE_VECTORS``: 0.86-0.91 of the layers' time
+on the Intel machine, conv_dw7's shape 0.91) and each sample, the block's
+planes are transposed into a zero-padded plane P of cells of L values
+(P[r, s, k] = x[c0 + k, r - PH, s - PW]), and
 
     y[c0 + k, i, j] = b[c0 + k] + sum_{u,v} w[c0 + k, u, v] * P[i + u*DH, j + v*DW, k]
 
-is, for a run of 8 output positions, 64 independent sums: one vector
-multiply-add per position and tap, the 8 channels' weights in the lanes.
+is, for a run of 8 output positions, 8L independent sums: one vector
+multiply-add per position and tap, the L channels' weights in the lanes.
 The backward pass is the same sums twice over the padded planes of dy (D,
 dy placed at (TH, TW) = ((KH-1)*DH - PH, (KW-1)*DW - PW), or 0 where
 those are negative, and read from there):
@@ -27,12 +28,12 @@ computed and dropped, and D is zero there, so they add nothing to dw.
 
 The sums are fast (960x7x7, 8 samples: 0.21 ms); the transposes are not
 (numba has no shuffles: ~1.3 cycles a value), which is why only small planes
-come here (``functional/direct.py``'s rule). The accumulators are a
-64-cell array on the stack, packed into vector registers by LLVM's SLP
-vectoriser (``_jit.compile_vectorized``); each tap's weights are stored
-repeated over the 64 cells (``acc[r] += wt[r] * s[r]``): with 8 weights
-read per tap the vectoriser packed the sums along the positions instead,
-with gathers (3 GMAC/s against ~20).
+come here (``functional/direct.py``'s rule). The accumulators are an
+8L-cell array on the stack, packed into vector registers by LLVM's SLP
+vectoriser (``_jit.compile_vectorized``, ``register_cells.py``); each tap's
+weights are stored repeated over the 8L cells (``acc[r] += wt[r] * s[r]``):
+with 8 weights read per tap the vectoriser packed the sums along the
+positions instead, with gathers (3 GMAC/s against ~20).
 
 The compiled loops run over a range of channel blocks, split over the
 threads when the caller has not split the batch (``_pool.split_kernel``);
@@ -44,13 +45,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import JIT_ENABLED, compile_vectorized, njit
+from ._jit import JIT_ENABLED, WIDE_VECTORS, compile_vectorized, njit
 from ._pool import split_kernel
 from .depthwise import check_output
 from .grouped import _check, grouped_backward, grouped_forward
 from .register_cells import ACC, stack_cells
 
-L = 8                     # channels a block (the vector lanes)
+L = 16 if WIDE_VECTORS else 8   # channels a block (the vector lanes)
 J = 8                     # output positions a run
 CELLS = L * J             # the accumulators (stack_cells' first cells)
 assert CELLS <= ACC, "depthwise_lanes: the accumulators must fit the stack cells"
@@ -60,33 +61,35 @@ assert CELLS <= ACC, "depthwise_lanes: the accumulators must fit the stack cells
 def _transpose(a, b, c0, buf, r0, s0, wp, into_lanes):
     """buf[((r0 + i)*wp + s0 + j)*L + k] = a[b, c0 + k, i, j] for the block's
     channels (into_lanes), or the reverse: a transpose, scalar, through 8 row
-    views and one 8-value cell of buf at a time."""
+    views and 8 lanes of one cell of buf at a time."""
     c, h, w = a.shape[1], a.shape[2], a.shape[3]
-    if c - c0 < L:   # the last block, short of channels
-        for k in range(c - c0):
-            for i in range(h):
-                line = a[b, c0 + k, i]
-                base = ((r0 + i) * wp + s0) * L + k
-                for j in range(w):
-                    if into_lanes:
-                        buf[base + j * L] = line[j]
-                    else:
-                        line[j] = buf[base + j * L]
-        return
-    p0, p1, p2, p3 = a[b, c0], a[b, c0 + 1], a[b, c0 + 2], a[b, c0 + 3]
-    p4, p5, p6, p7 = a[b, c0 + 4], a[b, c0 + 5], a[b, c0 + 6], a[b, c0 + 7]
-    for i in range(h):
-        a0, a1, a2, a3 = p0[i], p1[i], p2[i], p3[i]
-        a4, a5, a6, a7 = p4[i], p5[i], p6[i], p7[i]
-        row = buf[((r0 + i) * wp + s0) * L:((r0 + i) * wp + s0 + w) * L]
-        for j in range(w):
-            cell = row[j * L:j * L + L]
-            if into_lanes:
-                cell[0], cell[1], cell[2], cell[3] = a0[j], a1[j], a2[j], a3[j]
-                cell[4], cell[5], cell[6], cell[7] = a4[j], a5[j], a6[j], a7[j]
-            else:
-                a0[j], a1[j], a2[j], a3[j] = cell[0], cell[1], cell[2], cell[3]
-                a4[j], a5[j], a6[j], a7[j] = cell[4], cell[5], cell[6], cell[7]
+    for k0 in range(0, L, 8):
+        ck = c0 + k0
+        if c - ck < 8:   # the last channels, short of 8 (or none)
+            for k in range(k0, min(L, c - c0)):
+                for i in range(h):
+                    line = a[b, c0 + k, i]
+                    base = ((r0 + i) * wp + s0) * L + k
+                    for j in range(w):
+                        if into_lanes:
+                            buf[base + j * L] = line[j]
+                        else:
+                            line[j] = buf[base + j * L]
+            return
+        p0, p1, p2, p3 = a[b, ck], a[b, ck + 1], a[b, ck + 2], a[b, ck + 3]
+        p4, p5, p6, p7 = a[b, ck + 4], a[b, ck + 5], a[b, ck + 6], a[b, ck + 7]
+        for i in range(h):
+            a0, a1, a2, a3 = p0[i], p1[i], p2[i], p3[i]
+            a4, a5, a6, a7 = p4[i], p5[i], p6[i], p7[i]
+            row = buf[((r0 + i) * wp + s0) * L:((r0 + i) * wp + s0 + w) * L]
+            for j in range(w):
+                cell = row[j * L + k0:j * L + k0 + 8]
+                if into_lanes:
+                    cell[0], cell[1], cell[2], cell[3] = a0[j], a1[j], a2[j], a3[j]
+                    cell[4], cell[5], cell[6], cell[7] = a4[j], a5[j], a6[j], a7[j]
+                else:
+                    a0[j], a1[j], a2[j], a3[j] = cell[0], cell[1], cell[2], cell[3]
+                    a4[j], a5[j], a6[j], a7[j] = cell[4], cell[5], cell[6], cell[7]
 
 
 @njit(fastmath={"contract"})
@@ -229,7 +232,7 @@ def lanes_forward(x, w, bias, groups, padding, dilation, y, serial=False):
     starts[:c] = bias
     starts = np.ascontiguousarray(np.tile(starts.reshape(-1, 1, L), (1, J, 1)).reshape(-1, CELLS))
     args = (x, _weights(w, y.dtype), starts, kh, kw, *padding, *dilation, hp, wp, owp, y)
-    compile_vectorized(_lanes_forward_range, args + (0, 0))
+    compile_vectorized(_lanes_forward_range, args + (0, 0), wide=True)
     (_forward_serial if serial else _forward_numba)(*args)
     return y
 
@@ -253,7 +256,7 @@ def lanes_backward(x, w, dy, groups, padding, dilation, dx, serial=False):
     dwl = np.empty((-(-c // L), kh * kw, L), dtype=dx.dtype)
     args = (x, _weights(w, dx.dtype), _weights(w, dx.dtype, mirror=True), kh, kw, *padding,
             *dilation, wp, owp, dy, th, tw, rh, rw, hd, owpx, dx, dwl)
-    compile_vectorized(_lanes_backward_range, args + (0, 0))
+    compile_vectorized(_lanes_backward_range, args + (0, 0), wide=True)
     (_backward_serial if serial else _backward_numba)(*args)
     # (NB, T, L) -> (C, 1, KH, KW)
     return np.ascontiguousarray(dwl.transpose(0, 2, 1).reshape(-1, kh * kw)[:c]).reshape(w.shape)
