@@ -53,6 +53,24 @@ def test_blocked_kernels_equal_numpy_twin(n, groups, cg, og, h, w, k, p, d, out,
         np.testing.assert_allclose(got, expected, **tol)
 
 
+@pytest.mark.parametrize("cg,og,k", [(8, 8, (3, 3)), (16, 16, (2, 3)), (8, 32, (3, 3)),
+                                      (4, 16, (3, 3)), (12, 8, (3, 3)), (8, 8, (3, 2))])
+def test_blocked_kernels_sum_across_chunk_edges(cg, og, k):
+    """Planes longer than a chunk of positions (``CHUNK``): every loop runs
+    over several chunks, with real positions at their edges (the drawn
+    shapes of the test above fit in one). Each form of the weight gradient's
+    sums (``grouped_dots.py``) against the twin, in float64."""
+    out = (23 - k[0], 23 - k[1])   # padding 1 on a 20x20 image
+    x, wt, bias, dy = grouped_arrays(11, 3, 2, cg, og, 20, 20, k, out, np.float64)
+    rows, wp = GB._geometry(x, wt, dy.shape[2:], (1, 1), (1, 1))[:2]
+    assert 3 * rows * wp > GB.CHUNK
+    y = GB.blocked_forward(x, wt, bias, 2, (1, 1), (1, 1), np.empty(dy.shape))
+    dx = np.empty_like(x)
+    dw = GB.blocked_backward(x, wt, dy, 2, (1, 1), (1, 1), dx)
+    for got, expected in zip((y, dx, dw), _twin(x, wt, bias, dy, 2, (1, 1), (1, 1))):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-11)
+
+
 def test_blocked_kernels_keep_samples_and_groups_apart():
     """The samples of a call lie end to end in one plane per group, sharing
     padding: large values in one sample or group must not reach another's
