@@ -181,15 +181,21 @@ def check_tile_algebra(K, conv, x, wt, pad, out_size, rng, split=None, join=None
                                atol=1e-10)
 
 
-def check_twins(module, cases, dtype, **tol):
+def check_twins(module, cases, dtype, ulps_of_largest=None, **tol):
     """For each ``(name, args, out_shape)``: the module's ``name_numba`` (split
     over the threads) equals its NumPy twin ``name_numpy`` to ``tol``, and its
-    one-thread entry ``name_serial`` equals ``name_numba`` bit for bit."""
+    one-thread entry ``name_serial`` equals ``name_numba`` bit for bit.
+    ``ulps_of_largest``: the absolute tolerance is that many units of
+    ``dtype``'s precision at the twin's largest value (sums of terms that
+    large round by that much, whatever the sum)."""
     for name, args, shape in cases:
         a, b, serial = (np.full(shape, np.nan, dtype=dtype) for _ in range(3))
         getattr(module, name + "_numba")(*args, a)
         getattr(module, name + "_numpy")(*args, b)
         getattr(module, name + "_serial")(*args, serial)
+        if ulps_of_largest is not None:
+            largest = float(np.abs(b).max()) if b.size else 0.0
+            tol = dict(tol, atol=ulps_of_largest * np.finfo(dtype).eps * largest)
         np.testing.assert_allclose(a, b, **tol)
         np.testing.assert_array_equal(serial, a)
 
