@@ -11,10 +11,11 @@ The kernels here keep each sample's group in cache instead:
 * ``kernels/grouped_blocked.py``, stride 1, channels a group a multiple of
   4 (up to 32, see BLOCKED_MAX_CHANNELS): each group's padded planes of all
   the call's samples laid end to end, and blocks of 4 output channels by 16
-  positions summed in vector registers over every tap and input channel.
+  positions (64 in 512-bit vectors, on CPUs with AVX-512) summed in vector
+  registers over every tap and input channel.
 * ``kernels/depthwise_lanes.py``, depthwise at stride 1 on output rows of at
-  most 8 cells (LANES_MAX_WIDTH): blocks of 8 channels transposed side by
-  side, one vector multiply-add per position and tap.
+  most 8 cells (LANES_MAX_WIDTH): blocks of 8 channels (16 with AVX-512)
+  transposed side by side, one vector multiply-add per position and tap.
 * ``kernels/grouped.py``, stride 1, any groups: every (sample, group) unit's
   input planes are padded once and each output plane summed from them in
   place, all kernel offsets of a plane pair in one pass for 3x3 kernels.
