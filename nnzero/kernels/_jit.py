@@ -126,13 +126,17 @@ def _prefer_512():
     except (ImportError, AttributeError):
         return None
 
-    def add_ir_module(self, ir_module):
-        for fn in ir_module.functions:
-            if not fn.is_declaration:
-                # llvmlite checks attribute names against a fixed list that has
-                # no key=value attributes; its set prints each item as written
-                set.add(fn.attributes, _PREFER_512)
-        return original(self, ir_module)
+    def add_ir_module(self, ir_module, *args, **kwargs):
+        try:
+            for fn in ir_module.functions:
+                if not fn.is_declaration:
+                    # llvmlite checks attribute names against a fixed list that
+                    # has no key=value attributes; its set prints each item as
+                    # written
+                    set.add(fn.attributes, _PREFER_512)
+        except (AttributeError, TypeError):   # not llvmlite's IR as expected: 256-bit
+            pass
+        return original(self, ir_module, *args, **kwargs)
 
     CPUCodeLibrary.add_ir_module = add_ir_module
 
