@@ -266,7 +266,8 @@ def test_auto_picks_winograd_for_wide_3x3_and_float32_agrees():
     samples per thread; 16 on outputs up to 8x8 with 128 channels or more), then
     WINOGRAD_RULES; each family's float32 result against float64."""
     f43, f23 = "F(4x4,3x3)", "F(2x2,3x3)"
-    n = winograd_rules.WINOGRAD_BATCH_MINOR_SAMPLES * numba.get_num_threads()   # enough for F(4x4, 3x3)
+    # enough samples for F(4x4, 3x3)
+    n = winograd_rules.WINOGRAD_BATCH_MINOR_SAMPLES * numba.get_num_threads()
     for c, o, size, batch, family in [
             (32, 32, 16, n, f43), (16, 32, 15, n, f43), (8, 8, 7, n, f43), (32, 32, 16, 1, f23),
             (32, 32, 16, n - 1, f23), (64, 64, 6, n, f23), (32, 32, 6, n, None),

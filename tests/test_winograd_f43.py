@@ -52,8 +52,9 @@ def test_conv2d_path_gradients_and_agreement_with_im2col(n, c, o, h, w, pad, bia
         return
     rng = np.random.default_rng(seed)
     layer = Conv2d(c, o, 3, padding=pad, bias=bias, dtype=F64, rng=rng)
+    # any size, width and batch
     with mock.patch.object(winograd_rules, "WINOGRAD_F43_RULES", ((1, 1),)), \
-            mock.patch.object(winograd_rules, "WINOGRAD_BATCH_MINOR_SAMPLES", 1):   # any size, width, batch
+            mock.patch.object(winograd_rules, "WINOGRAD_BATCH_MINOR_SAMPLES", 1):
         check_path_against_im2col(layer, rng.standard_normal((n, c, h, w)), "auto",
                                   F.winograd.WinogradCache, rng, family="F(4x4,3x3)")
 

@@ -28,7 +28,9 @@ from ._jit import WIDE_VECTORS
 # RP = 16 91 GFLOP/s (100 with 512-bit vectors, where 4 accumulators cannot
 # cover the multiply-add latency), 32: 96-105 (125), 64: 93-101 (138-151).
 RP = 64 if WIDE_VECTORS else 16
-ACC = 4 * RP              # accumulator cells: 4*RP, 2*2*RP, 4*16
+# Accumulator cells: the most any kernel takes (``_sums`` 4*RP, ``_dots``
+# 2*2*RP, ``_dots16`` 4*16, ``_dots16x8`` 8*16, the depthwise lanes 8*L).
+ACC = 4 * RP
 
 
 @intrinsic
