@@ -183,3 +183,57 @@ def test_weight_gradient_by_the_reversed_product(kernel, stride, path):
     np.testing.assert_allclose(dw.reshape(4, -1), np.einsum("nol,nkl->ok",
                                dy.reshape(6, 4, -1), cols), rtol=1e-12)
     np.testing.assert_allclose(db, dy.sum(axis=(0, 2, 3)), rtol=1e-12)
+
+
+def _held_beyond_outputs(layer, x):
+    """The most memory the forward and the backward pass each held at once
+    (numpy's allocations, traced) beyond the array it returns, and the cache's
+    type: the path the layer took."""
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        y = layer(x)
+        forward = tracemalloc.get_traced_memory()[1] - y.nbytes
+        dy = np.ones_like(y)
+        tracemalloc.reset_peak()
+        start = tracemalloc.get_traced_memory()[0]
+        dx = layer.backward(dy)
+        backward = tracemalloc.get_traced_memory()[1] - start - dx.nbytes
+    finally:
+        tracemalloc.stop()
+    return forward, backward, type(layer._ctx.cache).__name__
+
+
+@pytest.mark.parametrize("make,plane,algorithm,path", [
+    (lambda: Conv2d(32, 32, 3, padding=1, rng=1), 16, "im2col", "ConvCache"),
+    (lambda: Conv2d(32, 32, 3, padding=1, rng=1), 4, "auto", "BatchMinorCache"),
+    (lambda: ConvTranspose2d(32, 32, 4, stride=2, padding=1, rng=1), 8, "auto", "SubpixelCache"),
+    (lambda: ConvTranspose2d(32, 32, 3, stride=2, padding=1, rng=1), 8, "auto",
+     "ConvTransposeCache"),
+])
+def test_chunked_passes_hold_no_more_for_a_bigger_batch(make, plane, algorithm, path):
+    """With a one-byte budget (one sample per chunk) what a pass holds beyond
+    its result must not grow with the batch: 256 samples against 64, each
+    pass within 64 KiB of the other (one sample's input is 2-32 KiB, these
+    layers' weight gradients 36 and 64 KiB). On one thread, so that what is
+    held at once does not depend on two threads' timing (split, their
+    temporaries overlap or not: +-0.1 MiB). A backward pass that kept each
+    chunk's share of the weight gradient until the end held 192 more of
+    them."""
+    from nnzero.kernels._pool import as_one_piece
+    rng = np.random.default_rng(7)
+    held = []
+    old = F.set_im2col_budget(1)
+    try:
+        with conv_algorithm(algorithm):
+            for n in (64, 256):
+                x = rng.standard_normal((n, 32, plane, plane), dtype=np.float32)
+                with as_one_piece():
+                    make()(x)   # compiled and warmed outside the traced window
+                    held.append(_held_beyond_outputs(make(), x))
+    finally:
+        F.set_im2col_budget(old)
+    assert [took for _, _, took in held] == [path, path]
+    (f64, b64, _), (f256, b256, _) = held
+    assert f256 - f64 < 64 * 1024, (f64, f256)
+    assert b256 - b64 < 64 * 1024, (b64, b256)

@@ -145,6 +145,20 @@ def run_pieces(bounds, fn):
         return run_split(bounds, fn)
 
 
+def add_shares(total, shares):
+    """``total`` (None at first) plus each of ``shares``, in order, added in
+    place: what the pieces of one chunk of a batch returned (see
+    ``run_pieces``). A chunked pass folds each chunk's shares in as it goes,
+    so what it holds does not grow with the batch. The shares must be arrays
+    of their own (the first becomes the total)."""
+    for share in shares:
+        if total is None:
+            total = share
+        else:
+            total += share
+    return total
+
+
 def batch_pieces(n, fn):
     """``run_pieces(piece_bounds(n), fn)``: ``range(n)`` split over the threads."""
     return run_pieces(piece_bounds(n), fn)

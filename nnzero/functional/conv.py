@@ -55,7 +55,7 @@ from ._columns import (ALGORITHM, Geometry, bias_grad, chunk_size, columns_are_i
                        from_columns, im2col_budget, live_taps, make_geometry,
                        set_im2col_budget, to_columns, weight_product)
 from ._scratch import scratch
-from ._threads import batch_pieces, whole_if_small
+from ._threads import add_shares, batch_pieces, whole_if_small
 
 _ALGORITHMS = ("auto", "im2col", "winograd")
 
@@ -279,7 +279,7 @@ def _backward_by_path(dy, cache, workspace):
         buf = scratch(workspace, "cols", (min(chunk, n), k_rows + fold, length), x.dtype)
     if not pointwise:
         dbuf = scratch(workspace, "dcols", (min(chunk, n), k_rows, length), x.dtype)
-    partial_dw = []
+    dw = None
     for s in range(0, n, chunk):
         m = min(chunk, n - s)
 
@@ -304,11 +304,9 @@ def _backward_by_path(dy, cache, workspace):
                              serial=True)
             return dw_part
 
-        partial_dw += batch_pieces(m, piece)
-    if not partial_dw:   # an empty batch
+        dw = add_shares(dw, batch_pieces(m, piece))
+    if dw is None:   # an empty batch
         dw = np.zeros(w_g.shape[:2] + (k_rows // g + fold,), dtype=w_g.dtype)
-    else:
-        dw = sum(partial_dw[1:], partial_dw[0])
     if fold:
         db = dw[0, :, -1].copy()
         dw = dw[:, :, :-1]

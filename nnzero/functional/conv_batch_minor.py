@@ -37,7 +37,7 @@ import numpy as np
 from ._columns import (Geometry, bias_grad, channels_first, chunk_size, columns_are_input,
                        from_columns, to_columns, weight_product)
 from ._scratch import samples, scratch
-from ._threads import piece_bounds, run_pieces
+from ._threads import add_shares, piece_bounds, run_pieces
 
 # Which convolutions take the batch-minor layout: those with output planes of
 # at most MAX_LENGTH cells (grouped ones too, unless the direct loops of
@@ -189,7 +189,7 @@ def backward(dy, cache, workspace=None):
     if kept is None and not pointwise:
         buf = scratch(workspace, "cols", (min(chunk, n) * per,), x.dtype)
     dbuf = None if pointwise else scratch(workspace, "dcols", (min(chunk, n) * per,), x.dtype)
-    partial_dw = []
+    dw = None
     for s in range(0, n, chunk):
         m = min(chunk, n - s)
 
@@ -215,7 +215,8 @@ def backward(dy, cache, workspace=None):
             return dw_part
 
         bounds = kept_bounds if kept is not None else piece_bounds(m)
-        partial_dw += run_pieces(bounds, piece)
-    dw = sum(partial_dw[1:], partial_dw[0]) if partial_dw else np.zeros_like(w_g)
+        dw = add_shares(dw, run_pieces(bounds, piece))
+    if dw is None:   # an empty batch
+        dw = np.zeros_like(w_g)
     db = bias_grad(dy) if has_bias else None
     return dx, dw.reshape(weight.shape), db

@@ -56,7 +56,7 @@ from . import winograd
 from ._columns import (ALGORITHM, Geometry, bias_grad, chunk_size, columns_are_input,
                        from_columns, im2col_budget, to_columns, weight_product)
 from ._scratch import samples, scratch
-from ._threads import batch_pieces
+from ._threads import add_shares, batch_pieces
 
 
 class _Axis(NamedTuple):
@@ -309,7 +309,7 @@ def subpixel_backward(dy, cache, workspace=None):
         buf = scratch(workspace, "cols", (min(chunk, n) * k_rows * length,), x.dtype)
     dbuf = scratch(workspace, "dcols", (min(chunk, n) * k_rows * length,), x.dtype)
     zbuf = scratch(workspace, "shuffle", (min(chunk, n) * z_rows * length,), x.dtype)
-    partial = []
+    dw_conv = None
     for s in range(0, n, chunk):
 
         def piece(lo, hi, s=s):   # samples s+lo ... s+hi-1, on one thread
@@ -335,8 +335,9 @@ def subpixel_backward(dy, cache, workspace=None):
                          out=dx[a:b], serial=True)
             return dw_part
 
-        partial += batch_pieces(min(chunk, n - s), piece)
-    dw_conv = sum(partial[1:], partial[0]) if partial else np.zeros_like(w_conv)
+        dw_conv = add_shares(dw_conv, batch_pieces(min(chunk, n - s), piece))
+    if dw_conv is None:   # an empty batch
+        dw_conv = np.zeros_like(w_conv)
     dw = np.empty(int(np.prod(weight_shape)), dtype=x.dtype)
     dw[perm] = dw_conv.ravel()
     db = bias_grad(dy) if has_bias else None
