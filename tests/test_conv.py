@@ -168,24 +168,42 @@ def test_batch_minor_winograd_families_take_an_empty_batch():
         assert dw.shape == (4, 4, k, k) and not dw.any(), family
 
 
-@pytest.mark.parametrize("make", [
-    lambda: Conv2d(3, 4, 3, stride=2, padding=1, dtype=F64, rng=0),
-    lambda: ConvTranspose2d(3, 4, 3, stride=2, padding=1, dtype=F64, rng=0),
-    lambda: Conv2d(4, 8, 3, padding=1, groups=4, dtype=F64, rng=0),             # direct, grouped
-    lambda: Conv2d(4, 4, 3, stride=2, padding=1, groups=4, dtype=F64, rng=0),   # depthwise
-], ids=["conv", "convT", "grouped", "depthwise"])
-def test_odd_memory_layouts_give_the_same_answer(make):
+@pytest.mark.parametrize("make,algorithm,path", [
+    (lambda: Conv2d(3, 4, 3, stride=2, padding=1, dtype=F64, rng=0), "auto", "BatchMinorCache"),
+    (lambda: Conv2d(3, 4, 3, stride=2, padding=1, dtype=F64, rng=0), "im2col", "ConvCache"),
+    (lambda: Conv2d(3, 4, 1, dtype=F64, rng=0), "im2col", "ConvCache"),             # pointwise
+    (lambda: Conv2d(3, 4, 3, padding=1, dtype=F64, rng=0), "winograd", "WinogradCache"),
+    (lambda: Conv2d(3, 4, 4, stride=2, padding=1, dtype=F64, rng=0), "winograd",
+     "WinogradCache"),                                                               # phases
+    (lambda: ConvTranspose2d(3, 4, 3, stride=2, padding=1, dtype=F64, rng=0), "auto",
+     "ConvTransposeCache"),
+    (lambda: ConvTranspose2d(3, 4, 4, stride=2, padding=1, dtype=F64, rng=0), "auto",
+     "SubpixelCache"),
+    (lambda: Conv2d(4, 8, 3, padding=1, groups=4, dtype=F64, rng=0), "auto", "DirectCache"),
+    (lambda: Conv2d(4, 4, 3, stride=2, padding=1, groups=4, dtype=F64, rng=0), "auto",
+     "DirectCache"),                                                                 # depthwise
+], ids=["conv", "conv-im2col", "pointwise", "winograd", "winograd-phases", "convT",
+        "convT-subpixel", "grouped", "depthwise"])
+def test_odd_memory_layouts_give_the_same_answer(make, algorithm, path):
+    """Reversed, Fortran-order and strided views of x and dy give exactly the
+    contiguous answer, on every path the layers take."""
     rng = np.random.default_rng(0)
     layer = make()
     x = rng.standard_normal((2, layer.in_channels, 7, 8))
-    ref_y = layer(x)
-    dy = rng.standard_normal(ref_y.shape)
-    ref_dx = layer.backward(dy)
-    for xv, dyv in [(x[:, :, ::-1, ::-1].copy()[:, :, ::-1, ::-1], dy[..., ::-1][..., ::-1]),
-                    (np.asfortranarray(x), np.asfortranarray(dy)),
-                    (np.repeat(x, 2, axis=3)[..., ::2], np.repeat(dy, 2, axis=3)[..., ::2])]:
-        np.testing.assert_array_equal(layer(xv), ref_y)
-        np.testing.assert_array_equal(layer.backward(dyv), ref_dx)
+    with conv_algorithm(algorithm):
+        ref_y = layer(x)
+        assert type(layer._ctx.cache).__name__ == path
+        dy = rng.standard_normal(ref_y.shape)
+        ref_dx = layer.backward(dy)
+        ref_grads = [p.grad.copy() for p in layer.parameters()]
+        for xv, dyv in [(x[:, :, ::-1, ::-1].copy()[:, :, ::-1, ::-1], dy[..., ::-1][..., ::-1]),
+                        (np.asfortranarray(x), np.asfortranarray(dy)),
+                        (np.repeat(x, 2, axis=3)[..., ::2], np.repeat(dy, 2, axis=3)[..., ::2])]:
+            layer.zero_grad()
+            np.testing.assert_array_equal(layer(xv), ref_y)
+            np.testing.assert_array_equal(layer.backward(dyv), ref_dx)
+            for p, ref in zip(layer.parameters(), ref_grads):
+                np.testing.assert_array_equal(p.grad, ref)
 
 
 def test_default_init_and_weight_layout():
