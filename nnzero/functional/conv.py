@@ -39,7 +39,10 @@ im2col/col2im kernels that both share are in ``_columns.py``.
 Memory: the column matrix of a whole batch can be large (N*K*L values). When
 it would pass the budget (``set_im2col_budget``, default 256 MiB) the batch
 runs in chunks; the backward pass then rebuilds each chunk's columns instead
-of keeping them all.
+of keeping them all. A layer keeps its own buffer only for what its cache
+holds from the forward pass to the backward one (the whole batch's columns);
+its other buffers come from one pool per Python thread shared by every layer
+(``_scratch.py``), which ``release_transients`` frees.
 """
 from __future__ import annotations
 
@@ -54,7 +57,7 @@ from ._conv_checks import check_conv2d, check_dy
 from ._columns import (ALGORITHM, Geometry, bias_grad, chunk_size, columns_are_input,  # noqa: F401
                        from_columns, im2col_budget, live_taps, make_geometry,
                        set_im2col_budget, to_columns, weight_product)
-from ._scratch import scratch
+from ._scratch import columns_buffer, release_transients, transient  # noqa: F401
 from ._threads import add_shares, batch_pieces, whole_if_small
 
 _ALGORITHMS = ("auto", "im2col", "winograd")
@@ -201,8 +204,8 @@ def _forward_by_path(x, weight, bias, geo, out_size, workspace):
     y = np.empty((n, g, o // g, length), dtype=x.dtype)
     k_rows = c * geo.kernel[0] * geo.kernel[1]
     chunk = chunk_size(n, k_rows + fold, length, x.itemsize)
-    buf = None if is_x else scratch(workspace, "cols", (min(chunk, n), k_rows + fold, length),
-                                    x.dtype)
+    buf = None if is_x else columns_buffer(workspace, "cols", (min(chunk, n), k_rows + fold,
+                                                               length), x.dtype, chunk >= n)
     add_bias = None if bias is None or fold else bias.reshape(g, o // g, 1)
     for s in range(0, n, chunk):
         m = min(chunk, n - s)
@@ -276,9 +279,9 @@ def _backward_by_path(dy, cache, workspace):
     k_rows = c * geo.kernel[0] * geo.kernel[1]
     chunk = max(n, 1) if kept is not None else chunk_size(n, k_rows + fold, length, x.itemsize)
     if kept is None and not is_x:
-        buf = scratch(workspace, "cols", (min(chunk, n), k_rows + fold, length), x.dtype)
+        buf = transient(workspace, "cols", (min(chunk, n), k_rows + fold, length), x.dtype)
     if not pointwise:
-        dbuf = scratch(workspace, "dcols", (min(chunk, n), k_rows, length), x.dtype)
+        dbuf = transient(workspace, "dcols", (min(chunk, n), k_rows, length), x.dtype)
     dw = None
     for s in range(0, n, chunk):
         m = min(chunk, n - s)

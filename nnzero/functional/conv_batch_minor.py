@@ -36,7 +36,7 @@ import numpy as np
 
 from ._columns import (Geometry, bias_grad, channels_first, chunk_size, columns_are_input,
                        from_columns, to_columns, weight_product)
-from ._scratch import samples, scratch
+from ._scratch import columns_buffer, samples, transient
 from ._threads import add_shares, piece_bounds, run_pieces
 
 # Which convolutions take the batch-minor layout: those with output planes of
@@ -143,8 +143,9 @@ def forward(x, weight, bias, geo, out_size, workspace=None):
     y = np.empty((n, o, length), dtype=x.dtype)
     chunk = chunk_size(n, rows, length, x.itemsize)
     per = rows * length
-    buf = None if pointwise else scratch(workspace, "cols", (min(chunk, n) * per,), x.dtype)
-    ybuf = scratch(workspace, "y_batch_minor", (min(chunk, n) * o * length,), x.dtype)
+    buf = None if pointwise else columns_buffer(workspace, "cols", (min(chunk, n) * per,),
+                                                x.dtype, chunk >= n)
+    ybuf = transient(workspace, "y_batch_minor", (min(chunk, n) * o * length,), x.dtype)
     add = None if bias is None else bias.reshape(1, o, 1)
     bounds = None
     for s in range(0, n, chunk):
@@ -187,8 +188,8 @@ def backward(dy, cache, workspace=None):
     chunk = max(n, 1) if kept is not None else chunk_size(n, rows, length, x.itemsize)
     buf = kept
     if kept is None and not pointwise:
-        buf = scratch(workspace, "cols", (min(chunk, n) * per,), x.dtype)
-    dbuf = None if pointwise else scratch(workspace, "dcols", (min(chunk, n) * per,), x.dtype)
+        buf = transient(workspace, "cols", (min(chunk, n) * per,), x.dtype)
+    dbuf = None if pointwise else transient(workspace, "dcols", (min(chunk, n) * per,), x.dtype)
     dw = None
     for s in range(0, n, chunk):
         m = min(chunk, n - s)

@@ -45,7 +45,7 @@ from . import conv_taps, subpixel
 from ._conv_checks import check_conv_transpose2d, check_dy
 from ._columns import (ALGORITHM, Geometry, bias_grad, channels_first, chunk_size, from_columns,
                        make_geometry, pair, to_columns, weight_product)
-from ._scratch import samples, scratch
+from ._scratch import samples, transient
 from ._threads import batch_pieces, piece_bounds, run_pieces, whole_if_small
 
 
@@ -116,7 +116,7 @@ def _forward_by_path(x, weight, bias, geo, size, workspace):
     per = g * k_out * h * w                                # column values per sample
     block = max(1, min(n, FORWARD_BLOCK_BYTES // max(1, per * x.itemsize)))
     bounds = piece_bounds(n)
-    buf = scratch(workspace, "cols_forward", ((len(bounds) - 1) * block * per,), x.dtype)
+    buf = transient(workspace, "cols_forward", ((len(bounds) - 1) * block * per,), x.dtype)
 
     def piece(lo, hi):   # samples lo ... hi-1, on one thread, a block at a time
         slot = bounds.index(lo)
@@ -168,7 +168,7 @@ def _backward_by_path(dy, cache, workspace):
     dy = np.ascontiguousarray(dy)
     dx = np.empty(x.shape, dtype=x.dtype)
     chunk = chunk_size(n, g * k_out, h * w, x.itemsize)
-    buf = scratch(workspace, "cols", (min(chunk, n) * g * k_out * h * w,), x.dtype)
+    buf = transient(workspace, "cols", (min(chunk, n) * g * k_out * h * w,), x.dtype)
     dw = np.zeros_like(w_g)
     for s in range(0, n, chunk):
         m = min(chunk, n - s)

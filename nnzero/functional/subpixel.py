@@ -55,7 +55,7 @@ import numpy as np
 from . import winograd
 from ._columns import (ALGORITHM, Geometry, bias_grad, chunk_size, columns_are_input,
                        from_columns, im2col_budget, to_columns, weight_product)
-from ._scratch import samples, scratch
+from ._scratch import columns_buffer, samples, transient
 from ._threads import add_shares, batch_pieces
 
 
@@ -261,8 +261,9 @@ def subpixel_forward(x, weight, bias, geo, out_hw, workspace=None):
         wino = _winograd_forward(x, w_conv, bias, conv_geo, plan, y, workspace)
         return y, SubpixelCache(x, w_conv, perm, weight.shape, bias is not None, conv_geo, plan,
                                 None, wino)
-    buf = scratch(workspace, "cols", (min(chunk, n) * k_rows * length,), x.dtype)
-    zbuf = scratch(workspace, "shuffle", (min(chunk, n) * z_rows * length,), x.dtype)
+    buf = columns_buffer(workspace, "cols", (min(chunk, n) * k_rows * length,), x.dtype,
+                         chunk >= n)
+    zbuf = transient(workspace, "shuffle", (min(chunk, n) * z_rows * length,), x.dtype)
     add_bias = None if bias is None else bias.reshape(1, o, 1, 1)
     for s in range(0, n, chunk):
 
@@ -306,9 +307,9 @@ def subpixel_backward(dy, cache, workspace=None):
         chunk = max(n, 1)
     dx = np.empty_like(x)
     if kept is None:
-        buf = scratch(workspace, "cols", (min(chunk, n) * k_rows * length,), x.dtype)
-    dbuf = scratch(workspace, "dcols", (min(chunk, n) * k_rows * length,), x.dtype)
-    zbuf = scratch(workspace, "shuffle", (min(chunk, n) * z_rows * length,), x.dtype)
+        buf = transient(workspace, "cols", (min(chunk, n) * k_rows * length,), x.dtype)
+    dbuf = transient(workspace, "dcols", (min(chunk, n) * k_rows * length,), x.dtype)
+    zbuf = transient(workspace, "shuffle", (min(chunk, n) * z_rows * length,), x.dtype)
     dw_conv = None
     for s in range(0, n, chunk):
 

@@ -47,7 +47,7 @@ from ..kernels import winograd_f43 as F43
 from ..kernels import winograd_k2 as K2
 from ..kernels import winograd_s2 as S2
 from ._columns import bias_grad, weight_product
-from ._scratch import samples, scratch
+from ._scratch import samples, scratch, transient
 from ._threads import blas_one_thread, piece_bounds, run_pieces
 
 
@@ -166,7 +166,7 @@ def winograd_forward(x, weight, pad, out_size, out, bias=None, workspace=None, s
     th, tw = tiles(out_size, family)
     t = n * th * tw
     v = scratch(workspace, "wino_v", (pos * c * t,), x.dtype)
-    m = scratch(workspace, "wino_m", (pos * o * t,), x.dtype)
+    m = transient(workspace, "wino_m", (pos * o * t,), x.dtype)
     u = _filter_transform(weight.astype(x.dtype, copy=False), fam)
     if shuffle is not None:   # the shuffled transform adds a bias, zero or not
         shuffle = tuple(shuffle) + (np.zeros(out.shape[1], x.dtype) if bias is None
@@ -201,8 +201,8 @@ def winograd_backward(dy, cache, dx, workspace=None, shuffle=None):
     fam = _FAMILIES[family]
     K, pos = fam.K, fam.positions
     o, c = u.shape[1], u.shape[2]
-    dm = scratch(workspace, "wino_m", (pos * o * x_shape[0] * th * tw,), v.dtype)  # M is spent
-    dv = scratch(workspace, "wino_dv", v.shape, v.dtype)
+    dm = transient(workspace, "wino_m", (pos * o * x_shape[0] * th * tw,), v.dtype)  # M is spent
+    dv = transient(workspace, "wino_dv", v.shape, v.dtype)
     u_t = u.transpose(0, 2, 1)
 
     def piece(lo, hi):   # samples lo ... hi-1, on one thread; returns its share of dU
