@@ -63,10 +63,11 @@ REVERSED_ROW_RATIO = 4
 REVERSED_LENGTH_PER_ROW = 32
 
 
-def weight_product(a, b):
+def weight_product(a, b, out=None):
     """``a @ b^T`` over the last two axes, stacked or not: the weight
     gradient's product dy (Og, L) @ cols^T (L, K), summed over the long axis L
-    (and the transposed convolution's x @ cols^T).
+    (and the transposed convolution's x @ cols^T). With ``out`` it is written
+    there (straight from BLAS unless turned round) and ``out`` is returned.
 
     With few rows in a against b's and a long sum (the REVERSED_ rules above:
     conv_strided's (128, 576, 4096) per thread, a 5x5 16 -> 32 layer's
@@ -77,8 +78,12 @@ def weight_product(a, b):
     p, q, length = a.shape[-2], b.shape[-2], a.shape[-1]
     if (p <= REVERSED_MAX_ROWS and q >= REVERSED_ROW_RATIO * p
             and length >= REVERSED_LENGTH_PER_ROW * p):
-        return np.matmul(b, np.swapaxes(a, -1, -2)).swapaxes(-1, -2)
-    return np.matmul(a, np.swapaxes(b, -1, -2))
+        turned = np.matmul(b, np.swapaxes(a, -1, -2)).swapaxes(-1, -2)
+        if out is None:
+            return turned
+        out[...] = turned
+        return out
+    return np.matmul(a, np.swapaxes(b, -1, -2), out=out)
 
 
 def channels_first(x, g):

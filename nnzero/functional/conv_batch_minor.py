@@ -209,7 +209,7 @@ def backward(dy, cache, workspace=None):
             dcols_g = dcols.reshape(g, rows // g, -1)
             dw_part = np.empty_like(w_g)
             for gi in range(g):
-                dw_part[gi] = weight_product(dyk[gi], cols[gi])
+                weight_product(dyk[gi], cols[gi], out=dw_part[gi])
                 np.matmul(w_g[gi].T, dyk[gi], out=dcols_g[gi])
             from_columns(dcols, (b - a, c, h, w), geo, out_size, kmajor=True, out=dx[a:b],
                          serial=True)

@@ -183,7 +183,7 @@ def _backward_by_path(dy, cache, workspace):
             dw_part = np.empty_like(w_g)
             for gi in range(g):
                 np.matmul(w_g[gi], cols[gi], out=dxk[gi])
-                dw_part[gi] = weight_product(xk[gi], cols[gi])
+                weight_product(xk[gi], cols[gi], out=dw_part[gi])
             dx[a:b] = dxk.reshape(c, b - a, h * w).transpose(1, 0, 2).reshape(b - a, c, h, w)
             return dw_part
 
