@@ -142,7 +142,8 @@ def test_widening_pointwise_layers_fold_their_bias_into_the_products(budget):
 def test_weight_product_is_a_times_b_transposed_in_either_orientation():
     """weight_product(a, b) = a @ b^T, stacked or not; with few rows in a
     against b's and a long sum it returns the transpose of b @ a^T (a view in
-    column order), otherwise the product as written."""
+    column order), otherwise the product as written; with out= either way
+    into out."""
     from nnzero.functional import _columns as C
     rng = np.random.default_rng(5)
     p = 3
@@ -153,9 +154,13 @@ def test_weight_product_is_a_times_b_transposed_in_either_orientation():
             a = rng.standard_normal(stack + (p, length))
             b = rng.standard_normal(stack + (q, length))
             got = C.weight_product(a, b)
-            np.testing.assert_allclose(got, np.einsum("...pl,...ql->...pq", a, b), rtol=1e-12)
+            want = np.einsum("...pl,...ql->...pq", a, b)
+            np.testing.assert_allclose(got, want, rtol=1e-12)
             assert got.shape == stack + (p, q)
             assert got.flags.c_contiguous != reversed_
+            out = np.full(stack + (p, q), np.nan)
+            assert C.weight_product(a, b, out=out) is out
+            np.testing.assert_allclose(out, want, rtol=1e-12)
     big = C.REVERSED_MAX_ROWS + 1
     got = C.weight_product(np.ones((big, 64 * big)), np.ones((4 * big, 64 * big)))
     assert got.flags.c_contiguous
