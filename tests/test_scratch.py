@@ -127,3 +127,29 @@ def test_a_stack_of_layers_holds_one_set_of_transient_buffers():
     extra_inputs = 3 * x.nbytes   # layers 2 to 4 keep their inputs in their caches
     assert one > 3 * 2 ** 20, one   # the pool's columns and their gradient, at least
     assert four - one < extra_inputs + 2 ** 20, (one, four)
+
+
+@pytest.mark.parametrize("make,plane,algorithm,path", [
+    (_conv, 12, "im2col", "ConvCache"),
+    (_conv, 4, "auto", "BatchMinorCache"),
+    (_subpixel, 6, "auto", "SubpixelCache"),
+])
+def test_a_layer_in_eval_mode_keeps_no_columns(make, plane, algorithm, path):
+    """In eval mode the forward pass's columns come from the shared pool and
+    the cache keeps none (in training mode these layers keep the whole
+    batch's); a backward pass then rebuilds them and gives the training-mode
+    gradients."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 8, plane, plane))
+    with conv_algorithm(algorithm):
+        train, infer = make(1), make(1).eval()
+        y = train(x)
+        assert type(train._ctx.cache).__name__ == path and train._ctx.cache.cols is not None
+        dy = rng.standard_normal(y.shape)
+        dx = train.backward(dy)
+        np.testing.assert_array_equal(infer(x), y)
+        assert type(infer._ctx.cache).__name__ == path and infer._ctx.cache.cols is None
+        assert "cols" not in infer._workspace
+        np.testing.assert_allclose(infer.backward(dy), dx, rtol=1e-12, atol=1e-12)
+    for got, want in zip(infer.parameters(), train.parameters()):
+        np.testing.assert_allclose(got.grad, want.grad, rtol=1e-12, atol=1e-12)

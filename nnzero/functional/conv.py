@@ -140,7 +140,7 @@ class TrimmedCache(NamedTuple):
 
 
 def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-                   workspace=None):
+                   workspace=None, keep_columns=True):
     """y (N, O, OH, OW) = conv(x, weight) + bias (arguments checked by ``_conv_checks``).
 
     Under 'auto', kernel rows and columns that meet only the zero padding, at
@@ -153,6 +153,11 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
     ``workspace``: an optional dict whose buffers are reused between calls; the
     cache then refers to them, so only the latest cache of a workspace is valid
     (a layer owns one and keeps only its latest cache anyway).
+
+    ``keep_columns``: the cache keeps the whole batch's columns, when they fit
+    the budget, so that the backward pass need not rebuild them. A layer in
+    eval mode passes False: inference then holds no columns (the backward
+    pass, if called, rebuilds them; Winograd's tiles are kept either way).
     """
     x, weight = check_conv2d(x, weight, bias, stride, padding, dilation, groups)
     geo = make_geometry(weight.shape[2:], stride, padding, dilation, groups)
@@ -163,15 +168,15 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
         return conv_taps.taps_forward(x, weight, bias, geo.groups, conv_taps.conv_runs(geo, size),
                                       geo.stride, out, transposed=False)
     if trimmed is None:
-        return conv2d_by_geometry(x, weight, bias, geo, workspace)
+        return conv2d_by_geometry(x, weight, bias, geo, workspace, keep_columns)
     live, (r0, c0) = trimmed
     kh, kw = live.kernel
     live_weight = np.ascontiguousarray(weight[:, :, r0:r0 + kh, c0:c0 + kw])
-    y, cache = conv2d_by_geometry(x, live_weight, bias, live, workspace)
+    y, cache = conv2d_by_geometry(x, live_weight, bias, live, workspace, keep_columns)
     return y, TrimmedCache(cache, geo.kernel, (r0, c0))
 
 
-def conv2d_by_geometry(x, weight, bias, geo, workspace):
+def conv2d_by_geometry(x, weight, bias, geo, workspace, keep_columns=True):
     """``conv2d_forward`` for a built ``Geometry`` (padding may differ before and
     after), x contiguous and the arguments checked: the path is chosen here.
     A small call runs whole on the calling thread (``_threads.whole_if_small``;
@@ -181,10 +186,10 @@ def conv2d_by_geometry(x, weight, bias, geo, workspace):
                                                       (oh, ow)):
         return direct.direct_forward(x, weight, bias, geo, (oh, ow))
     with whole_if_small(x.shape[0] * oh * ow * weight.size):
-        return _forward_by_path(x, weight, bias, geo, (oh, ow), workspace)
+        return _forward_by_path(x, weight, bias, geo, (oh, ow), workspace, keep_columns)
 
 
-def _forward_by_path(x, weight, bias, geo, out_size, workspace):
+def _forward_by_path(x, weight, bias, geo, out_size, workspace, keep_columns):
     n, c, h, w = x.shape
     o = weight.shape[0]
     g = geo.groups
@@ -193,7 +198,8 @@ def _forward_by_path(x, weight, bias, geo, out_size, workspace):
     if family:
         return winograd.conv2d_winograd_forward(x, weight, bias, geo, family, workspace)
     if ALGORITHM[0] != "im2col" and conv_batch_minor.applicable((oh, ow), geo, x.shape, o):
-        return conv_batch_minor.forward(x, weight, bias, geo, (oh, ow), workspace)
+        return conv_batch_minor.forward(x, weight, bias, geo, (oh, ow), workspace,
+                                        keep_columns)
     length = oh * ow
     pointwise = columns_are_input(geo, x.shape, (oh, ow))
     fold = _bias_in_columns(bias is not None, g, pointwise, c, o)
@@ -204,8 +210,9 @@ def _forward_by_path(x, weight, bias, geo, out_size, workspace):
     y = np.empty((n, g, o // g, length), dtype=x.dtype)
     k_rows = c * geo.kernel[0] * geo.kernel[1]
     chunk = chunk_size(n, k_rows + fold, length, x.itemsize)
+    keep = chunk >= n and keep_columns   # the whole batch's columns, kept for the backward
     buf = None if is_x else columns_buffer(workspace, "cols", (min(chunk, n), k_rows + fold,
-                                                               length), x.dtype, chunk >= n)
+                                                               length), x.dtype, keep)
     add_bias = None if bias is None or fold else bias.reshape(g, o // g, 1)
     for s in range(0, n, chunk):
         m = min(chunk, n - s)
@@ -222,7 +229,7 @@ def _forward_by_path(x, weight, bias, geo, out_size, workspace):
 
         batch_pieces(m, piece)
     kept = None
-    if chunk >= n:   # the whole batch's columns: the backward pass reuses them
+    if chunk >= n and (keep or is_x):   # the whole batch's columns: the backward reuses them
         kept = x.reshape(n, c, length) if is_x else buf
     return y.reshape(n, o, oh, ow), ConvCache(x, weight, bias is not None, geo, (oh, ow), kept)
 

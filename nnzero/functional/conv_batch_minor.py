@@ -131,7 +131,7 @@ def _columns(x, geo, out_size, block):
     return cols.reshape(geo.groups, rows // geo.groups, m * length)
 
 
-def forward(x, weight, bias, geo, out_size, workspace=None):
+def forward(x, weight, bias, geo, out_size, workspace=None, keep_columns=True):
     """y (N, O, OH, OW) and the cache; x contiguous, inputs validated (see layers)."""
     n, c = x.shape[:2]
     o = weight.shape[0]
@@ -143,8 +143,9 @@ def forward(x, weight, bias, geo, out_size, workspace=None):
     y = np.empty((n, o, length), dtype=x.dtype)
     chunk = chunk_size(n, rows, length, x.itemsize)
     per = rows * length
+    keep = chunk >= n and keep_columns   # the whole batch's columns, kept for the backward
     buf = None if pointwise else columns_buffer(workspace, "cols", (min(chunk, n) * per,),
-                                                x.dtype, chunk >= n)
+                                                x.dtype, keep)
     ybuf = transient(workspace, "y_batch_minor", (min(chunk, n) * o * length,), x.dtype)
     add = None if bias is None else bias.reshape(1, o, 1)
     bounds = None
@@ -165,7 +166,7 @@ def forward(x, weight, bias, geo, out_size, workspace=None):
 
         bounds = piece_bounds(m)
         run_pieces(bounds, piece)
-    kept = buf if chunk >= n and not pointwise else None
+    kept = buf if keep and not pointwise else None
     cache = BatchMinorCache(x, weight, bias is not None, geo, tuple(out_size), kept,
                             bounds if kept is not None else None)
     return y.reshape((n, o) + tuple(out_size)), cache

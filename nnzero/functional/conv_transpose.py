@@ -66,12 +66,13 @@ class ConvTransposeCache(NamedTuple):
 
 
 def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_padding=0,
-                             dilation=1, groups=1, workspace=None):
+                             dilation=1, groups=1, workspace=None, keep_columns=True):
     """y (N, O, OH, OW), OH = (H-1)*S - 2P + D*(KH-1) + output_padding + 1.
 
-    ``workspace``: an optional dict whose column buffer is reused between calls.
-    Arguments are checked by ``_conv_checks``. A layer whose uncropped output
-    (what col2im builds) would dwarf x and y runs tap by tap (``conv_taps.py``)."""
+    ``workspace``: an optional dict whose column buffer is reused between calls;
+    ``keep_columns`` as for ``conv2d_forward``. Arguments are checked by
+    ``_conv_checks``. A layer whose uncropped output (what col2im builds) would
+    dwarf x and y runs tap by tap (``conv_taps.py``)."""
     x, weight = check_conv_transpose2d(x, weight, bias, stride, padding, output_padding,
                                        dilation, groups)
     geo = make_geometry(weight.shape[2:], stride, padding, dilation, groups)
@@ -93,14 +94,14 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
     from . import transpose_as_conv   # it imports conv.py, which imports this module
     conv_geo = transpose_as_conv.geometry(geo, op)
     if conv_geo is not None and transpose_as_conv.pays(conv_geo, x.shape, o, size, x.itemsize):
-        return transpose_as_conv.forward(x, weight, bias, conv_geo, workspace)
+        return transpose_as_conv.forward(x, weight, bias, conv_geo, workspace, keep_columns)
     # a small call runs whole on the calling thread (``_threads.whole_if_small``;
     # the convolution form above decides for itself, as Conv2d does)
     with whole_if_small(n * h * w * weight.size):
-        return _forward_by_path(x, weight, bias, geo, size, workspace)
+        return _forward_by_path(x, weight, bias, geo, size, workspace, keep_columns)
 
 
-def _forward_by_path(x, weight, bias, geo, size, workspace):
+def _forward_by_path(x, weight, bias, geo, size, workspace, keep_columns):
     n, c, h, w = x.shape
     g = geo.groups
     og = weight.shape[1]
@@ -109,7 +110,7 @@ def _forward_by_path(x, weight, bias, geo, size, workspace):
     if subpixel.winograd_pays(geo, x.shape, o, size, x.itemsize) or (
             ALGORITHM[0] != "im2col" and subpixel.applicable(geo, size)
             and subpixel.cheaper(geo, x.shape, o, size)):
-        return subpixel.subpixel_forward(x, weight, bias, geo, size, workspace)
+        return subpixel.subpixel_forward(x, weight, bias, geo, size, workspace, keep_columns)
     k_out = og * geo.kernel[0] * geo.kernel[1]
     w_g = weight.reshape(g, c // g, k_out)                 # (G, Cg, Og*KH*KW)
     y = np.empty(out_shape, dtype=x.dtype)

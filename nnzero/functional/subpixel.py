@@ -244,7 +244,7 @@ def _winograd_backward(dy, cache, workspace):
     return dx, dw_conv
 
 
-def subpixel_forward(x, weight, bias, geo, out_hw, workspace=None):
+def subpixel_forward(x, weight, bias, geo, out_hw, workspace=None, keep_columns=True):
     """``conv_transpose2d_forward`` for an ``applicable`` geometry; returns (y, cache)."""
     n, c, h, w = x.shape
     g = geo.groups
@@ -261,8 +261,8 @@ def subpixel_forward(x, weight, bias, geo, out_hw, workspace=None):
         wino = _winograd_forward(x, w_conv, bias, conv_geo, plan, y, workspace)
         return y, SubpixelCache(x, w_conv, perm, weight.shape, bias is not None, conv_geo, plan,
                                 None, wino)
-    buf = columns_buffer(workspace, "cols", (min(chunk, n) * k_rows * length,), x.dtype,
-                         chunk >= n)
+    keep = chunk >= n and keep_columns   # the whole batch's columns, kept for the backward
+    buf = columns_buffer(workspace, "cols", (min(chunk, n) * k_rows * length,), x.dtype, keep)
     zbuf = transient(workspace, "shuffle", (min(chunk, n) * z_rows * length,), x.dtype)
     add_bias = None if bias is None else bias.reshape(1, o, 1, 1)
     for s in range(0, n, chunk):
@@ -283,8 +283,9 @@ def subpixel_forward(x, weight, bias, geo, out_hw, workspace=None):
 
         batch_pieces(min(chunk, n - s), piece)
     kept = None
-    if chunk >= n:   # the whole batch's columns (x itself when J = 1): the backward reuses them
-        kept = (x.reshape(n, k_rows, length) if columns_are_input(conv_geo, x.shape, grid)
+    is_x = columns_are_input(conv_geo, x.shape, grid)
+    if chunk >= n and (keep or is_x):   # the whole batch's columns (x itself when J = 1)
+        kept = (x.reshape(n, k_rows, length) if is_x
                 else buf[:n * k_rows * length].reshape(n, k_rows, length))
     return y, SubpixelCache(x, w_conv, perm, weight.shape, bias is not None, conv_geo, plan,
                             kept)

@@ -86,11 +86,11 @@ def pays(conv_geo, x_shape, o, size, itemsize):
     return c < o
 
 
-def forward(x, weight, bias, conv_geo, workspace=None):
+def forward(x, weight, bias, conv_geo, workspace=None, keep_columns=True):
     """y and the cache of the transposed convolution computed as ``conv_geo``'s
     convolution (x contiguous, arguments checked)."""
     y, cache = conv.conv2d_by_geometry(x, _conv_weight(weight, conv_geo.groups), bias,
-                                       conv_geo, workspace)
+                                       conv_geo, workspace, keep_columns)
     return y, AsConvCache(cache, weight.shape, conv_geo.groups)
 
 

@@ -169,7 +169,7 @@ class Conv2d(Module):
             y, cache = F.conv2d_forward(xb, self.weight.data,
                                         None if self.bias is None else self.bias.data,
                                         self.stride, padding, self.dilation, self.groups,
-                                        workspace=buffers)
+                                        workspace=buffers, keep_columns=self.training)
         if pad_cache is not None:
             cache = _PaddedCache(cache, pad_cache)
         return (y if x.ndim == 4 else y[0]), cache
@@ -261,7 +261,8 @@ class ConvTranspose2d(Module):
             y, cache = F.conv_transpose2d_forward(xb, self.weight.data,
                                                  None if self.bias is None else self.bias.data,
                                                  self.stride, self.padding, op, self.dilation,
-                                                 self.groups, workspace=buffers)
+                                                 self.groups, workspace=buffers,
+                                                 keep_columns=self.training)
         return (y if x.ndim == 4 else y[0]), cache
 
     def _backward(self, dy, cache):
