@@ -150,6 +150,40 @@ def test_a_layer_in_eval_mode_keeps_no_columns(make, plane, algorithm, path):
         np.testing.assert_array_equal(infer(x), y)
         assert type(infer._ctx.cache).__name__ == path and infer._ctx.cache.cols is None
         assert "cols" not in infer._workspace
+        make(2).eval()(x + 1)   # the same layer again, over the pool's columns
+        np.testing.assert_allclose(infer.backward(dy), dx, rtol=1e-12, atol=1e-12)
+    for got, want in zip(infer.parameters(), train.parameters()):
+        np.testing.assert_allclose(got.grad, want.grad, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("make,shape,algorithm,family", [
+    (lambda s: Conv2d(16, 16, 3, padding=1, dtype=np.float64, rng=s), (8, 16, 16, 16), "auto",
+     "F(4x4,3x3)"),
+    (_conv, (6, 8, 12, 12), "winograd", "F(2x2,3x3)"),
+    (lambda s: Conv2d(8, 8, 4, stride=2, padding=1, dtype=np.float64, rng=s), (6, 8, 12, 12),
+     "winograd", "F(4x4,2x2)/2"),
+    (_subpixel, (6, 8, 6, 6), "winograd", "F(3x3,2x2)"),   # the sub-pixel transposed layer
+])
+def test_winograd_in_eval_mode_keeps_no_tiles(make, shape, algorithm, family):
+    """In eval mode Winograd's transformed input V comes from the shared pool
+    and the cache keeps x instead; a backward pass transforms the tiles again
+    (another layer has written over the pool's since) and gives the
+    training-mode gradients."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape)
+    with conv_algorithm(algorithm):
+        train, infer = make(1), make(1).eval()
+        y = train(x)
+        dy = rng.standard_normal(y.shape)
+        dx = train.backward(dy)
+        np.testing.assert_array_equal(infer(x), y)
+        kept, cache = train._ctx.cache, infer._ctx.cache
+        kept, cache = getattr(kept, "wino", kept), getattr(cache, "wino", cache)
+        assert cache.family == family and kept.family == family
+        assert kept.v is not None and kept.x is None
+        assert cache.v is None and cache.x is not None
+        assert "wino_v" not in infer._workspace
+        make(2).eval()(x + 1)   # the same layer again, over the pool's tiles
         np.testing.assert_allclose(infer.backward(dy), dx, rtol=1e-12, atol=1e-12)
     for got, want in zip(infer.parameters(), train.parameters()):
         np.testing.assert_allclose(got.grad, want.grad, rtol=1e-12, atol=1e-12)

@@ -157,7 +157,7 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
     ``keep_columns``: the cache keeps the whole batch's columns, when they fit
     the budget, so that the backward pass need not rebuild them. A layer in
     eval mode passes False: inference then holds no columns (the backward
-    pass, if called, rebuilds them; Winograd's tiles are kept either way).
+    pass, if called, rebuilds them, and Winograd's transformed tiles likewise).
     """
     x, weight = check_conv2d(x, weight, bias, stride, padding, dilation, groups)
     geo = make_geometry(weight.shape[2:], stride, padding, dilation, groups)
@@ -196,7 +196,8 @@ def _forward_by_path(x, weight, bias, geo, out_size, workspace, keep_columns):
     oh, ow = out_size
     family = winograd_family(geo, x.shape, o, (oh, ow), x.itemsize)
     if family:
-        return winograd.conv2d_winograd_forward(x, weight, bias, geo, family, workspace)
+        return winograd.conv2d_winograd_forward(x, weight, bias, geo, family, workspace,
+                                                keep=keep_columns)
     if ALGORITHM[0] != "im2col" and conv_batch_minor.applicable((oh, ow), geo, x.shape, o):
         return conv_batch_minor.forward(x, weight, bias, geo, (oh, ow), workspace,
                                         keep_columns)
@@ -241,7 +242,7 @@ def output_of(cache):
     if isinstance(cache, conv_taps.TapsCache):
         return cache.out_shape, cache.x.dtype
     if isinstance(cache, winograd.WinogradCache):
-        n, dtype = cache.x_shape[0], cache.v.dtype
+        n, dtype = cache.x_shape[0], cache.u.dtype
     else:
         n, dtype = cache.x.shape[0], cache.x.dtype
     return (n, cache.weight.shape[0]) + tuple(cache.out_size), dtype

@@ -226,14 +226,15 @@ def _phase_tables(plan):
     return tuple(np.array(axis.phases, dtype=np.int64).reshape(axis.stride, 3) for axis in plan)
 
 
-def _winograd_forward(x, w_conv, bias, conv_geo, plan, y, workspace):
+def _winograd_forward(x, w_conv, bias, conv_geo, plan, y, workspace, keep):
     """The layer with the stride-1 convolution by Winograd, each output tile
     written straight to y's phases (no z), the bias added on the way."""
     z_rows = w_conv.shape[1]
     grid = (plan[0].windows, plan[1].windows)
     weight = w_conv.reshape(z_rows, x.shape[1], conv_geo.kernel[0], conv_geo.kernel[1])
     return winograd.winograd_forward(x, weight, conv_geo.pad_before, grid, y, bias, workspace,
-                                     shuffle=_phase_tables(plan), family="F(3x3,2x2)")
+                                     shuffle=_phase_tables(plan), family="F(3x3,2x2)",
+                                     keep=keep)
 
 
 def _winograd_backward(dy, cache, workspace):
@@ -258,7 +259,7 @@ def subpixel_forward(x, weight, bias, geo, out_hw, workspace=None, keep_columns=
     conv_geo = Geometry((ah.taps, aw.taps), (1, 1), (ah.pad, aw.pad), (0, 0), (1, 1), g)
     y = np.empty((n, o) + tuple(out_hw), dtype=x.dtype)
     if winograd_pays(geo, x.shape, o, out_hw, x.itemsize):
-        wino = _winograd_forward(x, w_conv, bias, conv_geo, plan, y, workspace)
+        wino = _winograd_forward(x, w_conv, bias, conv_geo, plan, y, workspace, keep_columns)
         return y, SubpixelCache(x, w_conv, perm, weight.shape, bias is not None, conv_geo, plan,
                                 None, wino)
     keep = chunk >= n and keep_columns   # the whole batch's columns, kept for the backward

@@ -59,9 +59,11 @@ class WinogradCache(NamedTuple):
     out_size: tuple     # (OH, OW)
     tiles: tuple        # (TH, TW)
     bounds: list        # the batch pieces (``_threads.piece_bounds``) v is laid out by
-    v: np.ndarray       # flat: each piece's (P, C', T_piece) transformed input tiles
+    v: object           # flat: each piece's (P, C', T_piece) transformed input tiles, or
+    #                     None when not kept (eval mode): the backward pass redoes them from x
     u: np.ndarray       # (P, O, C') transformed filters
     family: str         # its key in _FAMILIES
+    x: object = None    # the input, when v is not kept
 
 
 class _Family(NamedTuple):
@@ -147,7 +149,7 @@ def buffer_bytes(x_shape, out_size, itemsize, family, out_channels):
 
 
 def winograd_forward(x, weight, pad, out_size, out, bias=None, workspace=None, shuffle=None,
-                     *, family):
+                     *, family, keep=True):
     """Write conv(x, weight) + bias (padding ``pad`` before, output size
     ``out_size``, zeros read past the image; stride 2 for the stride-2
     family) into ``out`` (N, O, OH, OW) by the tile ``family`` (a key of
@@ -156,7 +158,11 @@ def winograd_forward(x, weight, pad, out_size, out, bias=None, workspace=None, s
     ``shuffle=(ph, pw)`` (2x2 kernels only): the convolution is a transposed
     one's z (``subpixel.py``), ``out`` is that layer's y and ``bias`` its bias:
     each output tile goes straight to y's sub-pixel phases, bias added
-    (``kernels/winograd_k2.py``)."""
+    (``kernels/winograd_k2.py``).
+
+    ``keep``: the cache keeps V for the backward pass; without it (a layer in
+    eval mode) V is a transient buffer and the cache keeps x instead, from
+    which a backward pass transforms the tiles again."""
     n = x.shape[0]
     o = weight.shape[0]
     fam = _FAMILIES[family]
@@ -165,7 +171,7 @@ def winograd_forward(x, weight, pad, out_size, out, bias=None, workspace=None, s
     oh, ow = out_size
     th, tw = tiles(out_size, family)
     t = n * th * tw
-    v = scratch(workspace, "wino_v", (pos * c * t,), x.dtype)
+    v = (scratch if keep else transient)(workspace, "wino_v", (pos * c * t,), x.dtype)
     m = transient(workspace, "wino_m", (pos * o * t,), x.dtype)
     u = _filter_transform(weight.astype(x.dtype, copy=False), fam)
     if shuffle is not None:   # the shuffled transform adds a bias, zero or not
@@ -190,19 +196,23 @@ def winograd_forward(x, weight, pad, out_size, out, bias=None, workspace=None, s
     if n:   # an empty batch has no tiles (the batch-minor kernels divide by n)
         run_pieces(bounds, piece)
     return WinogradCache(x.shape, weight, bias is not None, tuple(pad), (oh, ow), (th, tw),
-                         bounds, v, u, family)
+                         bounds, v if keep else None, u, family, None if keep else x)
 
 
 def winograd_backward(dy, cache, dx, workspace=None, shuffle=None):
     """Write dL/dx into ``dx`` and return dL/dweight, from a contiguous dL/dy;
     with ``shuffle=(ph, pw)`` that is the transposed layer's dL/dy, whose
     phases are gathered into dL/dz tile by tile (see ``winograd_forward``)."""
-    x_shape, weight, _, pad, out_size, (th, tw), bounds, v, u, family = cache
+    x_shape, weight, _, pad, out_size, (th, tw), bounds, v, u, family, x = cache
     fam = _FAMILIES[family]
     K, pos = fam.K, fam.positions
     o, c = u.shape[1], u.shape[2]
-    dm = transient(workspace, "wino_m", (pos * o * x_shape[0] * th * tw,), v.dtype)  # M is spent
-    dv = transient(workspace, "wino_dv", v.shape, v.dtype)
+    t = x_shape[0] * th * tw
+    redo = v is None   # not kept: the input tiles again, from x
+    if redo:
+        v = transient(workspace, "wino_v", (pos * c * t,), u.dtype)
+    dm = transient(workspace, "wino_m", (pos * o * t,), u.dtype)  # M is spent
+    dv = transient(workspace, "wino_dv", v.shape, u.dtype)
     u_t = u.transpose(0, 2, 1)
 
     def piece(lo, hi):   # samples lo ... hi-1, on one thread; returns its share of dU
@@ -212,6 +222,8 @@ def winograd_backward(dy, cache, dx, workspace=None, shuffle=None):
         else:
             K.output_grad_shuffle_one_thread(dy[lo:hi], th, tw, *shuffle, dmp)
         vp = _piece(v, lo, hi, pos, c, th * tw)
+        if redo:
+            K.input_transform_one_thread(x[lo:hi], pad[0], pad[1], th, tw, vp)
         du = weight_product(dmp, vp)                                    # (P, O, C')
         dvp = _piece(dv, lo, hi, pos, c, th * tw)
         np.matmul(u_t, dmp, out=dvp)
@@ -225,7 +237,7 @@ def winograd_backward(dy, cache, dx, workspace=None, shuffle=None):
     return _filter_grad(du, weight.shape, fam)
 
 
-def conv2d_winograd_forward(x, weight, bias, geo, family, workspace=None):
+def conv2d_winograd_forward(x, weight, bias, geo, family, workspace=None, keep=True):
     """``conv2d_forward`` for an ``applicable`` geometry by the tile ``family``:
     x (N, C, H, W) contiguous, weight (O, C, k, k); returns (y, cache)."""
     n, _, h, w = x.shape
@@ -233,7 +245,7 @@ def conv2d_winograd_forward(x, weight, bias, geo, family, workspace=None):
     oh, ow = geo.out_size(h, w)
     y = np.empty((n, o, oh, ow), dtype=x.dtype)
     return y, winograd_forward(x, weight, geo.pad_before, (oh, ow), y, bias, workspace,
-                               family=family)
+                               family=family, keep=keep)
 
 
 def conv2d_winograd_backward(dy, cache, workspace=None):
