@@ -114,6 +114,11 @@ class Conv2d(Module):
     without padding, and the backward pass folds the padding's gradient back.
     ``weight`` (C_out, C_in/groups, kH, kW) and ``bias`` (C_out,) start as
     U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = C_in/groups*kH*kW (PyTorch).
+
+    Memory: in training mode the forward pass keeps the whole batch's columns
+    (up to the im2col budget) in the layer's own buffer for the backward
+    pass; every other buffer comes from a pool shared by all layers. In eval
+    mode nothing is kept but x: a backward pass rebuilds what it needs.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
@@ -195,7 +200,8 @@ class ConvTranspose2d(Module):
     (``nnzero.shapes.conv_transpose_output_size``). ``forward(x, output_size)``
     picks output_padding to reach a requested (H, W) instead (PyTorch's rule).
     ``weight`` is (C_in, C_out/groups, kH, kW); ``bias`` (C_out,). Init
-    U(-1/sqrt(k), 1/sqrt(k)), k = C_out/groups*kH*kW, as PyTorch.
+    U(-1/sqrt(k), 1/sqrt(k)), k = C_out/groups*kH*kW, as PyTorch. Memory as
+    for Conv2d: in eval mode nothing is kept for a backward pass but x.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
