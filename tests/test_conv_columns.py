@@ -4,7 +4,7 @@ the bias riding in the products as a row of ones under the columns."""
 import numpy as np
 import pytest
 
-from helpers import conv_algorithm, naive_conv2d
+from helpers import conv_algorithm, naive_conv2d, two_threads
 from nnzero.functional import conv as F
 from nnzero.layers import Conv2d, ConvTranspose2d
 
@@ -242,3 +242,23 @@ def test_chunked_passes_hold_no_more_for_a_bigger_batch(make, plane, algorithm, 
     (f64, b64, _), (f256, b256, _) = held
     assert f256 - f64 < 64 * 1024, (f64, f256)
     assert b256 - b64 < 64 * 1024, (b64, b256)
+
+
+@two_threads
+def test_chunks_hold_whole_pieces_for_every_thread(numba_threads):
+    """A batch that runs in chunks takes a multiple of the thread count a
+    chunk (7 samples' worth of budget on 2 threads: 6), so that no thread
+    waits for the other's extra sample in every chunk (3 and 4 samples a
+    thread took 1.25x the time of 3 and 3 on a 256 -> 256 layer); a batch
+    that fits, or a budget below the thread count, is left as it is."""
+    from nnzero.functional._columns import chunk_size
+    numba_threads(2)
+    old = F.set_im2col_budget(7 * 1000)
+    try:
+        assert chunk_size(20, 250, 1, 4) == 6      # 1000 bytes a sample
+        assert chunk_size(7, 250, 1, 4) == 7       # the whole batch fits
+        assert chunk_size(20, 250, 4, 4) == 1      # one sample's worth
+        numba_threads(1)
+        assert chunk_size(20, 250, 1, 4) == 7
+    finally:
+        F.set_im2col_budget(old)

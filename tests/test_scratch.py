@@ -92,8 +92,9 @@ def test_another_layer_between_forward_and_backward_changes_nothing(make, plane,
 def test_a_stack_of_layers_holds_one_set_of_transient_buffers():
     """Four layers whose batches run in chunks hold, after a training step,
     what one such layer holds plus their own cached inputs: a chunk's columns
-    and their gradient (1.7 MiB each here) are made once, not once per layer
-    (before the pool, four layers held 17.4 MB and one 3.6)."""
+    and their gradient (2.25 MiB each here) are made once, not once per layer
+    (before the pool, with chunks of 3 samples, four layers held 17.4 MB and
+    one 3.6)."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((16, 16, 32, 32), dtype=np.float32)   # 1 MiB per layer's input
 
@@ -107,7 +108,7 @@ def test_a_stack_of_layers_holds_one_set_of_transient_buffers():
         assert type(layers[0]._ctx.cache).__name__ == "ConvCache"
         assert layers[0]._ctx.cache.cols is None   # in chunks
 
-    old = F.set_im2col_budget(2 * 2 ** 20)   # 3 samples' columns a chunk: 1.7 of 9.0 MiB
+    old = F.set_im2col_budget(5 * 2 ** 19)   # 4 samples' columns a chunk: 2.25 of 9.0 MiB
     held = []
     try:
         with conv_algorithm("im2col"):
@@ -125,7 +126,7 @@ def test_a_stack_of_layers_holds_one_set_of_transient_buffers():
         F.set_im2col_budget(old)
     one, four = held
     extra_inputs = 3 * x.nbytes   # layers 2 to 4 keep their inputs in their caches
-    assert one > 3 * 2 ** 20, one   # the pool's columns and their gradient, at least
+    assert one > 4 * 2 ** 20, one   # the pool's columns and their gradient (4.5 MiB)
     assert four - one < extra_inputs + 2 ** 20, (one, four)
 
 
