@@ -258,7 +258,47 @@ def test_chunks_hold_whole_pieces_for_every_thread(numba_threads):
         assert chunk_size(20, 250, 1, 4) == 6      # 1000 bytes a sample
         assert chunk_size(7, 250, 1, 4) == 7       # the whole batch fits
         assert chunk_size(20, 250, 4, 4) == 1      # one sample's worth
+        assert chunk_size(20, 250, 1, 4, limit=4000) == 4
+        assert chunk_size(7, 250, 1, 4, limit=4000) == 7   # fits the budget: whole
         numba_threads(1)
         assert chunk_size(20, 250, 1, 4) == 7
     finally:
         F.set_im2col_budget(old)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_per_sample_paths_chunk_within_their_own_limit(transposed, monkeypatch):
+    """Past the budget, the one-product-per-sample paths (im2col's, the
+    sub-pixel layer's) take chunks of at most PER_SAMPLE_CHUNK_BYTES of
+    columns: here 2 samples' worth under a budget of 5, so the pool's column
+    buffer holds 2 samples, and the layer gives the whole batch's answer."""
+    from nnzero.functional import _columns, _scratch, subpixel
+    rng = np.random.default_rng(8)
+    if transposed:
+        layer = ConvTranspose2d(4, 3, 4, stride=2, padding=1, dtype=F64, rng=1)
+        x, path, per = rng.standard_normal((9, 4, 6, 6)), "SubpixelCache", (4 * 4 + 4 * 3) * 49 * 8
+    else:
+        layer = Conv2d(4, 3, 3, padding=1, dtype=F64, rng=1)
+        x, path, per = rng.standard_normal((9, 4, 12, 12)), "ConvCache", (36 + 1) * 144 * 8
+    with conv_algorithm("im2col" if not transposed else "auto"):
+        y = layer(x)
+        dy = rng.standard_normal(y.shape)
+        dx = layer.backward(dy)
+        grads = [p.grad.copy() for p in layer.parameters()]
+        layer.zero_grad()
+        monkeypatch.setattr(F, "PER_SAMPLE_CHUNK_BYTES", 2 * per)
+        monkeypatch.setattr(subpixel, "PER_SAMPLE_CHUNK_BYTES", 2 * per)
+        old = F.set_im2col_budget(5 * per)
+        _scratch.release_transients()
+        try:
+            y2 = layer(x)
+            assert type(layer._ctx.cache).__name__ == path and layer._ctx.cache.cols is None
+            dx2 = layer.backward(dy)
+        finally:
+            F.set_im2col_budget(old)
+    assert _scratch._pool()[("cols", np.dtype(F64))].nbytes <= 2 * per
+    np.testing.assert_allclose(y2, y, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx2, dx, rtol=1e-12, atol=1e-12)
+    for p, g in zip(layer.parameters(), grads):
+        np.testing.assert_allclose(p.grad, g, rtol=1e-12, atol=1e-12)
+    assert _columns.PER_SAMPLE_CHUNK_BYTES == 64 * 2 ** 20

@@ -101,12 +101,28 @@ def channels_first(x, g):
 # of columns a sample) at a 64 MiB budget took 1.25x its time at 256 MiB with
 # chunks of 7 (3 and 4 samples a thread) and the same time with chunks of 6
 # (forward 332-336 against 327-363 ms, backward 649-654 against 609-673).
-def chunk_size(n, k_rows, length, itemsize):
-    """Samples per chunk so that a chunk's (k_rows, length) column matrices fit
-    the budget (at least one sample), a multiple of the threads a chunk is
-    split over when it holds more samples than them (see below)."""
+#
+# Past the budget, the paths with one product per sample (``conv.py``'s
+# im2col, the sub-pixel layer) run in chunks of at most PER_SAMPLE_CHUNK_BYTES
+# of columns: their products are the same whatever the chunk, and the shared
+# pool (``_scratch.py``) holds a chunk's columns and their gradient at once.
+# The 256 -> 256 layer above took the same time in chunks of 16 to 256 MiB
+# (forward 300-364 ms, backward 644-731, two rounds each, chunks of 2 to 28
+# samples). The batch-minor paths keep the whole budget: their products
+# widen with the chunk.
+PER_SAMPLE_CHUNK_BYTES = 64 * 2 ** 20
+
+
+def chunk_size(n, k_rows, length, itemsize, limit=None):
+    """Samples per chunk: the whole batch when its (k_rows, length) column
+    matrices fit the budget, else as many as fit the budget (or ``limit``
+    bytes, if smaller), at least one sample, and a multiple of the threads a
+    chunk is split over when it holds more samples than them (see above)."""
     per_sample = max(k_rows * length * itemsize, 1)
-    chunk = max(1, min(n, _BUDGET[0] // per_sample))
+    if n * per_sample <= _BUDGET[0]:
+        return max(n, 1)
+    cap = _BUDGET[0] if limit is None else min(_BUDGET[0], limit)
+    chunk = max(1, min(n, cap // per_sample))
     threads = len(split_bounds(chunk)) - 1
     if chunk < n and chunk > threads:
         chunk -= chunk % threads

@@ -54,9 +54,9 @@ import numpy as np
 from . import conv_batch_minor, conv_taps, direct, winograd
 from .winograd_rules import winograd_family
 from ._conv_checks import check_conv2d, check_dy
-from ._columns import (ALGORITHM, Geometry, bias_grad, chunk_size, columns_are_input,  # noqa: F401
-                       from_columns, im2col_budget, live_taps, make_geometry,
-                       set_im2col_budget, to_columns, weight_product)
+from ._columns import (ALGORITHM, PER_SAMPLE_CHUNK_BYTES, Geometry, bias_grad,  # noqa: F401
+                       chunk_size, columns_are_input, from_columns, im2col_budget, live_taps,
+                       make_geometry, set_im2col_budget, to_columns, weight_product)
 from ._scratch import columns_buffer, release_transients, transient  # noqa: F401
 from ._threads import add_shares, batch_pieces, whole_if_small
 
@@ -210,7 +210,7 @@ def _forward_by_path(x, weight, bias, geo, out_size, workspace, keep_columns):
         w_g = np.concatenate([w_g, bias.reshape(1, o, 1).astype(x.dtype, copy=False)], axis=2)
     y = np.empty((n, g, o // g, length), dtype=x.dtype)
     k_rows = c * geo.kernel[0] * geo.kernel[1]
-    chunk = chunk_size(n, k_rows + fold, length, x.itemsize)
+    chunk = chunk_size(n, k_rows + fold, length, x.itemsize, PER_SAMPLE_CHUNK_BYTES)
     keep = chunk >= n and keep_columns   # the whole batch's columns, kept for the backward
     buf = None if is_x else columns_buffer(workspace, "cols", (min(chunk, n), k_rows + fold,
                                                                length), x.dtype, keep)
@@ -285,7 +285,8 @@ def _backward_by_path(dy, cache, workspace):
     fold = _bias_in_columns(has_bias, g, pointwise, c, o)   # as the forward pass had it
     is_x = pointwise and not fold
     k_rows = c * geo.kernel[0] * geo.kernel[1]
-    chunk = max(n, 1) if kept is not None else chunk_size(n, k_rows + fold, length, x.itemsize)
+    chunk = max(n, 1) if kept is not None else chunk_size(n, k_rows + fold, length, x.itemsize,
+                                                          PER_SAMPLE_CHUNK_BYTES)
     if kept is None and not is_x:
         buf = transient(workspace, "cols", (min(chunk, n), k_rows + fold, length), x.dtype)
     if not pointwise:

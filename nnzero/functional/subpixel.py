@@ -53,8 +53,9 @@ from typing import NamedTuple
 import numpy as np
 
 from . import winograd
-from ._columns import (ALGORITHM, Geometry, bias_grad, chunk_size, columns_are_input,
-                       from_columns, im2col_budget, to_columns, weight_product)
+from ._columns import (ALGORITHM, PER_SAMPLE_CHUNK_BYTES, Geometry, bias_grad, chunk_size,
+                       columns_are_input, from_columns, im2col_budget, to_columns,
+                       weight_product)
 from ._scratch import columns_buffer, samples, transient
 from ._threads import add_shares, batch_pieces
 
@@ -136,7 +137,8 @@ def _sizes(n, c, o, plan, itemsize):
     length = grid[0] * grid[1]
     k_rows = c * ah.taps * aw.taps
     z_rows = ah.stride * aw.stride * o
-    return grid, length, k_rows, z_rows, chunk_size(n, k_rows + z_rows, length, itemsize)
+    return grid, length, k_rows, z_rows, chunk_size(n, k_rows + z_rows, length, itemsize,
+                                                    PER_SAMPLE_CHUNK_BYTES)
 
 
 def _permutation(weight_shape, groups, plan):
