@@ -122,9 +122,9 @@ def chunk_size(n, k_rows, length, itemsize, limit=None):
     if n * per_sample <= _BUDGET[0]:
         return max(n, 1)
     cap = _BUDGET[0] if limit is None else min(_BUDGET[0], limit)
-    chunk = max(1, min(n, cap // per_sample))
-    threads = len(split_bounds(chunk)) - 1
-    if chunk < n and chunk > threads:
+    chunk = max(1, cap // per_sample)          # fewer than n: the batch did not fit
+    threads = len(split_bounds(chunk)) - 1     # the pieces a chunk is split into
+    if chunk > threads:
         chunk -= chunk % threads
     return chunk
 

@@ -46,7 +46,7 @@ from ._conv_checks import check_conv_transpose2d, check_dy
 from ._columns import (ALGORITHM, Geometry, bias_grad, channels_first, chunk_size, from_columns,
                        make_geometry, pair, to_columns, weight_product)
 from ._scratch import samples, transient
-from ._threads import batch_pieces, piece_bounds, run_pieces, whole_if_small
+from ._threads import add_shares, batch_pieces, piece_bounds, run_pieces, whole_if_small
 
 
 # The forward pass writes the columns (the product) and col2im reads them right
@@ -170,7 +170,7 @@ def _backward_by_path(dy, cache, workspace):
     dx = np.empty(x.shape, dtype=x.dtype)
     chunk = chunk_size(n, g * k_out, h * w, x.itemsize)
     buf = transient(workspace, "cols", (min(chunk, n) * g * k_out * h * w,), x.dtype)
-    dw = np.zeros_like(w_g)
+    dw = None
     for s in range(0, n, chunk):
         m = min(chunk, n - s)
 
@@ -188,7 +188,8 @@ def _backward_by_path(dy, cache, workspace):
             dx[a:b] = dxk.reshape(c, b - a, h * w).transpose(1, 0, 2).reshape(b - a, c, h, w)
             return dw_part
 
-        for part in batch_pieces(m, piece):
-            dw += part
+        dw = add_shares(dw, batch_pieces(m, piece))
+    if dw is None:   # an empty batch
+        dw = np.zeros_like(w_g)
     db = bias_grad(dy) if has_bias else None
     return dx, dw.reshape(weight.shape), db
