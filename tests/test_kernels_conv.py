@@ -1,5 +1,8 @@
-"""The convolution kernels (im2col, col2im and the Winograd tile transforms)
-equal their NumPy twins on drawn inputs and never write outside their outputs."""
+"""The convolution kernels (im2col, col2im, the Winograd tile and filter
+transforms) equal their NumPy twins on drawn inputs and never write outside
+their outputs."""
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import example, given
@@ -7,6 +10,7 @@ from hypothesis import strategies as st
 
 from helpers import check_twins, seeds, tile_kernel_cases
 from nnzero.kernels import im2col as I
+from nnzero.kernels import winograd_filter as WF
 from nnzero.functional import winograd
 
 
@@ -294,3 +298,46 @@ def test_float32_tile_sums_stay_in_float32(module, kernel):
     typemap = fresh.overloads[sig].type_annotation.typemap
     wide = sorted(name for name, t in typemap.items() if t == types.float64)
     assert wide == [], f"{module}.{kernel} computes in float64: {wide[:5]}"
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+@given(o=st.integers(1, 9), c=st.integers(1, 9), dtype=st.sampled_from([np.float32, np.float64]),
+       seed=seeds())
+def test_filter_kernels_equal_their_twins_and_the_definition(family, o, c, dtype, seed):
+    """U[:, o, c] = kron(G, G) @ g[o, c] and dW[o, c] = kron(G, G)^T @ dU[:, o, c],
+    split over the threads (the fixture splits every call) and on one."""
+    kron = winograd._FAMILIES[family].kron[np.dtype(dtype)]
+    positions, taps = kron.shape
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((o, c, taps)).astype(dtype)
+    du = rng.standard_normal((positions, o, c)).astype(dtype)
+    want_u = np.einsum("pk,ock->poc", kron.astype(np.float64), w.astype(np.float64))
+    want_dw = np.einsum("pk,poc->ock", kron.astype(np.float64), du.astype(np.float64))
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-13, atol=1e-13)
+    for transform, grad in ((WF.filter_transform_numba, WF.filter_grad_numba),
+                            (WF.filter_transform_serial, WF.filter_grad_serial),
+                            (WF.filter_transform_numpy, WF.filter_grad_numpy)):
+        u = np.full((positions, o, c), np.nan, dtype)
+        dw = np.full((o, c, taps), np.nan, dtype)
+        transform(kron, w, u)
+        grad(kron, du, dw)
+        np.testing.assert_allclose(u, want_u, **tol)
+        np.testing.assert_allclose(dw, want_dw, **tol)
+
+
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_filter_transforms_split_or_not_agree(family):
+    """Large layers' filter transforms run split over the threads, small ones
+    as one BLAS product (``winograd.FILTER_SPLIT_SIZE``): both give the same U
+    and dW, the stride-2 family's phases included."""
+    fam = winograd._FAMILIES[family]
+    kernel = FAMILIES[family][0][-1]
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((6, 5, kernel, kernel))
+    got = []
+    for size in (0, 1 << 62):
+        with mock.patch.object(winograd, "FILTER_SPLIT_SIZE", size):
+            u = winograd._filter_transform(w, fam).copy()
+            got.append((u, winograd._filter_grad(np.cos(u), w.shape, fam)))
+    for a, b in zip(*got):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

@@ -46,6 +46,7 @@ from ..kernels import winograd as K3
 from ..kernels import winograd_f43 as F43
 from ..kernels import winograd_k2 as K2
 from ..kernels import winograd_s2 as S2
+from ..kernels import winograd_filter as WF
 from ._columns import bias_grad, weight_product
 from ._scratch import samples, scratch, transient
 from ._threads import blas_one_thread, piece_bounds, run_pieces
@@ -85,38 +86,64 @@ def _family(K, stride=1):
 # stride-2 convolution with a 3x3 or 4x4 kernel; DEFAULT is each (kernel,
 # stride)'s family unless the caller picks another (``conv.py``'s rules).
 # kron(G, G) (P, k*k): U[i*r+j] = sum_kl G[i,k] g[k,l] G[j,l] for every filter
-# at once is one small product, (P, k*k) @ (k*k, O*C), and so is the weight
-# gradient, G^T dU G = kron(G, G)^T @ dU. Both run with BLAS held to one
-# thread: woken here, OpenBLAS's threads would spin through the pieces that
-# follow (``_threads.py``; the layer measured 1.7x slower for it). Measured
-# against the three-operand einsums they replace (64 -> 64 channels, 3x3):
-# 0.09 against 1.5 ms for U, and dW took 3.9 ms as an einsum.
+# at once is ``U = kron(G, G) @ g`` over the (o, c) pairs, one small product
+# (P, k*k) @ (k*k, O*C), and so is the weight gradient G^T dU G = kron(G, G)^T
+# @ dU. Small ones run as that product with BLAS held to one thread (woken
+# here, OpenBLAS's threads would spin through the pieces that follow; the
+# layer measured 1.7x slower for it): 0.05-0.09 ms at 64 channels, where the
+# three-operand einsums before took 1.5 ms for U and 3.9 for dW. From
+# FILTER_SPLIT_SIZE values of U on, ``kernels/winograd_filter.py`` runs them
+# with the output channels split over the threads. Measured (2026-11-29, U
+# and dW, one-thread BLAS against the split kernels): F(2x2, 3x3) 512 -> 512
+# channels 2.9 and 3.9 ms against 1.6 and 1.4, 256 -> 256 0.74 and 1.20
+# against 0.46 and 0.44; F(4x4, 3x3) 256 channels 1.40 and 1.49 against 0.93
+# and 0.88, 192 (1.3 M values) 0.77 and 0.78 against 0.78 and 0.62; below 1 M
+# values BLAS's U is the faster (128 channels 0.33 against 0.42), and the
+# kernels' dW gains less than 0.1 ms.
+FILTER_SPLIT_SIZE = 1 << 20
 _FAMILIES = {"F(2x2,3x3)": _family(K3), "F(4x4,3x3)": _family(F43),
              "F(3x3,2x2)": _family(K2), "F(4x4,2x2)/2": _family(S2, stride=2)}
 DEFAULT = {(3, 1): "F(2x2,3x3)", (2, 1): "F(3x3,2x2)", (3, 2): "F(4x4,2x2)/2",
            (4, 2): "F(4x4,2x2)/2"}
 
 
-def _filter_transform(weight, fam):
-    """U (P, O, C') of weight (O, C, k, k), in weight's dtype."""
+def _filter_transform(weight, fam, workspace=None):
+    """U (P, O, C') of weight (O, C, k, k), in weight's dtype (in the layer's
+    own scratch buffer when a workspace is given: the cache keeps it)."""
     if fam.phases > 1:
         weight = fam.K.weight_to_phases(weight)
     o, c, k = weight.shape[:3]
-    with blas_one_thread():
-        u = fam.kron[weight.dtype] @ weight.reshape(o * c, k * k).T
-    return u.reshape(fam.positions, o, c)
+    u = scratch(workspace, "wino_u", (fam.positions, o, c), weight.dtype)
+    kron = fam.kron[weight.dtype]
+    if _split_filters(u.size):
+        WF.filter_transform(kron, np.ascontiguousarray(weight).reshape(o, c, k * k), u)
+    else:
+        with blas_one_thread():
+            np.matmul(kron, weight.reshape(o * c, k * k).T, out=u.reshape(fam.positions, -1))
+    return u
 
 
 def _filter_grad(du, weight_shape, fam):
     """dW (O, C, k, k) of dU (P, O, C'): G^T dU G for every (o, c')."""
     o, c4 = du.shape[1:]
-    with blas_one_thread():
-        dw = fam.kron[du.dtype].T @ du.reshape(fam.positions, o * c4)   # (r*r, O*C')
     r = fam.K.G.shape[1]                                                       # filter side
-    dw = dw.T.reshape(o, c4, r, r)
+    kron = fam.kron[du.dtype]
+    if _split_filters(du.size):
+        dw = np.empty((o, c4, r * r), dtype=du.dtype)
+        WF.filter_grad(kron, np.ascontiguousarray(du), dw)
+    else:
+        with blas_one_thread():
+            dw = (kron.T @ du.reshape(fam.positions, o * c4)).T          # (O*C', r*r)
+    dw = dw.reshape(o, c4, r, r)
     if fam.phases > 1:
         return fam.K.weight_from_phases(dw, weight_shape[2])
     return dw
+
+
+def _split_filters(size):
+    """Whether the filter transforms of a U of ``size`` values run split over
+    the threads (see FILTER_SPLIT_SIZE): large, and not inside a piece."""
+    return size >= FILTER_SPLIT_SIZE and len(piece_bounds(2)) > 2
 
 
 def _piece(flat, lo, hi, positions, rows, tiles):
@@ -173,7 +200,7 @@ def winograd_forward(x, weight, pad, out_size, out, bias=None, workspace=None, s
     t = n * th * tw
     v = (scratch if keep else transient)(workspace, "wino_v", (pos * c * t,), x.dtype)
     m = transient(workspace, "wino_m", (pos * o * t,), x.dtype)
-    u = _filter_transform(weight.astype(x.dtype, copy=False), fam)
+    u = _filter_transform(weight.astype(x.dtype, copy=False), fam, workspace)
     if shuffle is not None:   # the shuffled transform adds a bias, zero or not
         shuffle = tuple(shuffle) + (np.zeros(out.shape[1], x.dtype) if bias is None
                                     else bias.astype(x.dtype, copy=False),)
