@@ -52,7 +52,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import conv_batch_minor, conv_taps, direct, winograd
-from .winograd_rules import winograd_family
+from .winograd_rules import winograd_by_positions, winograd_family
 from ._conv_checks import check_conv2d, check_dy
 from ._columns import (ALGORITHM, PER_SAMPLE_CHUNK_BYTES, Geometry, bias_grad,  # noqa: F401
                        chunk_size, columns_are_input, from_columns, im2col_budget, live_taps,
@@ -196,8 +196,9 @@ def _forward_by_path(x, weight, bias, geo, out_size, workspace, keep_columns):
     oh, ow = out_size
     family = winograd_family(geo, x.shape, o, (oh, ow), x.itemsize)
     if family:
+        by_positions = winograd_by_positions(family, x.shape, o, (oh, ow))
         return winograd.conv2d_winograd_forward(x, weight, bias, geo, family, workspace,
-                                                keep=keep_columns)
+                                                keep=keep_columns, by_positions=by_positions)
     if ALGORITHM[0] != "im2col" and conv_batch_minor.applicable((oh, ow), geo, x.shape, o):
         return conv_batch_minor.forward(x, weight, bias, geo, (oh, ow), workspace,
                                         keep_columns)

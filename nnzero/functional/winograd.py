@@ -31,6 +31,10 @@ The batch is split over threads (``_threads.py``): each piece of samples
 keeps its tiles as its own contiguous (P, C', T_piece) block and runs the
 transforms and its P products on one thread; dU is the sum of the pieces'.
 The backward pass reuses the forward's pieces, since V is laid out by them.
+With ``by_positions`` (``winograd_rules.py``: BY_POSITIONS, for layers whose
+threads would each get few tiles) the threads split each step instead: the
+transforms by channel or plane over the whole batch, the P products by
+position, each then as wide as the whole batch's tiles, and dU needs no sum.
 ``winograd_forward``/``winograd_backward`` are the core; their ``shuffle``
 option serves the transposed convolution of ``subpixel.py``, whose 2x2
 stride-1 convolution runs here with the pixel shuffle folded into the output
@@ -65,6 +69,7 @@ class WinogradCache(NamedTuple):
     u: np.ndarray       # (P, O, C') transformed filters
     family: str         # its key in _FAMILIES
     x: object = None    # the input, when v is not kept
+    by_positions: bool = False   # the threads split the positions, not the batch
 
 
 class _Family(NamedTuple):
@@ -176,7 +181,7 @@ def buffer_bytes(x_shape, out_size, itemsize, family, out_channels):
 
 
 def winograd_forward(x, weight, pad, out_size, out, bias=None, workspace=None, shuffle=None,
-                     *, family, keep=True):
+                     *, family, keep=True, by_positions=False):
     """Write conv(x, weight) + bias (padding ``pad`` before, output size
     ``out_size``, zeros read past the image; stride 2 for the stride-2
     family) into ``out`` (N, O, OH, OW) by the tile ``family`` (a key of
@@ -189,7 +194,12 @@ def winograd_forward(x, weight, pad, out_size, out, bias=None, workspace=None, s
 
     ``keep``: the cache keeps V for the backward pass; without it (a layer in
     eval mode) V is a transient buffer and the cache keeps x instead, from
-    which a backward pass transforms the tiles again."""
+    which a backward pass transforms the tiles again.
+
+    ``by_positions``: the threads share out each step instead of the batch
+    (see ``_by_positions_forward``; not with ``shuffle``)."""
+    if by_positions and shuffle is not None:
+        raise ValueError("winograd_forward: by_positions=True does not take a shuffle")
     n = x.shape[0]
     o = weight.shape[0]
     fam = _FAMILIES[family]
@@ -206,6 +216,12 @@ def winograd_forward(x, weight, pad, out_size, out, bias=None, workspace=None, s
                                     else bias.astype(x.dtype, copy=False),)
     elif bias is not None:
         add_bias = bias.reshape(1, -1, 1, 1)
+
+    if by_positions and n:
+        _by_positions_forward(x, u, pad, out_size, (th, tw), out, bias, fam,
+                              _piece(v, 0, n, pos, c, th * tw), _piece(m, 0, n, pos, o, th * tw))
+        return WinogradCache(x.shape, weight, bias is not None, tuple(pad), (oh, ow), (th, tw),
+                             [0, n], v if keep else None, u, family, None if keep else x, True)
 
     def piece(lo, hi):   # samples lo ... hi-1, on one thread
         vp = _piece(v, lo, hi, pos, c, th * tw)
@@ -230,7 +246,7 @@ def winograd_backward(dy, cache, dx, workspace=None, shuffle=None):
     """Write dL/dx into ``dx`` and return dL/dweight, from a contiguous dL/dy;
     with ``shuffle=(ph, pw)`` that is the transposed layer's dL/dy, whose
     phases are gathered into dL/dz tile by tile (see ``winograd_forward``)."""
-    x_shape, weight, _, pad, out_size, (th, tw), bounds, v, u, family, x = cache
+    x_shape, weight, _, pad, out_size, (th, tw), bounds, v, u, family, x, by_pos = cache
     fam = _FAMILIES[family]
     K, pos = fam.K, fam.positions
     o, c = u.shape[1], u.shape[2]
@@ -241,6 +257,13 @@ def winograd_backward(dy, cache, dx, workspace=None, shuffle=None):
     dm = transient(workspace, "wino_m", (pos * o * t,), u.dtype)  # M is spent
     dv = transient(workspace, "wino_dv", v.shape, u.dtype)
     u_t = u.transpose(0, 2, 1)
+    if by_pos and x_shape[0]:
+        n = x_shape[0]
+        du = transient(workspace, "wino_du", u.shape, u.dtype)
+        _by_positions_backward(dy, u_t, pad, fam, x, redo, (th, tw), dx, du,
+                               *(_piece(a, 0, n, pos, rows, th * tw)
+                                 for a, rows in ((v, c), (dm, o), (dv, c))))
+        return _filter_grad(du, weight.shape, fam)
 
     def piece(lo, hi):   # samples lo ... hi-1, on one thread; returns its share of dU
         dmp = _piece(dm, lo, hi, pos, o, th * tw)
@@ -264,7 +287,40 @@ def winograd_backward(dy, cache, dx, workspace=None, shuffle=None):
     return _filter_grad(du, weight.shape, fam)
 
 
-def conv2d_winograd_forward(x, weight, bias, geo, family, workspace=None, keep=True):
+def _by_positions_forward(x, u, pad, out_size, tiles_hw, out, bias, fam, v, m):
+    """The forward pass with each step shared out over the threads by its own
+    units: the input transform by input planes, the P products by position,
+    the output transform by output channels (V and M are (P, C', T) and
+    (P, O, T) over the whole batch). Where a thread's piece of the batch
+    would have few tiles (small planes, few samples), its P products would be
+    narrow: here each is as wide as the whole batch."""
+    K = fam.K
+    K.input_transform(x, pad[0], pad[1], *tiles_hw, v)
+    run_pieces(piece_bounds(fam.positions),
+               lambda lo, hi: np.matmul(u[lo:hi], v[lo:hi], out=m[lo:hi]))
+    K.output_transform(m, *out_size, out)
+    if bias is not None:
+        out += bias.reshape(1, -1, 1, 1)
+
+
+def _by_positions_backward(dy, u_t, pad, fam, x, redo, tiles_hw, dx, du, v, dm, dv):
+    """``_by_positions_forward``'s backward pass: writes dx and dU."""
+    K = fam.K
+    th, tw = tiles_hw
+    K.output_grad(dy, th, tw, dm)
+    if redo:
+        K.input_transform(x, pad[0], pad[1], th, tw, v)
+
+    def piece(lo, hi):   # positions lo ... hi-1, on one thread
+        weight_product(dm[lo:hi], v[lo:hi], out=du[lo:hi])
+        np.matmul(u_t[lo:hi], dm[lo:hi], out=dv[lo:hi])
+
+    run_pieces(piece_bounds(fam.positions), piece)
+    K.input_grad(dv, pad[0], pad[1], th, tw, dx)
+
+
+def conv2d_winograd_forward(x, weight, bias, geo, family, workspace=None, keep=True,
+                            by_positions=False):
     """``conv2d_forward`` for an ``applicable`` geometry by the tile ``family``:
     x (N, C, H, W) contiguous, weight (O, C, k, k); returns (y, cache)."""
     n, _, h, w = x.shape
@@ -272,7 +328,7 @@ def conv2d_winograd_forward(x, weight, bias, geo, family, workspace=None, keep=T
     oh, ow = geo.out_size(h, w)
     y = np.empty((n, o, oh, ow), dtype=x.dtype)
     return y, winograd_forward(x, weight, geo.pad_before, (oh, ow), y, bias, workspace,
-                               family=family, keep=keep)
+                               family=family, keep=keep, by_positions=by_positions)
 
 
 def conv2d_winograd_backward(dy, cache, workspace=None):

@@ -74,6 +74,40 @@ WINOGRAD_BATCH_MINOR_SAMPLES = 4
 SMALL_PLANE = 8
 SMALL_PLANE_CHANNELS = 128
 SMALL_PLANE_SAMPLES = 16
+# 4x4 outputs (WINOGRAD_RULES leaves them out) with at least 512 channels and
+# 16 samples per thread take F(2x2, 3x3) with the threads splitting the
+# positions (below). Measured on the Intel machine (2026-11-29, forward+backward
+# against the batch-minor products they took before, in separate processes):
+# 512 channels, 16 samples per thread (conv_small) 0.80-0.81 in two rounds,
+# 24 0.73, 32 0.82; 8 per thread 1.13 and 4 1.35, and 256 channels at 16 per
+# thread 1.15, left out. F(4x4, 3x3) in its place: 0.89-0.94 at 128 and 256
+# channels (32 and 64 samples), 1.6-2.5 at 512; left out.
+TINY_PLANE = (4, 512, 16)   # (least output size, least channels, least samples per thread)
+# Which Winograd layers split each step over the threads (``winograd.py``,
+# ``by_positions``: the input transform by planes, the products by position,
+# the output transform by channels) instead of splitting the batch, so that
+# each product is as wide as the whole batch's tiles, not one thread's share:
+# (least channels, most tiles per thread) pairs, any one of which suffices.
+# With the batch split, a thread's products are its samples' tiles wide (T
+# columns), and the filter transforms are done once either way. Measured on
+# the Intel machine (2026-11-29, forward+backward, by positions against by
+# samples, F(4x4, 3x3) unless said; C channels in and out, N samples, 2
+# threads): 64 tiles a thread: 128 channels on 8x8 (N=32) 0.88, on 16x16
+# (N=8) 0.83; 256 on 7x7 and 8x8 (N=32) 0.77 and 0.74, on 14x14 (N=8) 0.65;
+# F(2x2, 3x3) with 512 on 8x8 (N=8) 0.78. 128 tiles: 128 channels on 8x8
+# (N=64) 0.95 and 16x16 (N=16) 0.90; 192 and 256 on 14x14 (N=16) 0.77 and
+# 0.75, 256 on 8x8 (N=64) 0.73 and 16x16 (N=16) 0.80; F(2x2, 3x3) with 512
+# on 7x7 and 8x8 (N=16) 0.84 and 0.87. 196 and 256 tiles with 512 channels
+# (F(2x2, 3x3), 8x8 N=32 and 14x14 N=8): 0.92 and 0.91; with 128 and 256
+# channels, 256 tiles (16x16 and 14x14, N=32) 1.06 and 0.98. Left out: 64
+# channels (1.17 and 1.28 at 64 tiles a thread on 16x16 and 8x8), and the
+# 2x2 kernels and the stride-2 family (not measured). A batch with fewer
+# samples than threads always splits the steps, whatever its size: split by
+# samples, a thread would have none (one sample by F(2x2, 3x3): 256 channels
+# on 28x28 0.78, 128 on 56x56 0.73, 64 on 56x56 0.83-0.90; two samples of
+# 128 channels on 28x28, one a thread, 1.15, left to the rules above).
+BY_POSITIONS = ((128, 128), (512, 256))
+BY_POSITIONS_FAMILIES = ("F(2x2,3x3)", "F(4x4,3x3)")
 
 
 def winograd_family(geo, x_shape, o, out_size, itemsize):
@@ -109,5 +143,21 @@ def _rule_family(k, s, x_shape, o, out_size):
                      and x_shape[0] < SMALL_PLANE_SAMPLES * pieces)
         return None if few_tiles else "F(4x4,3x3)"
     else:
-        takes = met(WINOGRAD_RULES)
+        least_size, least_channels, least_samples = TINY_PLANE
+        takes = met(WINOGRAD_RULES) or (size >= least_size and channels >= least_channels
+                                        and x_shape[0] >= least_samples * pieces)
     return winograd.DEFAULT[k, s] if takes else None
+
+
+def winograd_by_positions(family, x_shape, o, out_size):
+    """Whether a convolution by ``family`` should split each step over the
+    threads rather than the batch (see BY_POSITIONS)."""
+    if family not in BY_POSITIONS_FAMILIES:
+        return False
+    pieces = len(piece_bounds(x_shape[0])) - 1
+    if pieces < len(piece_bounds(1 << 16)) - 1:   # fewer samples than threads
+        return True
+    th, tw = winograd.tiles(out_size, family)
+    per_thread = x_shape[0] * th * tw / pieces
+    channels = min(x_shape[1], o)
+    return any(channels >= least and per_thread <= most for least, most in BY_POSITIONS)
