@@ -281,18 +281,20 @@ def _family(layer):
 
 def test_auto_picks_winograd_for_wide_3x3_and_float32_agrees():
     """winograd_rules.WINOGRAD_F43_RULES first (outputs from 7x7, 8 to 256 channels, 4
-    samples per thread; 16 on outputs up to 8x8 with 128 channels or more), then
-    WINOGRAD_RULES; each family's float32 result against float64."""
+    samples per thread; SMALL_PLANE_SAMPLES on outputs up to 8x8 with 128
+    channels or more), then WINOGRAD_RULES; each family's float32 result
+    against float64."""
     f43, f23 = "F(4x4,3x3)", "F(2x2,3x3)"
     # enough samples for F(4x4, 3x3)
     n = winograd_rules.WINOGRAD_BATCH_MINOR_SAMPLES * numba.get_num_threads()
+    small = winograd_rules.SMALL_PLANE_SAMPLES * numba.get_num_threads()
     for c, o, size, batch, family in [
             (32, 32, 16, n, f43), (16, 32, 15, n, f43), (8, 8, 7, n, f43), (32, 32, 16, 1, f23),
             (32, 32, 16, n - 1, f23), (64, 64, 6, n, f23), (32, 32, 6, n, None),
             (64, 64, 4, n, None), (4, 32, 32, n, None), (3, 32, 32, n, None),
             (512, 512, 8, 1, f23), (512, 512, 4, 1, None), (128, 512, 16, 1, f23),
-            # outputs up to 8x8 with 128 channels or more: 16 samples per thread
-            (128, 128, 7, 4 * n, f43), (128, 128, 8, 4 * n - 1, None),
+            # outputs up to 8x8 with 128 channels or more: 6 samples per thread
+            (128, 128, 7, small, f43), (128, 128, 8, small - 1, None),
             (256, 128, 8, n, None), (128, 128, 9, n, f43), (64, 64, 8, n, f43)]:
         layer = Conv2d(c, o, 3, padding=1, rng=0)
         layer(np.zeros((batch, c, size, size), np.float32))

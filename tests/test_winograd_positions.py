@@ -115,6 +115,8 @@ def test_the_rules_pick_the_split_measured_faster():
     assert _choice(16, 512, 4) == (None, False)              # 8 samples a thread
     assert _choice(32, 256, 4) == (None, False)              # 256 channels
     assert _choice(32, 256, 8) == ("F(4x4,3x3)", True)       # 64 tiles a thread
+    assert _choice(12, 256, 8) == ("F(4x4,3x3)", True)       # 6 samples a thread
+    assert _choice(8, 256, 8) == (None, False)               # 4: batch-minor columns
     assert _choice(32, 512, 8) == ("F(2x2,3x3)", True)       # 256 tiles, 512 channels
     assert _choice(32, 256, 16) == ("F(4x4,3x3)", False)     # 256 tiles, 256 channels
     assert _choice(32, 64, 8) == ("F(4x4,3x3)", False)       # 64 channels

@@ -70,10 +70,17 @@ WINOGRAD_BATCH_MINOR_SAMPLES = 4
 # channels (0.98-1.17 at 4 samples per thread, 0.79-0.93 at 8). F(2x2, 3x3)
 # in its place (WINOGRAD_RULES would take these layers next) measured
 # 0.83-0.91 of F(4x4, 3x3)'s time on 128 and 256 channels at 4 per thread:
-# slower than batch-minor too, so neither family takes them.
+# slower than batch-minor too, so neither family took them. Since the threads
+# can split each step instead of the batch (BY_POSITIONS below, which these
+# layers take), F(4x4, 3x3) wins from 6 samples per thread (same day, against
+# batch-minor, two rounds): 6 per thread, 256 channels on 8x8 0.71-0.72; 8
+# per thread, 128 channels on 8x8 0.86-0.90 and on 7x7 0.99-1.04, 256 on 8x8
+# 0.67-0.72 and on 7x7 0.83-0.91; 12 per thread, 128 on 8x8 0.84-0.90, 256 on
+# 7x7 0.65-0.66. Left to batch-minor: 4 per thread (256 channels on 8x8
+# 0.85-0.92, but 7x7 1.11 and 128 channels on 8x8 1.19).
 SMALL_PLANE = 8
 SMALL_PLANE_CHANNELS = 128
-SMALL_PLANE_SAMPLES = 16
+SMALL_PLANE_SAMPLES = 6
 # 4x4 outputs (WINOGRAD_RULES leaves them out) with at least 512 channels and
 # 16 samples per thread take F(2x2, 3x3) with the threads splitting the
 # positions (below). Measured on the Intel machine (2026-11-29, forward+backward
