@@ -97,17 +97,20 @@ def test_by_positions_refuses_a_shuffle():
                                   family="F(3x3,2x2)", by_positions=True)
 
 
-def _choice(n, c, h, threads=2):
-    """(family, by_positions) auto picks for an N x C x H x H 3x3 layer, C -> C."""
-    geo = F.make_geometry(3, 1, 1)
+def _choice(n, c, h, threads=2, kernel=3, stride=1):
+    """(family, by_positions) auto picks for an N x C x H x H layer, C -> C,
+    padding 1."""
+    geo = F.make_geometry(kernel, stride, 1)
+    out = geo.out_size(h, h)
+
     def bounds(m):
         t = max(1, min(threads, m))
         return [m * i // t for i in range(t + 1)]
 
     with mock.patch.object(winograd_rules, "piece_bounds", bounds), \
             conv_algorithm("auto"):
-        family = winograd_rules.winograd_family(geo, (n, c, h, h), c, (h, h), 4)
-        return family, winograd_rules.winograd_by_positions(family, (n, c, h, h), c, (h, h))
+        family = winograd_rules.winograd_family(geo, (n, c, h, h), c, out, 4)
+        return family, winograd_rules.winograd_by_positions(family, (n, c, h, h), c, out)
 
 
 def test_the_rules_pick_the_split_measured_faster():
@@ -123,3 +126,7 @@ def test_the_rules_pick_the_split_measured_faster():
     assert _choice(32, 64, 32) == ("F(4x4,3x3)", False)
     assert _choice(1, 64, 56) == ("F(2x2,3x3)", True)        # one sample: a thread idle
     assert _choice(1, 64, 56, threads=1) == ("F(2x2,3x3)", False)
+    s2 = "F(4x4,2x2)/2"                                      # 4x4 kernels at stride 2
+    assert _choice(16, 64, 16, kernel=4, stride=2) == (s2, True)    # 32 tiles a thread
+    assert _choice(32, 64, 32, kernel=4, stride=2) == (s2, False)   # 256 (conv_k4s2)
+    assert _choice(32, 32, 16, kernel=4, stride=2) == (s2, False)   # 32 channels

@@ -108,13 +108,21 @@ TINY_PLANE = (4, 512, 16)   # (least output size, least channels, least samples 
 # (F(2x2, 3x3), 8x8 N=32 and 14x14 N=8): 0.92 and 0.91; with 128 and 256
 # channels, 256 tiles (16x16 and 14x14, N=32) 1.06 and 0.98. Left out: 64
 # channels (1.17 and 1.28 at 64 tiles a thread on 16x16 and 8x8), and the
-# 2x2 kernels and the stride-2 family (not measured). A batch with fewer
+# 2x2 kernels (not measured). The stride-2 family (4x4 kernels; its tiles
+# have 4C channels, the input's phases) gains from 64 channels, with at most
+# 128 tiles a thread: 64 -> 128 on 8x8 outputs (N=16 and 64, 32 and 128
+# tiles) 0.65-0.67 and 0.96, 128 -> 256 on 8x8 (N=16, 32, 64) 0.58, 0.73-0.75
+# and 0.86-0.89, on 16x16 (N=16) 0.85-0.90, 256 -> 256 on 8x8 (N=32)
+# 0.76-0.77, 256 -> 512 on 16x16 (N=8) 0.75-0.76; left out: 256 tiles a thread
+# (conv_k4s2, 64 -> 128 on 16x16 with N=32: 1.00-1.01; 128 -> 256 likewise
+# 0.95-1.02) and 32 channels (1.23-1.25 at 64 tiles, 1.05-1.08 at 128). A batch with fewer
 # samples than threads always splits the steps, whatever its size: split by
 # samples, a thread would have none (one sample by F(2x2, 3x3): 256 channels
 # on 28x28 0.78, 128 on 56x56 0.73, 64 on 56x56 0.83-0.90; two samples of
 # 128 channels on 28x28, one a thread, 1.15, left to the rules above).
-BY_POSITIONS = ((128, 128), (512, 256))
-BY_POSITIONS_FAMILIES = ("F(2x2,3x3)", "F(4x4,3x3)")
+BY_POSITIONS = {"F(2x2,3x3)": ((128, 128), (512, 256)),
+                "F(4x4,3x3)": ((128, 128), (512, 256)),
+                "F(4x4,2x2)/2": ((64, 128),)}
 
 
 def winograd_family(geo, x_shape, o, out_size, itemsize):
@@ -159,7 +167,7 @@ def _rule_family(k, s, x_shape, o, out_size):
 def winograd_by_positions(family, x_shape, o, out_size):
     """Whether a convolution by ``family`` should split each step over the
     threads rather than the batch (see BY_POSITIONS)."""
-    if family not in BY_POSITIONS_FAMILIES:
+    if family not in BY_POSITIONS:
         return False
     pieces = len(piece_bounds(x_shape[0])) - 1
     if pieces < len(piece_bounds(1 << 16)) - 1:   # fewer samples than threads
@@ -167,4 +175,5 @@ def winograd_by_positions(family, x_shape, o, out_size):
     th, tw = winograd.tiles(out_size, family)
     per_thread = x_shape[0] * th * tw / pieces
     channels = min(x_shape[1], o)
-    return any(channels >= least and per_thread <= most for least, most in BY_POSITIONS)
+    return any(channels >= least and per_thread <= most
+               for least, most in BY_POSITIONS[family])
