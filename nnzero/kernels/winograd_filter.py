@@ -14,7 +14,11 @@ dW; these kernels take output channels as units, so the threads split them
 For each output channel the (C, k*k) filters are turned into (k*k, C) rows
 in a small scratch buffer (or the gradient summed there), and each of the P
 rows of U (or the k*k of dW) is a few long vector loops over C. kron's zeros
-(most of F(2x2, 3x3)'s: G has entries 0, 1/2 and 1) are skipped.
+(most of F(2x2, 3x3)'s: G has entries 0, 1/2 and 1) are skipped. The two
+kernels share that loop nest on purpose rather than a helper: one taking
+U's (P, C) slice of an output channel, whose rows are O*C apart, and kron^T
+as views compiled for any layout, and the loops over C no longer vectorised
+(2.5x slower for both on a 512 -> 512 layer).
 """
 from __future__ import annotations
 
