@@ -282,8 +282,8 @@ def _family(layer):
 def test_auto_picks_winograd_for_wide_3x3_and_float32_agrees():
     """winograd_rules.WINOGRAD_F43_RULES first (outputs from 7x7, 8 to 256 channels, 4
     samples per thread; SMALL_PLANE_SAMPLES on outputs up to 8x8 with 128
-    channels or more), then WINOGRAD_RULES; each family's float32 result
-    against float64."""
+    channels or more), then WINOGRAD_RULES (with WINOGRAD_MIN_SAVED); each
+    family's float32 result against float64."""
     f43, f23 = "F(4x4,3x3)", "F(2x2,3x3)"
     # enough samples for F(4x4, 3x3)
     n = winograd_rules.WINOGRAD_BATCH_MINOR_SAMPLES * numba.get_num_threads()
@@ -292,7 +292,10 @@ def test_auto_picks_winograd_for_wide_3x3_and_float32_agrees():
             (32, 32, 16, n, f43), (16, 32, 15, n, f43), (8, 8, 7, n, f43), (32, 32, 16, 1, f23),
             (32, 32, 16, n - 1, f23), (64, 64, 6, n, f23), (32, 32, 6, n, None),
             (64, 64, 4, n, None), (4, 32, 32, n, None), (3, 32, 32, n, None),
-            (512, 512, 8, 1, f23), (512, 512, 4, 1, None), (128, 512, 16, 1, f23),
+            (512, 512, 4, 1, None), (128, 512, 32, 1, f23),
+            # 128 channels or more: WINOGRAD_MIN_SAVED multiply-adds saved per filter
+            (512, 512, 8, 1, None), (512, 512, 8, n, f23), (128, 512, 16, 1, None),
+            (64, 64, 8, 1, f23),
             # outputs up to 8x8 with 128 channels or more: 6 samples per thread
             (128, 128, 7, small, f43), (128, 128, 8, small - 1, None),
             (256, 128, 8, n, None), (128, 128, 9, n, f43), (64, 64, 8, n, f43)]:

@@ -90,6 +90,23 @@ SMALL_PLANE_SAMPLES = 6
 # thread 1.15, left out. F(4x4, 3x3) in its place: 0.89-0.94 at 128 and 256
 # channels (32 and 64 samples), 1.6-2.5 at 512; left out.
 TINY_PLANE = (4, 512, 16)   # (least output size, least channels, least samples per thread)
+# F(2x2, 3x3) transforms every filter once a call (U: 16 values per (o, c)
+# pair, 16 MB at 512 channels, ~1.5 ms), whatever the batch, and saves k*k*L
+# - 16*T multiply-adds per pair and sample (L outputs, T tiles a sample: 185
+# on 7x7, 980 on 14x14). With few samples and many channels the transforms
+# cost more than the products save: from 128 channels it needs
+# WINOGRAD_MIN_SAVED saved multiply-adds per pair over the batch. Measured on
+# the Intel machine (2026-11-29, forward+backward, against what the layer
+# takes without Winograd: batch-minor columns up to 14x14, else im2col; two
+# rounds): 185 (one sample, 512 channels on 7x7) 1.83, 370 1.22, 740 (4
+# samples, 128 and 512 channels on 7x7) 1.05-1.41 and 1.07-1.13, 980 (one
+# sample on 14x14) 1.29 at 128 channels and 1.06-1.13 at 256 and 512, 1280
+# (4 samples of 512 on 8x8) 0.96-0.98; 1480 (8 samples, 7x7) 0.89, 1960 (2
+# samples on 14x14) 0.84-0.90 at 256 and 512 channels but 1.15 at 128, 2960
+# and more 0.72-0.83. 64 channels are left to WINOGRAD_RULES (one sample on
+# 14x14, 980: 0.90).
+WINOGRAD_MIN_SAVED = 1400
+WINOGRAD_MIN_SAVED_CHANNELS = 128
 # Which Winograd layers split each step over the threads (``winograd.py``,
 # ``by_positions``: the input transform by planes, the products by position,
 # the output transform by channels) instead of splitting the batch, so that
@@ -161,6 +178,10 @@ def _rule_family(k, s, x_shape, o, out_size):
         least_size, least_channels, least_samples = TINY_PLANE
         takes = met(WINOGRAD_RULES) or (size >= least_size and channels >= least_channels
                                         and x_shape[0] >= least_samples * pieces)
+        if takes and channels >= WINOGRAD_MIN_SAVED_CHANNELS:   # the filters' transforms pay?
+            th, tw = winograd.tiles(out_size, "F(2x2,3x3)")
+            saved = x_shape[0] * (k * k * out_size[0] * out_size[1] - 16 * th * tw)
+            takes = saved >= WINOGRAD_MIN_SAVED
     return winograd.DEFAULT[k, s] if takes else None
 
 
