@@ -277,6 +277,64 @@ def _output_grad_range(dy, th_n, tw_n, dm, lo, hi):
                 d4[t] = f3[t]
 
 
+# Below this many tiles the input gradient's transforms run as one loop
+# storing every output row, above it as one loop per row (see _times_b).
+SPLIT_TILES = 128
+
+
+@njit(inline="always")
+def _times_b(a0, a1, a2, a3, a4, o0, o1, o2, o3, o4, t_all, c2, c3):
+    """(o0 ... o4)[t] = B (a0 ... a4)[t] for every tile t: the input gradient's
+    five-point transform along one axis of its tiles, as one loop."""
+    for t in range(t_all):
+        o0[t] = c2 * a0[t]
+        o1[t] = c2 * (a2[t] - a1[t] + a4[t]) - a0[t] - a3[t]
+        o2[t] = -c2 * a0[t] - a1[t] - c3 * a2[t] - a4[t]
+        o3[t] = a0[t] + a1[t] + a2[t] + a3[t] - c2 * a4[t]
+        o4[t] = a4[t]
+
+
+@njit(inline="always")
+def _times_b_rows(a0, a1, a2, a3, a4, o0, o1, o2, o3, o4, t_all, c2, c3):
+    """``_times_b`` as one loop per output row, each vectorised, taken from 128
+    tiles on (see ``winograd_f43._times_b_rows``). One thread, the
+    input-gradient kernel: 16 samples of conv_k4s2 (256 tiles) 1.49-1.53
+    against 1.95-2.03 ms; rows of 32 and 64 tiles keep the one loop (split,
+    they took 1.4-2x as long)."""
+    for t in range(t_all):
+        o0[t] = c2 * a0[t]
+    for t in range(t_all):
+        o1[t] = c2 * (a2[t] - a1[t] + a4[t]) - a0[t] - a3[t]
+    for t in range(t_all):
+        o2[t] = -c2 * a0[t] - a1[t] - c3 * a2[t] - a4[t]
+    for t in range(t_all):
+        o3[t] = a0[t] + a1[t] + a2[t] + a3[t] - c2 * a4[t]
+    for t in range(t_all):
+        o4[t] = a4[t]
+
+
+@njit(inline="always")
+def _tile_grads(dv, zc, hh, ff, t_all, c2, c3, rows):
+    """F = B dV_zc B^T for every tile: H = dV B^T, then F = B H (the tile's
+    cell (k, l) in row 5k + l), by ``_times_b`` or, ``rows``, ``_times_b_rows``."""
+    for i in range(5):
+        if rows:
+            _times_b_rows(dv[5 * i, zc], dv[5 * i + 1, zc], dv[5 * i + 2, zc],
+                          dv[5 * i + 3, zc], dv[5 * i + 4, zc], hh[5 * i], hh[5 * i + 1],
+                          hh[5 * i + 2], hh[5 * i + 3], hh[5 * i + 4], t_all, c2, c3)
+        else:
+            _times_b(dv[5 * i, zc], dv[5 * i + 1, zc], dv[5 * i + 2, zc], dv[5 * i + 3, zc],
+                     dv[5 * i + 4, zc], hh[5 * i], hh[5 * i + 1], hh[5 * i + 2],
+                     hh[5 * i + 3], hh[5 * i + 4], t_all, c2, c3)
+    for l in range(5):
+        if rows:
+            _times_b_rows(hh[l], hh[5 + l], hh[10 + l], hh[15 + l], hh[20 + l], ff[l],
+                          ff[5 + l], ff[10 + l], ff[15 + l], ff[20 + l], t_all, c2, c3)
+        else:
+            _times_b(hh[l], hh[5 + l], hh[10 + l], hh[15 + l], hh[20 + l], ff[l], ff[5 + l],
+                     ff[10 + l], ff[15 + l], ff[20 + l], t_all, c2, c3)
+
+
 @njit
 def _input_grad_range(dv, pt, pl, th_n, tw_n, dx, lo, hi):
     # units: input channels; dd = B dV B^T over every tile at once, then added
@@ -296,28 +354,7 @@ def _input_grad_range(dv, pt, pl, th_n, tw_n, dx, lo, hi):
         for p in range(2):
             for qq in range(2):
                 zc = 4 * ch + 2 * p + qq
-                for i in range(5):   # H = dV B^T, every tile at once
-                    v0, v1, v2 = dv[5 * i, zc], dv[5 * i + 1, zc], dv[5 * i + 2, zc]
-                    v3, v4 = dv[5 * i + 3, zc], dv[5 * i + 4, zc]
-                    h0, h1, h2 = hh[5 * i], hh[5 * i + 1], hh[5 * i + 2]
-                    h3, h4 = hh[5 * i + 3], hh[5 * i + 4]
-                    for t in range(t_all):
-                        h0[t] = c2 * v0[t]
-                        h1[t] = c2 * (v2[t] - v1[t] + v4[t]) - v0[t] - v3[t]
-                        h2[t] = -c2 * v0[t] - v1[t] - c3 * v2[t] - v4[t]
-                        h3[t] = v0[t] + v1[t] + v2[t] + v3[t] - c2 * v4[t]
-                        h4[t] = v4[t]
-                for l in range(5):   # F = B H: the tile's cell (k, l) in row 5k + l
-                    h0, h1, h2 = hh[l], hh[5 + l], hh[10 + l]
-                    h3, h4 = hh[15 + l], hh[20 + l]
-                    f0, f1, f2 = ff[l], ff[5 + l], ff[10 + l]
-                    f3, f4 = ff[15 + l], ff[20 + l]
-                    for t in range(t_all):
-                        f0[t] = c2 * h0[t]
-                        f1[t] = c2 * (h2[t] - h1[t] + h4[t]) - h0[t] - h3[t]
-                        f2[t] = -c2 * h0[t] - h1[t] - c3 * h2[t] - h4[t]
-                        f3[t] = h0[t] + h1[t] + h2[t] + h3[t] - c2 * h4[t]
-                        f4[t] = h4[t]
+                _tile_grads(dv, zc, hh, ff, t_all, c2, c3, t_all >= 128)
                 for th in range(th_n):
                     for k in range(5):
                         dst = acc[8 * th + p + 2 * k]
