@@ -35,7 +35,8 @@ import numpy as np
 from ._jit import njit
 from .winograd import (_pad_to, entry_points, output_grad_twin, output_twin,
                        tiles_grad_twin, tiles_twin, typed)
-from .winograd_s2 import _planes_in, _planes_out, _tile_offsets, _tiles_in, _tiles_out
+from .winograd_s2 import (_block_rows, _cell_offsets, _planes_in, _planes_out, _tile_offsets,
+                          _tiles_in, _tiles_out)
 
 BT = np.array([[2, -3, -4, 3, 2, 0], [0, -2, 1, 5, 2, 0], [0, 2, -5, 1, 2, 0],
                [0, -2, -1, 2, 1, 0], [0, 1, -2, -1, 2, 0], [0, 2, -3, -4, 3, 2]],
@@ -133,37 +134,44 @@ def _output_grad_range(dy, th_n, tw_n, dm, lo, hi):
     # units: output channels of dY, gathered into 4x4 tiles, then dM = A dY A^T
     n = dy.shape[0]
     c2, c3, c4, c5, c8 = typed(dy)   # coefficients in its dtype
-    t_all = n * th_n * tw_n
-    g = np.zeros((16, t_all), dtype=dy.dtype)   # cells past the output stay zero
-    e = np.empty((24, t_all), dtype=dy.dtype)
-    gf = g.ravel()
-    rowoff, coloff = _tile_offsets(n, th_n, tw_n, t_all)
+    per_row = n * tw_n
+    kr = _block_rows(n, th_n, tw_n)
+    g = np.zeros((16, kr * per_row), dtype=dy.dtype)   # cells past the output stay zero
+    e = np.empty((24, kr * per_row), dtype=dy.dtype)
+    coloff = _cell_offsets(n, dy.shape[3], kr * per_row)
     for oc in range(lo, hi):
-        _tiles_in(dy, oc, rowoff, coloff, gf)
-        for c in range(4):   # rows of A dY, every tile at once
-            g0, g1, g2, g3 = g[c], g[4 + c], g[8 + c], g[12 + c]
-            e0, e1, e2 = e[c], e[4 + c], e[8 + c]
-            e3, e4, e5 = e[12 + c], e[16 + c], e[20 + c]
-            for t in range(t_all):
-                s, d = g0[t] + g2[t], g1[t] + g3[t]
-                e0[t] = g0[t]
-                e1[t] = s + d
-                e2[t] = s - d
-                e3[t] = c8 * g0[t] + c4 * g1[t] + c2 * g2[t] + g3[t]
-                e4[t] = g0[t] - c2 * g1[t] + c4 * g2[t] - c8 * g3[t]
-                e5[t] = g3[t]
-        for i in range(6):   # columns: (A dY) A^T, written as whole rows of dM
-            f0, f1, f2, f3 = e[4 * i], e[4 * i + 1], e[4 * i + 2], e[4 * i + 3]
-            o0, o1, o2 = dm[6 * i, oc], dm[6 * i + 1, oc], dm[6 * i + 2, oc]
-            o3, o4, o5 = dm[6 * i + 3, oc], dm[6 * i + 4, oc], dm[6 * i + 5, oc]
-            for t in range(t_all):
-                s, d = f0[t] + f2[t], f1[t] + f3[t]
-                o0[t] = f0[t]
-                o1[t] = s + d
-                o2[t] = s - d
-                o3[t] = c8 * f0[t] + c4 * f1[t] + c2 * f2[t] + f3[t]
-                o4[t] = f0[t] - c2 * f1[t] + c4 * f2[t] - c8 * f3[t]
-                o5[t] = f3[t]
+        for th0 in range(0, th_n, kr):   # a block of tile rows at a time (see
+            th1 = min(th_n, th0 + kr)    # winograd_s2.TILE_BLOCK)
+            tb, base = (th1 - th0) * per_row, th0 * per_row
+            _tiles_in(dy, oc, th0, th1, g, coloff)
+            for c in range(4):   # rows of A dY, every tile of the block at once
+                g0, g1, g2, g3 = g[c], g[4 + c], g[8 + c], g[12 + c]
+                e0, e1, e2 = e[c], e[4 + c], e[8 + c]
+                e3, e4, e5 = e[12 + c], e[16 + c], e[20 + c]
+                for t in range(tb):
+                    s, d = g0[t] + g2[t], g1[t] + g3[t]
+                    e0[t] = g0[t]
+                    e1[t] = s + d
+                    e2[t] = s - d
+                    e3[t] = c8 * g0[t] + c4 * g1[t] + c2 * g2[t] + g3[t]
+                    e4[t] = g0[t] - c2 * g1[t] + c4 * g2[t] - c8 * g3[t]
+                    e5[t] = g3[t]
+            for i in range(6):   # columns: (A dY) A^T, written as rows of dM
+                f0, f1, f2, f3 = e[4 * i], e[4 * i + 1], e[4 * i + 2], e[4 * i + 3]
+                o0 = dm[6 * i, oc, base:base + tb]
+                o1 = dm[6 * i + 1, oc, base:base + tb]
+                o2 = dm[6 * i + 2, oc, base:base + tb]
+                o3 = dm[6 * i + 3, oc, base:base + tb]
+                o4 = dm[6 * i + 4, oc, base:base + tb]
+                o5 = dm[6 * i + 5, oc, base:base + tb]
+                for t in range(tb):
+                    s, d = f0[t] + f2[t], f1[t] + f3[t]
+                    o0[t] = f0[t]
+                    o1[t] = s + d
+                    o2[t] = s - d
+                    o3[t] = c8 * f0[t] + c4 * f1[t] + c2 * f2[t] + f3[t]
+                    o4[t] = f0[t] - c2 * f1[t] + c4 * f2[t] - c8 * f3[t]
+                    o5[t] = f3[t]
 
 
 @njit(inline="always")
