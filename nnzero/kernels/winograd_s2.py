@@ -290,6 +290,19 @@ def _output_transform_range(m, oh, ow, y, lo, hi):
         _tiles_out(yf, rowoff, coloff, oc, y)
 
 
+@njit(inline="always")
+def _times_a(a0, a1, a2, a3, o0, o1, o2, o3, o4, count, c2, c4, c8):
+    """(o0 ... o4)[t] = A (a0 ... a3)[t] for t < count: the output gradient's
+    transform along one axis of its tiles (rows of A dY, then (A dY) A^T)."""
+    for t in range(count):
+        s, d = a0[t] + a2[t], a1[t] + a3[t]
+        o0[t] = a0[t]
+        o1[t] = s + d
+        o2[t] = s - d
+        o3[t] = a0[t] + c2 * a1[t] + c4 * a2[t] + c8 * a3[t]
+        o4[t] = a3[t]
+
+
 @njit
 def _output_grad_range(dy, th_n, tw_n, dm, lo, hi):
     # units: output channels of dY, gathered into 4x4 tiles, then dM = A dY A^T
@@ -306,30 +319,13 @@ def _output_grad_range(dy, th_n, tw_n, dm, lo, hi):
             tb, base = (th1 - th0) * per_row, th0 * per_row
             _tiles_in(dy, oc, th0, th1, g, coloff)
             for c in range(4):   # rows of A dY, every tile of the block at once
-                g0, g1, g2, g3 = g[c], g[4 + c], g[8 + c], g[12 + c]
-                e0, e1, e2 = e[c], e[4 + c], e[8 + c]
-                e3, e4 = e[12 + c], e[16 + c]
-                for t in range(tb):
-                    s, d = g0[t] + g2[t], g1[t] + g3[t]
-                    e0[t] = g0[t]
-                    e1[t] = s + d
-                    e2[t] = s - d
-                    e3[t] = g0[t] + c2 * g1[t] + c4 * g2[t] + c8 * g3[t]
-                    e4[t] = g3[t]
+                _times_a(g[c], g[4 + c], g[8 + c], g[12 + c], e[c], e[4 + c], e[8 + c],
+                         e[12 + c], e[16 + c], tb, c2, c4, c8)
             for i in range(5):   # columns: (A dY) A^T, written as rows of dM
-                f0, f1, f2, f3 = e[4 * i], e[4 * i + 1], e[4 * i + 2], e[4 * i + 3]
-                d0 = dm[5 * i, oc, base:base + tb]
-                d1 = dm[5 * i + 1, oc, base:base + tb]
-                d2 = dm[5 * i + 2, oc, base:base + tb]
-                d3 = dm[5 * i + 3, oc, base:base + tb]
-                d4 = dm[5 * i + 4, oc, base:base + tb]
-                for t in range(tb):
-                    s, d = f0[t] + f2[t], f1[t] + f3[t]
-                    d0[t] = f0[t]
-                    d1[t] = s + d
-                    d2[t] = s - d
-                    d3[t] = f0[t] + c2 * f1[t] + c4 * f2[t] + c8 * f3[t]
-                    d4[t] = f3[t]
+                b0, b1 = base, base + tb
+                _times_a(e[4 * i], e[4 * i + 1], e[4 * i + 2], e[4 * i + 3], dm[5 * i, oc, b0:b1],
+                         dm[5 * i + 1, oc, b0:b1], dm[5 * i + 2, oc, b0:b1],
+                         dm[5 * i + 3, oc, b0:b1], dm[5 * i + 4, oc, b0:b1], tb, c2, c4, c8)
 
 
 # Below this many tiles the input gradient's transforms run as one loop
