@@ -373,6 +373,10 @@ CONV_PATHS = [
     ("F(2x2,3x3)", (2, 32, 32, 32, 3, 1, 1, 1)),
     ("F(3x3,2x2)", (2, 64, 17, 64, 2, 1, 0, 1)),
     ("F(4x4,2x2)/2", (0, 16, 16, 32, 4, 2, 1, 1)),
+    # the threads split each step, not the batch (winograd_rules.BY_POSITIONS)
+    ("F(4x4,3x3) by positions", (0, 128, 16, 128, 3, 1, 1, 1)),
+    ("F(2x2,3x3) by positions", (8, 512, 8, 512, 3, 1, 1, 1)),
+    ("F(4x4,2x2)/2 by positions", (0, 64, 16, 128, 4, 2, 1, 1)),
     ("im2col", (4, 16, 32, 32, 3, 2, 1, 1)),          # 3x3 at stride 2
     ("im2col", (4, 32, 16, 48, 1, 1, 0, 1)),          # pointwise
     ("im2col", (4, 3, 32, 16, 3, 1, 1, 1)),           # a stem
@@ -407,7 +411,7 @@ def conv_path(cache):
     if kind in _WRAPPED:
         return _WRAPPED[kind] + conv_path(cache.inner)
     if kind == "WinogradCache":
-        return cache.family
+        return cache.family + (" by positions" if cache.by_positions else "")
     if kind == "SubpixelCache":
         return "sub-pixel " + ("im2col" if cache.wino is None else "Winograd")
     if kind == "DirectCache" and cache.loops in ("blocked", "lanes"):
