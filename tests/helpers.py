@@ -375,7 +375,7 @@ CONV_PATHS = [
     ("F(4x4,2x2)/2", (0, 16, 16, 32, 4, 2, 1, 1)),
     # the threads split each step, not the batch (winograd_rules.BY_POSITIONS)
     ("F(4x4,3x3) by positions", (0, 128, 16, 128, 3, 1, 1, 1)),
-    ("F(2x2,3x3) by positions", (8, 512, 8, 512, 3, 1, 1, 1)),
+    ("F(2x2,3x3) by positions", (8, 128, 6, 128, 3, 1, 1, 1)),
     ("F(4x4,2x2)/2 by positions", (0, 64, 16, 128, 4, 2, 1, 1)),
     ("im2col", (4, 16, 32, 32, 3, 2, 1, 1)),          # 3x3 at stride 2
     ("im2col", (4, 32, 16, 48, 1, 1, 0, 1)),          # pointwise
