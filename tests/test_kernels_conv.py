@@ -347,7 +347,7 @@ def test_filter_transforms_split_or_not_agree(family):
                                              ("F(4x4,2x2)/2", (40, 2, 28, 26))])
 def test_output_gradients_in_blocks_of_tile_rows(family, x_shape):
     """The output gradients gather and transform dY a block of tile rows at a
-    time (``winograd_s2.TILE_BLOCK`` tiles): with 40 samples of 4 tiles a row
+    time (``winograd_tiles.TILE_BLOCK`` tiles): with 40 samples of 4 tiles a row
     each block is one tile row, and the last (14 output rows) is half past
     the output, where the gathered cells must be zeros again, not the block
     before's; 13 columns leave the last tile column partly empty too."""
@@ -355,6 +355,6 @@ def test_output_gradients_in_blocks_of_tile_rows(family, x_shape):
     rng = np.random.default_rng(5)
     x = rng.standard_normal(x_shape) * scale
     fam, cases = _family_cases(family, rng, x, (1, 1), kernels[-1])
-    from nnzero.kernels import winograd_s2
-    assert winograd_s2._block_rows(x_shape[0], 4, 4) == 1   # four blocks of one tile row
+    from nnzero.kernels import winograd_tiles
+    assert winograd_tiles._block_rows(x_shape[0], 4, 4) == 1   # four blocks of one tile row
     check_twins(fam, cases, np.float64, rtol=1e-12, atol=atol64)

@@ -35,8 +35,8 @@ import numpy as np
 from ._jit import njit
 from .winograd import (_pad_to, entry_points, output_grad_twin, output_twin,
                        tiles_grad_twin, tiles_twin, typed)
-from .winograd_s2 import (_block_rows, _cell_offsets, _planes_in, _planes_out, _tile_offsets,
-                          _tiles_in, _tiles_out)
+from .winograd_tiles import (_block_rows, _cell_offsets, _planes_in, _planes_out,
+                             _tile_offsets, _tiles_in, _tiles_out)
 
 BT = np.array([[2, -3, -4, 3, 2, 0], [0, -2, 1, 5, 2, 0], [0, 2, -5, 1, 2, 0],
                [0, -2, -1, 2, 1, 0], [0, 1, -2, -1, 2, 0], [0, 2, -3, -4, 3, 2]],
@@ -155,7 +155,7 @@ def _output_grad_range(dy, th_n, tw_n, dm, lo, hi):
     coloff = _cell_offsets(n, dy.shape[3], kr * per_row)
     for oc in range(lo, hi):
         for th0 in range(0, th_n, kr):   # a block of tile rows at a time (see
-            th1 = min(th_n, th0 + kr)    # winograd_s2.TILE_BLOCK)
+            th1 = min(th_n, th0 + kr)    # winograd_tiles.TILE_BLOCK)
             tb, base = (th1 - th0) * per_row, th0 * per_row
             _tiles_in(dy, oc, th0, th1, g, coloff)
             for c in range(4):   # rows of A dY, every tile of the block at once
