@@ -164,8 +164,9 @@ def test_batch_minor_winograd_families_take_an_empty_batch():
         cache = F.winograd.winograd_forward(x, np.ones((4, 4, k, k)), (1, 1), out, y,
                                             family=family)
         dx = np.empty_like(x)
-        dw = F.winograd.winograd_backward(y, cache, dx)
+        dw, db = F.winograd.winograd_backward(y, cache, dx, bias=True)
         assert dw.shape == (4, 4, k, k) and not dw.any(), family
+        assert db.shape == (4,) and not db.any(), family
 
 
 @pytest.mark.parametrize("make,algorithm,path", [

@@ -240,11 +240,15 @@ def _winograd_forward(x, w_conv, bias, conv_geo, plan, y, workspace, keep):
 
 
 def _winograd_backward(dy, cache, workspace):
-    """dx and dW' of the Winograd path: dz gathered from dy tile by tile."""
+    """dx, dW' and db of the Winograd path: dz gathered from dy tile by tile.
+    Every cell of y is one cell of z, so db sums z's phases of each channel
+    (z's channel (a_h*Sw + a_w)*O + o, see ``kernels/winograd_k2.py``)."""
     dx = np.empty_like(cache.x)
-    dw_conv = winograd.winograd_backward(dy, cache.wino, dx, workspace,
-                                         shuffle=_phase_tables(cache.plan))
-    return dx, dw_conv
+    dw_conv, db_z = winograd.winograd_backward(dy, cache.wino, dx, workspace,
+                                               shuffle=_phase_tables(cache.plan),
+                                               bias=cache.has_bias)
+    db = None if db_z is None else db_z.reshape(-1, dy.shape[1]).sum(axis=0)
+    return dx, dw_conv, db
 
 
 def subpixel_forward(x, weight, bias, geo, out_hw, workspace=None, keep_columns=True):
@@ -299,10 +303,10 @@ def subpixel_backward(dy, cache, workspace=None):
     x, w_conv, perm, weight_shape, has_bias, conv_geo, plan, kept, wino = cache
     dy = np.ascontiguousarray(dy)
     if wino is not None:
-        dx, dw_conv = _winograd_backward(dy, cache, workspace)
+        dx, dw_conv, db = _winograd_backward(dy, cache, workspace)
         dw = np.empty(int(np.prod(weight_shape)), dtype=x.dtype)
         dw[perm] = dw_conv.ravel()
-        return dx, dw.reshape(weight_shape), bias_grad(dy) if has_bias else None
+        return dx, dw.reshape(weight_shape), db
     n, c, h, w = x.shape
     g = conv_geo.groups
     og = weight_shape[1]

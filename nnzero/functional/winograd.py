@@ -22,7 +22,8 @@ for stride 2 25 * 4 per 4x4 outputs instead of 16 * 16
     dM   = A dY A^T                  (per output tile)
     dU_xi = dM_xi @ V_xi^T;   dW = G^T dU G   (per (o, c'))
     dV_xi = U_xi^T @ dM_xi;   dx = B dV B^T   (per input tile, scattered with +=)
-    db   = sum of dy
+    db   = sum of dy = sum over tiles of dM at xi = (j, j), where A^T's column j
+           is all ones; the forward adds b to M there (see ``_ones_position``)
 
 The transforms are exact in real arithmetic; in floating point the result
 differs from im2col's by rounding only (a few ulps times the tile sums).
@@ -51,7 +52,7 @@ from ..kernels import winograd_f43 as F43
 from ..kernels import winograd_k2 as K2
 from ..kernels import winograd_s2 as S2
 from ..kernels import winograd_filter as WF
-from ._columns import bias_grad, weight_product
+from ._columns import weight_product
 from ._scratch import samples, scratch, transient
 from ._threads import blas_one_thread, piece_bounds, run_pieces
 
@@ -78,12 +79,32 @@ class _Family(NamedTuple):
     positions: int      # P: cells per input tile (16, 25 or 36), one product each
     phases: int         # C' = phases * C: the tiles' channels (4 after space-to-depth)
     kron: dict          # float32/float64 -> (P, taps): kron(G, G), see _filter_transform
+    ones: int           # the position whose products carry the bias: see _ones_position
+
+
+def _ones_position(at):
+    """The position xi = (j, j) where A^T's column j is all ones (every family
+    has one: the interpolation point 1). With e_j that unit vector, A^T e_j is
+    the all-ones vector, so for any tile
+
+        A^T (M + b e_j e_j^T) A = A^T M A + b 1 1^T,    1^T dY 1 = (A dY A^T)_jj:
+
+    adding the bias b to M's row at xi adds it to every output cell, and the
+    sum of a tile's output gradient, the bias gradient's share, is that same
+    row of dM. The bias then costs one pass over 1/P of M and of dM, where it
+    had cost a pass over y after the output transform and one over dy (1.7 ms
+    of conv_mid's 24, 1.0 of conv_k4s2's 21)."""
+    cols = [j for j in range(at.shape[1]) if np.all(at[:, j] == 1)]
+    if not cols:
+        raise ValueError("winograd: A^T has no column of ones")
+    return cols[0] * at.shape[1] + cols[0]
 
 
 def _family(K, stride=1):
     kron = np.kron(K.G, K.G)
     return _Family(K, K.AT.shape[0], K.BT.shape[0] ** 2, stride * stride,
-                   {np.dtype(t): kron.astype(t) for t in (np.float32, np.float64)})
+                   {np.dtype(t): kron.astype(t) for t in (np.float32, np.float64)},
+                   _ones_position(K.AT))
 
 
 # The tile families by name: F(2x2, 3x3) and F(4x4, 3x3) for 3x3 kernels,
@@ -214,8 +235,8 @@ def winograd_forward(x, weight, pad, out_size, out, bias=None, workspace=None, s
     if shuffle is not None:   # the shuffled transform adds a bias, zero or not
         shuffle = tuple(shuffle) + (np.zeros(out.shape[1], x.dtype) if bias is None
                                     else bias.astype(x.dtype, copy=False),)
-    elif bias is not None:
-        add_bias = bias.reshape(1, -1, 1, 1)
+    elif bias is not None:   # added to M's row at fam.ones (see _ones_position)
+        bias = bias.astype(x.dtype, copy=False).reshape(-1, 1)
 
     if by_positions and n:
         _by_positions_forward(x, u, pad, out_size, (th, tw), out, bias, fam,
@@ -231,9 +252,9 @@ def winograd_forward(x, weight, pad, out_size, out, bias=None, workspace=None, s
         if shuffle is not None:
             K.output_transform_shuffle_one_thread(mp, oh, ow, *shuffle, out[lo:hi])
             return
-        K.output_transform_one_thread(mp, oh, ow, out[lo:hi])
         if bias is not None:
-            out[lo:hi] += add_bias
+            mp[fam.ones] += bias
+        K.output_transform_one_thread(mp, oh, ow, out[lo:hi])
 
     bounds = piece_bounds(n)
     if n:   # an empty batch has no tiles (the batch-minor kernels divide by n)
@@ -242,10 +263,13 @@ def winograd_forward(x, weight, pad, out_size, out, bias=None, workspace=None, s
                          bounds, v if keep else None, u, family, None if keep else x)
 
 
-def winograd_backward(dy, cache, dx, workspace=None, shuffle=None):
-    """Write dL/dx into ``dx`` and return dL/dweight, from a contiguous dL/dy;
-    with ``shuffle=(ph, pw)`` that is the transposed layer's dL/dy, whose
-    phases are gathered into dL/dz tile by tile (see ``winograd_forward``)."""
+def winograd_backward(dy, cache, dx, workspace=None, shuffle=None, bias=False):
+    """Write dL/dx into ``dx`` and return (dL/dweight, dL/dbias), from a
+    contiguous dL/dy; with ``shuffle=(ph, pw)`` that is the transposed layer's
+    dL/dy, whose phases are gathered into dL/dz tile by tile (see
+    ``winograd_forward``). dL/dbias is None unless ``bias``; it is summed from
+    dM's row at ``fam.ones`` (see ``_ones_position``), per output channel of
+    the convolution (with a shuffle, of z: the caller adds z's phases)."""
     x_shape, weight, _, pad, out_size, (th, tw), bounds, v, u, family, x, by_pos = cache
     fam = _FAMILIES[family]
     K, pos = fam.K, fam.positions
@@ -260,17 +284,20 @@ def winograd_backward(dy, cache, dx, workspace=None, shuffle=None):
     if by_pos and x_shape[0]:
         n = x_shape[0]
         du = transient(workspace, "wino_du", u.shape, u.dtype)
+        dmp = _piece(dm, 0, n, pos, o, th * tw)
         _by_positions_backward(dy, u_t, pad, fam, x, redo, (th, tw), dx, du,
-                               *(_piece(a, 0, n, pos, rows, th * tw)
-                                 for a, rows in ((v, c), (dm, o), (dv, c))))
-        return _filter_grad(du, weight.shape, fam)
+                               _piece(v, 0, n, pos, c, th * tw), dmp,
+                               _piece(dv, 0, n, pos, c, th * tw))
+        return _filter_grad(du, weight.shape, fam), (dmp[fam.ones].sum(axis=1) if bias
+                                                     else None)
 
-    def piece(lo, hi):   # samples lo ... hi-1, on one thread; returns its share of dU
+    def piece(lo, hi):   # samples lo ... hi-1, on one thread; returns its shares of dU, db
         dmp = _piece(dm, lo, hi, pos, o, th * tw)
         if shuffle is None:
             K.output_grad_one_thread(dy[lo:hi], th, tw, dmp)
         else:
             K.output_grad_shuffle_one_thread(dy[lo:hi], th, tw, *shuffle, dmp)
+        db = dmp[fam.ones].sum(axis=1) if bias else None
         vp = _piece(v, lo, hi, pos, c, th * tw)
         if redo:
             K.input_transform_one_thread(x[lo:hi], pad[0], pad[1], th, tw, vp)
@@ -278,13 +305,15 @@ def winograd_backward(dy, cache, dx, workspace=None, shuffle=None):
         dvp = _piece(dv, lo, hi, pos, c, th * tw)
         np.matmul(u_t, dmp, out=dvp)
         K.input_grad_one_thread(dvp, pad[0], pad[1], th, tw, dx[lo:hi])
-        return du
+        return du, db
 
     if not x_shape[0]:   # an empty batch: no tiles, a zero gradient
-        return _filter_grad(np.zeros_like(u), weight.shape, fam)
+        return (_filter_grad(np.zeros_like(u), weight.shape, fam),
+                np.zeros(o, u.dtype) if bias else None)
     parts = run_pieces(bounds, piece)
-    du = sum(parts[1:], parts[0])
-    return _filter_grad(du, weight.shape, fam)
+    du = sum((p[0] for p in parts[1:]), parts[0][0])
+    db = sum((p[1] for p in parts[1:]), parts[0][1]) if bias else None
+    return _filter_grad(du, weight.shape, fam), db
 
 
 def _by_positions_forward(x, u, pad, out_size, tiles_hw, out, bias, fam, v, m):
@@ -298,9 +327,9 @@ def _by_positions_forward(x, u, pad, out_size, tiles_hw, out, bias, fam, v, m):
     K.input_transform(x, pad[0], pad[1], *tiles_hw, v)
     run_pieces(piece_bounds(fam.positions),
                lambda lo, hi: np.matmul(u[lo:hi], v[lo:hi], out=m[lo:hi]))
+    if bias is not None:   # (O, 1): see _ones_position
+        m[fam.ones] += bias
     K.output_transform(m, *out_size, out)
-    if bias is not None:
-        out += bias.reshape(1, -1, 1, 1)
 
 
 def _by_positions_backward(dy, u_t, pad, fam, x, redo, tiles_hw, dx, du, v, dm, dv):
@@ -334,6 +363,5 @@ def conv2d_winograd_forward(x, weight, bias, geo, family, workspace=None, keep=T
 def conv2d_winograd_backward(dy, cache, workspace=None):
     dy = np.ascontiguousarray(dy)
     dx = np.empty(cache.x_shape, dtype=dy.dtype)
-    dw = winograd_backward(dy, cache, dx, workspace)
-    db = bias_grad(dy) if cache.has_bias else None
+    dw, db = winograd_backward(dy, cache, dx, workspace, bias=cache.has_bias)
     return dx, dw, db
