@@ -51,6 +51,32 @@ def test_both_layouts_agree_and_the_per_sample_one_is_gradient_checked(cfg):
             np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("n,rides", [(5, True), (1, False)])
+def test_bias_in_the_products_or_apart(n, rides):
+    """With N*L >= BIAS_RIDES_FROM * K the bias rides in the products (a ones
+    row under the columns); below it, it is added to y and summed from dy.
+    Both are gradient-checked on the batch-minor path and equal one product
+    per sample."""
+    rng = np.random.default_rng(5)
+    layer = Conv2d(2, 3, 3, padding=1, dtype=F64, rng=1)   # K = 18, L = 16 on 4x4
+    x = rng.standard_normal((n, 2, 4, 4))
+    assert B._bias_rides(True, 1, False, n * 16, 18) == rides
+    layer(x)
+    assert isinstance(layer._ctx.cache, B.BatchMinorCache)
+    gradcheck(layer, x)
+    dy = rng.standard_normal((n, 3, 4, 4))
+    y = layer(x)
+    layer.zero_grad()
+    dx = layer.backward(dy)
+    grads = [p.grad.copy() for p in layer.parameters()]
+    layer.zero_grad()
+    with conv_algorithm("im2col"):
+        np.testing.assert_allclose(layer(x), y, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(layer.backward(dy), dx, rtol=1e-12, atol=1e-12)
+    for p, g in zip(layer.parameters(), grads):
+        np.testing.assert_allclose(p.grad, g, rtol=1e-12, atol=1e-12)
+
+
 def test_chosen_for_small_planes_unless_the_direct_loops_take_them():
     rng = np.random.default_rng(0)
     side = int(np.sqrt(B.MAX_LENGTH))

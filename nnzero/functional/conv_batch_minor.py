@@ -20,8 +20,14 @@ dy (the small side: Og*L per sample against K*L for the columns), as
 transposed convolution already does (``conv_transpose.py``).
 
 ``conv.py`` sends a convolution here when ``applicable`` says so (and the
-algorithm is not ``'im2col'``, which keeps one product per sample). The
-bias is added while y is reordered. Threads and the memory budget work as
+algorithm is not ``'im2col'``, which keeps one product per sample). Without
+groups the bias rides in the products as in ``conv.py``: a row of ones under
+the columns (K+1 rows) and the bias as one more column of W, so that the
+forward product adds it and the last column of the weight gradient's product
+is its gradient (no pass over dy of its own: conv_strided 0.95-0.97 of its time;
+where the batch is small against the weight it does not pay, see
+BIAS_RIDES_FROM). Grouped and pointwise layers add the bias while y is
+reordered and sum it from dy. Threads and the memory budget work as
 in ``conv.py``: the batch is split over the threads (``_threads.py``), each
 thread's columns a contiguous block of the buffer, and a batch whose columns
 would pass the budget runs in chunks, the backward pass rebuilding them.
@@ -95,6 +101,30 @@ POINTWISE_WEIGHT_PER_CELL = 1024
 POINTWISE_MIN_LENGTH = 16
 
 
+# The bias rides in the products (see the module) when the batch has at
+# least BIAS_RIDES_FROM output cells per weight column (N*L >= 4*K): [W | b]
+# is a copy of the weight made every call, dW a copy out of the (O, K+1)
+# product, and both cost more than the pass over dy they save when the
+# weight is large against dy. Measured forward+backward, riding / adding the
+# bias while y is reordered and summing dy on the calling thread, 3 rounds
+# in separate processes (2026-11-30): conv_strided (N*L/K = 14) 0.95-0.97,
+# 128 -> 256 channels on 8x8 (1.8) 0.98, 64 -> 128 on 8x8 (3.6) 1.00,
+# 128 -> 256 at stride 2 to 8x8 (1.8) 1.03, 256 -> 512 at stride 2 to 8x8
+# (0.9) 1.01-1.05.
+BIAS_RIDES_FROM = 4
+
+
+def _bias_rides(has_bias, groups, pointwise, cells, rows):
+    """Whether the bias rides in the products: ungrouped, not pointwise, and
+    ``cells`` = N*L at least BIAS_RIDES_FROM times the ``rows`` K."""
+    return has_bias and groups == 1 and not pointwise and cells >= BIAS_RIDES_FROM * rows
+
+
+def _with_bias(w_g, bias):
+    """[W | b]: (1, O, K+1), the ungrouped weight matrix with the bias column."""
+    return np.concatenate([w_g[0], bias.reshape(-1, 1)], axis=1)[None]
+
+
 class BatchMinorCache(NamedTuple):
     x: np.ndarray          # (N, C, H, W), contiguous
     weight: np.ndarray
@@ -120,12 +150,18 @@ def applicable(out_size, geo, x_shape, out_channels):
             and macs >= WIDER_MIN_MACS)
 
 
-def _columns(x, geo, out_size, block):
+def _columns(x, geo, out_size, block, ones=False):
     """(G, K, m*L) batch-minor columns of x's m samples, written into the flat
-    ``block`` (None for a pointwise convolution: then a reordered copy of x)."""
+    ``block`` (None for a pointwise convolution: then a reordered copy of x);
+    with ``ones`` (ungrouped), (1, K+1, m*L): a row of ones after the K rows."""
     m, c = x.shape[:2]
     length = out_size[0] * out_size[1]
     rows = c * geo.kernel[0] * geo.kernel[1]
+    if ones:
+        block[rows * m * length:] = 1
+        to_columns(x, geo, out_size, block[:rows * m * length].reshape(rows, m, length),
+                   kmajor=True, serial=True)
+        return block.reshape(1, rows + 1, m * length)
     out = None if block is None else block.reshape(rows, m, length)
     cols = to_columns(x, geo, out_size, out, kmajor=True, serial=True)
     return cols.reshape(geo.groups, rows // geo.groups, m * length)
@@ -140,21 +176,24 @@ def forward(x, weight, bias, geo, out_size, workspace=None, keep_columns=True):
     rows = c * geo.kernel[0] * geo.kernel[1]
     pointwise = columns_are_input(geo, x.shape, out_size)
     w_g = weight.reshape(g, o // g, -1)                    # (G, Og, K)
+    rides = _bias_rides(bias is not None, g, pointwise, n * length, rows)
+    if rides:
+        w_g = _with_bias(w_g, bias)                        # (1, O, K+1)
     y = np.empty((n, o, length), dtype=x.dtype)
-    chunk = chunk_size(n, rows, length, x.itemsize)
-    per = rows * length
+    chunk = chunk_size(n, rows + rides, length, x.itemsize)
+    per = (rows + rides) * length
     keep = chunk >= n and keep_columns   # the whole batch's columns, kept for the backward
     buf = None if pointwise else columns_buffer(workspace, "cols", (min(chunk, n) * per,),
                                                 x.dtype, keep)
     ybuf = transient(workspace, "y_batch_minor", (min(chunk, n) * o * length,), x.dtype)
-    add = None if bias is None else bias.reshape(1, o, 1)
+    add = None if bias is None or rides else bias.reshape(1, o, 1)
     bounds = None
     for s in range(0, n, chunk):
         m = min(chunk, n - s)
 
         def piece(lo, hi, s=s):   # samples s+lo ... s+hi-1, on one thread
             block = None if buf is None else samples(buf, lo, hi, per)
-            cols = _columns(x[s + lo:s + hi], geo, out_size, block)
+            cols = _columns(x[s + lo:s + hi], geo, out_size, block, rides)
             yk = samples(ybuf, lo, hi, o * length).reshape(g, o // g, -1)
             for gi in range(g):
                 np.matmul(w_g[gi], cols[gi], out=yk[gi])
@@ -182,15 +221,18 @@ def backward(dy, cache, workspace=None):
     rows = c * geo.kernel[0] * geo.kernel[1]
     pointwise = columns_are_input(geo, x.shape, out_size)
     w_g = weight.reshape(g, o // g, -1)
+    rides = _bias_rides(has_bias, g, pointwise, n * length, rows)   # dW's last column is db
     dy = np.ascontiguousarray(dy)
     dy3 = dy.reshape(n, o, length)
     dx = np.empty_like(x)
-    per = rows * length
-    chunk = max(n, 1) if kept is not None else chunk_size(n, rows, length, x.itemsize)
+    per = (rows + rides) * length
+    chunk = (max(n, 1) if kept is not None
+             else chunk_size(n, rows + rides, length, x.itemsize))
     buf = kept
     if kept is None and not pointwise:
         buf = transient(workspace, "cols", (min(chunk, n) * per,), x.dtype)
-    dbuf = None if pointwise else transient(workspace, "dcols", (min(chunk, n) * per,), x.dtype)
+    dbuf = (None if pointwise
+            else transient(workspace, "dcols", (min(chunk, n) * rows * length,), x.dtype))
     dw = None
     for s in range(0, n, chunk):
         m = min(chunk, n - s)
@@ -198,17 +240,17 @@ def backward(dy, cache, workspace=None):
         def piece(lo, hi, s=s):   # samples s+lo ... s+hi-1, on one thread
             a, b = s + lo, s + hi
             if kept is not None:
-                cols = samples(kept, lo, hi, per).reshape(g, rows // g, -1)
+                cols = samples(kept, lo, hi, per).reshape(g, (rows + rides) // g, -1)
             else:
                 cols = _columns(x[a:b], geo, out_size,
-                                None if buf is None else samples(buf, lo, hi, per))
+                                None if buf is None else samples(buf, lo, hi, per), rides)
             dyk = channels_first(dy3[a:b], g)                 # (G, Og, (b-a)*L)
             if dbuf is None:
                 dcols = np.empty((rows, b - a, length), dtype=x.dtype)
             else:
-                dcols = samples(dbuf, lo, hi, per).reshape(rows, b - a, length)
+                dcols = samples(dbuf, lo, hi, rows * length).reshape(rows, b - a, length)
             dcols_g = dcols.reshape(g, rows // g, -1)
-            dw_part = np.empty_like(w_g)
+            dw_part = np.empty((g, o // g, rows // g + rides), dtype=w_g.dtype)
             for gi in range(g):
                 weight_product(dyk[gi], cols[gi], out=dw_part[gi])
                 np.matmul(w_g[gi].T, dyk[gi], out=dcols_g[gi])
@@ -219,6 +261,8 @@ def backward(dy, cache, workspace=None):
         bounds = kept_bounds if kept is not None else piece_bounds(m)
         dw = add_shares(dw, run_pieces(bounds, piece))
     if dw is None:   # an empty batch
-        dw = np.zeros_like(w_g)
+        dw = np.zeros((g, o // g, rows // g + rides), dtype=w_g.dtype)
+    if rides:
+        return dx, np.ascontiguousarray(dw[0, :, :rows]).reshape(weight.shape), dw[0, :, rows]
     db = bias_grad(dy) if has_bias else None
     return dx, dw.reshape(weight.shape), db
