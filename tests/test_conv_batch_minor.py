@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from helpers import conv_algorithm, conv_configs, fits, naive_conv2d
+from helpers import check_path_against_im2col, conv_algorithm, conv_configs, fits, naive_conv2d
 from nnzero import gradcheck
 from nnzero.functional import conv as F
 from nnzero.functional import conv_batch_minor as B
@@ -61,20 +61,7 @@ def test_bias_in_the_products_or_apart(n, rides):
     layer = Conv2d(2, 3, 3, padding=1, dtype=F64, rng=1)   # K = 18, L = 16 on 4x4
     x = rng.standard_normal((n, 2, 4, 4))
     assert B._bias_rides(True, 1, False, n * 16, 18) == rides
-    layer(x)
-    assert isinstance(layer._ctx.cache, B.BatchMinorCache)
-    gradcheck(layer, x)
-    dy = rng.standard_normal((n, 3, 4, 4))
-    y = layer(x)
-    layer.zero_grad()
-    dx = layer.backward(dy)
-    grads = [p.grad.copy() for p in layer.parameters()]
-    layer.zero_grad()
-    with conv_algorithm("im2col"):
-        np.testing.assert_allclose(layer(x), y, rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(layer.backward(dy), dx, rtol=1e-12, atol=1e-12)
-    for p, g in zip(layer.parameters(), grads):
-        np.testing.assert_allclose(p.grad, g, rtol=1e-12, atol=1e-12)
+    check_path_against_im2col(layer, x, "auto", B.BatchMinorCache, rng)
 
 
 def test_chosen_for_small_planes_unless_the_direct_loops_take_them():
