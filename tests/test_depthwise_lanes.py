@@ -25,7 +25,7 @@ def _twin(x, w, bias, dy, p, d):
     G.grouped_forward_numpy(x, w, bias, c, *p, *d, y)
     dx = np.empty_like(x)
     units = np.zeros((x.shape[0], c, 1) + w.shape[1:], x.dtype)
-    G.grouped_backward_numpy(x, w, dy, c, *p, *d, dx, units)
+    G.grouped_backward_numpy(x, w, dy, c, *p, *d, dx, units, np.empty((0, 0), x.dtype))
     return y, dx, units.sum(axis=0).reshape(w.shape)
 
 

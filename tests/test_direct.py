@@ -243,11 +243,13 @@ def test_grouped_kernels_equal_numpy_twins(n, groups, cg, og, h, w, k, p, d, out
         y = np.full((n, o) + out, np.nan, dtype)
         dx = np.full(x.shape, np.nan, dtype)
         dw_units = np.full((n, groups, og, cg) + k, np.nan, dtype)
+        db_units = np.full((n, o), np.nan, dtype)   # each plane of dy summed
         if y.size:                 # the wrappers call the kernels only then
             fwd(x, wt, bias, groups, *p, *d, y)
         if dx.size and dy.size:
-            bwd(x, wt, dy, groups, *p, *d, dx, dw_units)
-        results.append((y, dx, dw_units))
+            bwd(x, wt, dy, groups, *p, *d, dx, dw_units, db_units)
+            np.testing.assert_allclose(db_units, dy.sum(axis=(2, 3)), **tol)
+        results.append((y, dx, dw_units, db_units))
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, **tol)
 
@@ -258,9 +260,13 @@ def test_grouped_wrappers_handle_empty_inputs():
     y = G.grouped_forward(x, w, np.arange(6.0), 2, (0, 0), (1, 1), np.empty((2, 6, 1, 1)))
     np.testing.assert_array_equal(y[:, :, 0, 0], [np.arange(6.0) + 18] * 2)
     dx = np.full(x.shape, np.nan)
-    dw = G.grouped_backward(x, w, np.empty((2, 6, 0, 1)), 2, (0, 0), (1, 1), dx)
+    db = np.full(6, np.nan)
+    dw = G.grouped_backward(x, w, np.empty((2, 6, 0, 1)), 2, (0, 0), (1, 1), dx, db=db)
     np.testing.assert_array_equal(dx, 0)
     np.testing.assert_array_equal(dw, np.zeros(w.shape))
+    np.testing.assert_array_equal(db, 0)
+    with pytest.raises(ValueError, match="db must have shape"):
+        G.grouped_backward(x, w, np.ones((2, 6, 1, 1)), 2, (0, 0), (1, 1), dx, db=np.empty(5))
     empty = np.empty((0, 4, 3, 3))
     assert G.grouped_forward(empty, w, np.zeros(6), 2, (0, 0), (1, 1),
                              np.empty((0, 6, 1, 1))).shape == (0, 6, 1, 1)
@@ -281,13 +287,15 @@ def test_grouped_kernels_reuse_their_scratch_across_units():
         y_ref = np.empty_like(y)
         G.grouped_forward_numpy(x, wt, bias, groups, *pad, 1, 1, y_ref)
         np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-9)
-        dx = np.empty_like(x)
-        dw = G.grouped_backward(x, wt, dy, groups, pad, (1, 1), dx)
+        dx, db = np.empty_like(x), np.empty(groups * og)
+        dw = G.grouped_backward(x, wt, dy, groups, pad, (1, 1), dx, db=db)
         dx_ref, dw_ref = np.empty_like(x), np.empty((n, groups, og, cg) + k)
-        G.grouped_backward_numpy(x, wt, dy, groups, *pad, 1, 1, dx_ref, dw_ref)
+        db_ref = np.empty((n, groups * og))
+        G.grouped_backward_numpy(x, wt, dy, groups, *pad, 1, 1, dx_ref, dw_ref, db_ref)
         np.testing.assert_allclose(dx, dx_ref, rtol=1e-12, atol=1e-9)
         np.testing.assert_allclose(dw, dw_ref.sum(axis=0).reshape(wt.shape), rtol=1e-10,
                                    atol=1e-9)
+        np.testing.assert_allclose(db, db_ref.sum(axis=0), rtol=1e-12, atol=1e-12)
 
 
 def test_grouped_wrappers_reject_inconsistent_shapes():

@@ -210,19 +210,28 @@ def direct_backward(dy, cache):
     """Return ``(dx, dweight, dbias)`` (``dbias`` None without bias)."""
     x, weight, has_bias, geo, out_size, loops = cache
     dx = np.empty_like(x)
+    # grouped.py's loops sum the bias gradient from dy as they copy it
+    in_loops = has_bias and loops == "grouped"
 
-    def part(lo, hi, serial):  # returns its samples' share of the weight gradient
+    def part(lo, hi, serial):  # returns its samples' shares of the weight and bias gradients
         if loops == "depthwise":
             return D.depthwise_backward(x[lo:hi], weight, dy[lo:hi], geo.stride,
-                                        geo.pad_before, geo.dilation, dx[lo:hi], serial)
+                                        geo.pad_before, geo.dilation, dx[lo:hi], serial), None
+        if in_loops:
+            db = np.empty(weight.shape[0], dtype=dx.dtype)
+            return G.grouped_backward(x[lo:hi], weight, dy[lo:hi], geo.groups, geo.pad_before,
+                                      geo.dilation, dx[lo:hi], serial, db=db), db
         return _BACKWARD[loops](x[lo:hi], weight, dy[lo:hi], geo.groups, geo.pad_before,
-                                geo.dilation, dx[lo:hi], serial)
+                                geo.dilation, dx[lo:hi], serial), None
     with _small_call(cache):
         shares = _over_batch(x.shape[0], part)
-    dw = shares[0]
-    for share in shares[1:]:
-        dw += share
-    db = bias_grad(dy) if has_bias else None
+    dw, db = shares[0]
+    for dw_share, db_share in shares[1:]:
+        dw += dw_share
+        if in_loops:
+            db += db_share
+    if has_bias and not in_loops:
+        db = bias_grad(dy)
     return dx, dw, db
 
 

@@ -37,7 +37,9 @@ units over the threads, ``*_serial`` runs them all on the calling thread
 (``functional/direct.py`` gives each thread its own samples; see
 ``_pool.split_kernel``). Each unit writes its share of dw to its own slot of
 an (N, G, Og, Cg, KH, KW) array, summed over N by the caller, so no two
-threads write the same place. ``*_numpy`` is the twin: one strided view of
+threads write the same place; likewise, when asked, the sum of each of its
+dy planes (the bias gradient's share) to db_units[b, o], summed while the
+plane is copied into dyl. ``*_numpy`` is the twin: one strided view of
 the padded input per kernel offset, one product per offset. The public wrappers check every shape, so a wrong call
 raises instead of reading or writing out of bounds.
 """
@@ -183,7 +185,7 @@ def _grouped_forward_range(x, w, bias, groups, ph, pw, dh, dw, y, lo, hi):
 
 
 @njit
-def _grouped_backward_range(x, w, dy, groups, ph, pw, dh, dw, dx, dw_units, lo, hi):
+def _grouped_backward_range(x, w, dy, groups, ph, pw, dh, dw, dx, dw_units, db_units, lo, hi):
     h = x.shape[2]
     cg, kh, kw = w.shape[1], w.shape[2], w.shape[3]
     oh, ow = dy.shape[2], dy.shape[3]
@@ -192,16 +194,23 @@ def _grouped_backward_range(x, w, dy, groups, ph, pw, dh, dw, dx, dw_units, lo, 
     img = np.zeros((cg, hp, wp), dtype=x.dtype)        # borders stay 0
     dyl = np.zeros((og, lead + hp * wp), dtype=dx.dtype)  # only dy's cells are written
     grad = np.empty(hp * wp, dtype=dx.dtype)
+    cells = np.empty(ow, dtype=dx.dtype)   # a plane's column sums, for db_units
     r_lo, r_hi = ph * wp, (ph + h) * wp          # the padded rows that hold the image
     for unit in range(lo, hi):
         b, g = _load_unit(x, unit, groups, ph, pw, img)
         for oi in range(og):
             e = dyl[oi]
             src = dy[b, g * og + oi]
+            cells[:] = 0
             for i in range(oh):
                 row = e[lead + i * wp:lead + i * wp + ow]
+                line = src[i]
                 for q in range(ow):
-                    row[q] = src[i, q]
+                    v = line[q]
+                    row[q] = v
+                    cells[q] += v
+            if db_units.shape[0]:
+                db_units[b, g * og + oi] = cells.sum()
             e_span = e[lead:lead + span]
             for ci in range(cg):
                 _tap_dots(e_span, img[ci].reshape(hp * wp), dh * wp, dw,
@@ -228,7 +237,9 @@ def grouped_forward_numpy(x, w, bias, groups, ph, pw, dh, dw, y):
     y[...] = acc.reshape(y.shape)
 
 
-def grouped_backward_numpy(x, w, dy, groups, ph, pw, dh, dw, dx, dw_units):
+def grouped_backward_numpy(x, w, dy, groups, ph, pw, dh, dw, dx, dw_units, db_units):
+    if db_units.shape[0]:
+        db_units[...] = dy.sum(axis=(2, 3))
     n, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
     oh, ow = dy.shape[2:]
@@ -284,20 +295,27 @@ def grouped_forward(x, w, bias, groups, padding, dilation, y, serial=False):
     return y
 
 
-def grouped_backward(x, w, dy, groups, padding, dilation, dx, serial=False):
+def grouped_backward(x, w, dy, groups, padding, dilation, dx, serial=False, db=None):
     """Fill dx (x's shape) with the input gradient and return the weight
     gradient (O, C/groups, KH, KW) of ``grouped_forward`` for upstream dy;
-    ``serial`` as there."""
+    ``serial`` as there. ``db`` (O,), if given, gets the bias gradient (dy
+    summed over all but the channels), summed from each plane of dy while
+    the loops copy it (in place of another pass over dy)."""
     _check(x, w, dy, groups, padding, dilation)
     if dx.shape != x.shape or not dx.flags.c_contiguous:
         raise ValueError(f"grouped: dx must be C-contiguous of shape {x.shape}, got {dx.shape}")
     n = x.shape[0]
     o, cg, kh, kw = w.shape
     dw_units = np.zeros((n, groups, o // groups, cg, kh, kw), dtype=dx.dtype)
+    if db is not None and db.shape != (o,):
+        raise ValueError(f"grouped: db must have shape {(o,)}, got {db.shape}")
+    db_units = np.zeros((n, o) if db is not None else (0, 0), dtype=dx.dtype)
     if dx.size and dy.size:
         kernel = _backward_1 if serial else _backward
         kernel(np.ascontiguousarray(x), np.ascontiguousarray(w), np.ascontiguousarray(dy),
-               groups, *padding, *dilation, dx, dw_units)
+               groups, *padding, *dilation, dx, dw_units, db_units)
     else:
         dx[...] = 0
+    if db is not None:
+        db[...] = db_units.sum(axis=0)
     return dw_units.sum(axis=0).reshape(w.shape)
