@@ -46,9 +46,11 @@ def test_blocked_kernels_equal_numpy_twin(n, groups, cg, og, h, w, k, p, d, out,
     x, wt, bias, dy = grouped_arrays(seed, n, groups, cg, og, h, w, k, out, dtype)
     y = GB.blocked_forward(x, wt, bias, groups, p, d, np.full(dy.shape, np.nan, dtype), serial)
     dx = np.full(x.shape, np.nan, dtype)
-    dw = GB.blocked_backward(x, wt, dy, groups, p, d, dx, serial)
+    db = np.full(wt.shape[0], np.nan, dtype)
+    dw = GB.blocked_backward(x, wt, dy, groups, p, d, dx, serial, db=db)
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-11)
-    for got, expected in zip((y, dx, dw), _twin(x, wt, bias, dy, groups, p, d)):
+    for got, expected in zip((y, dx, dw, db), _twin(x, wt, bias, dy, groups, p, d)
+                             + (dy.sum(axis=(0, 2, 3)),)):
         assert got.dtype == dtype
         np.testing.assert_allclose(got, expected, **tol)
 
@@ -88,8 +90,9 @@ def test_blocked_kernels_keep_samples_and_groups_apart():
         dy = rng.standard_normal((n, groups * og, oh, ow))
         dy[2] *= 1e6
         y = GB.blocked_forward(x, wt, bias, groups, pad, (1, 1), np.empty(dy.shape))
-        dx = np.empty_like(x)
-        dw = GB.blocked_backward(x, wt, dy, groups, pad, (1, 1), dx)
+        dx, db = np.empty_like(x), np.empty(groups * og)
+        dw = GB.blocked_backward(x, wt, dy, groups, pad, (1, 1), dx, db=db)
+        np.testing.assert_allclose(db, dy.sum(axis=(0, 2, 3)), rtol=1e-12)
         y_ref, dx_ref, dw_ref = _twin(x, wt, bias, dy, groups, pad, (1, 1))
         for b in range(n):   # each sample to its own scale
             np.testing.assert_allclose(y[b], y_ref[b], rtol=1e-12,
@@ -174,11 +177,12 @@ def test_blocked_wrappers_handle_empty_inputs():
     out = np.empty((0, 8, 1, 1))
     assert GB.blocked_forward(np.empty((0, 8, 3, 3)), w, np.zeros(8), 2, (0, 0), (1, 1),
                               out) is out
-    dx = np.full((2, 8, 3, 3), np.nan)
+    dx, db = np.full((2, 8, 3, 3), np.nan), np.full(8, np.nan)
     dw = GB.blocked_backward(np.ones((2, 8, 3, 3)), w, np.empty((2, 8, 0, 1)), 2, (0, 0),
-                             (1, 1), dx)
+                             (1, 1), dx, db=db)
     np.testing.assert_array_equal(dx, 0)
     np.testing.assert_array_equal(dw, np.zeros(w.shape))
+    np.testing.assert_array_equal(db, 0)
 
 
 @pytest.mark.skipif(not GB.JIT_ENABLED, reason="NNZERO_JIT=0: the NumPy twin runs")
@@ -212,10 +216,11 @@ def test_blocked_kernels_run_a_large_batch_in_blocks_of_samples(monkeypatch):
     monkeypatch.setattr(GB, "SCRATCH_BYTES", 2 * per_sample + 1)
     assert GB._sample_chunks(5, 16, rows * wp, 8) == [(0, 2), (2, 4), (4, 5)]
     y = GB.blocked_forward(x, wt, bias, 2, (1, 1), (1, 1), np.empty(dy.shape))
-    dx = np.empty_like(x)
-    dw = GB.blocked_backward(x, wt, dy, 2, (1, 1), (1, 1), dx)
+    dx, db = np.empty_like(x), np.empty(32)
+    dw = GB.blocked_backward(x, wt, dy, 2, (1, 1), (1, 1), dx, db=db)
     for got, expected in zip((y, dx, dw), (whole_y, whole_dx, whole_dw)):
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(db, dy.sum(axis=(0, 2, 3)), rtol=1e-12)   # over the blocks
     for got, expected in zip((y, dx, dw), _twin(x, wt, bias, dy, 2, (1, 1), (1, 1))):
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-11)
 

@@ -210,8 +210,8 @@ def direct_backward(dy, cache):
     """Return ``(dx, dweight, dbias)`` (``dbias`` None without bias)."""
     x, weight, has_bias, geo, out_size, loops = cache
     dx = np.empty_like(x)
-    # grouped.py's loops sum the bias gradient from dy as they copy it
-    in_loops = has_bias and loops == "grouped"
+    # grouped.py's and the blocked loops sum the bias gradient from dy as they copy it
+    in_loops = has_bias and loops in ("grouped", "blocked")
 
     def part(lo, hi, serial):  # returns its samples' shares of the weight and bias gradients
         if loops == "depthwise":
@@ -219,8 +219,8 @@ def direct_backward(dy, cache):
                                         geo.pad_before, geo.dilation, dx[lo:hi], serial), None
         if in_loops:
             db = np.empty(weight.shape[0], dtype=dx.dtype)
-            return G.grouped_backward(x[lo:hi], weight, dy[lo:hi], geo.groups, geo.pad_before,
-                                      geo.dilation, dx[lo:hi], serial, db=db), db
+            return _BACKWARD[loops](x[lo:hi], weight, dy[lo:hi], geo.groups, geo.pad_before,
+                                    geo.dilation, dx[lo:hi], serial, db=db), db
         return _BACKWARD[loops](x[lo:hi], weight, dy[lo:hi], geo.groups, geo.pad_before,
                                 geo.dilation, dx[lo:hi], serial), None
     with _small_call(cache):

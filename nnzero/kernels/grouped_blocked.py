@@ -150,9 +150,11 @@ def _blocked_forward_range(x, wt, offs, bias, ph, pw, rows, wp, tail, y, lo, hi)
 
 
 @njit(fastmath={"contract"})
-def _blocked_backward_range(x, wt, offs, dy, ph, pw, rows, wp, tail, dx, dw, lo, hi):
+def _blocked_backward_range(x, wt, offs, dy, ph, pw, rows, wp, tail, dx, dw, db, lo, hi):
     """Groups lo ... hi-1 of the backward pass; wt (G, Og, T, Cg) (w[o, c, t]
-    with the channels swapped), dw (G, Cg, T, Og) filled for those groups."""
+    with the channels swapped), dw (G, Cg, T, Og) filled for those groups, and
+    db (O,) with their channels' sums of dy unless it is empty (summed while
+    dy is copied, as in ``grouped.py``)."""
     n = x.shape[0]
     cg, og = wt.shape[3], wt.shape[1]
     h, wd = x.shape[2], x.shape[3]
@@ -172,16 +174,24 @@ def _blocked_backward_range(x, wt, offs, dy, ph, pw, rows, wp, tail, dx, dw, lo,
     lanes = channels_last(cg, og)
     dyt = np.zeros((n * plane + tail if lanes else 0, og), dtype=dx.dtype)
     dimg = np.empty((cg, total), dtype=dx.dtype)
+    cells = np.empty(ow, dtype=dx.dtype)   # a plane's column sums, for db
     for g in range(lo, hi):
         _load_group(x, g, ph, pw, rows, wp, img)
+        if db.shape[0]:
+            db[g * og:(g + 1) * og] = 0
         for b in range(n):
             src = dy[b, g * og:(g + 1) * og]
             for o in range(og):
                 dst = dyl[o, lead + b * plane:lead + (b + 1) * plane].reshape(rows, wp)
+                cells[:] = 0
                 for i in range(oh):
                     row, line = dst[i], src[o, i]
                     for j in range(ow):
-                        row[j] = line[j]
+                        v = line[j]
+                        row[j] = v
+                        cells[j] += v
+                if db.shape[0]:
+                    db[g * og + o] += cells.sum()
             if lanes:
                 for i in range(oh):
                     for j in range(ow):
@@ -269,29 +279,40 @@ def blocked_forward(x, w, bias, groups, padding, dilation, y, serial=False):
     return y
 
 
-def blocked_backward(x, w, dy, groups, padding, dilation, dx, serial=False):
-    """``grouped.grouped_backward`` for channels per group a multiple of 4."""
+def blocked_backward(x, w, dy, groups, padding, dilation, dx, serial=False, db=None):
+    """``grouped.grouped_backward`` for channels per group a multiple of 4
+    (``db`` as there)."""
     _check(x, w, dy, groups, padding, dilation)
     _check_blocks(w, groups)
     if dx.shape != x.shape or not dx.flags.c_contiguous:
         raise ValueError(f"grouped_blocked: dx must be C-contiguous of shape {x.shape}, "
                          f"got {dx.shape}")
-    if not JIT_ENABLED:
-        return grouped_backward(x, w, dy, groups, padding, dilation, dx)
     o, cg, kh, kw = w.shape
+    if db is not None and db.shape != (o,):
+        raise ValueError(f"grouped_blocked: db must have shape {(o,)}, got {db.shape}")
+    if not JIT_ENABLED:
+        return grouped_backward(x, w, dy, groups, padding, dilation, dx, db=db)
     if not (dx.size and dy.size):
         dx[...] = 0
+        if db is not None:
+            db[...] = 0
         return np.zeros_like(w, dtype=dx.dtype)
     x, dy = np.ascontiguousarray(x), np.ascontiguousarray(dy)
     rows, wp, offs, tail = _geometry(x, w, dy.shape[2:], padding, dilation)
     wt = np.ascontiguousarray(w.reshape(groups, o // groups, cg, kh * kw).transpose(0, 1, 3, 2))
     dw = np.empty((groups, cg, kh * kw, o // groups), dtype=dx.dtype)
+    db_chunk = np.empty(o if db is not None else 0, dtype=dx.dtype)
     total = None
     for lo, hi in _sample_chunks(x.shape[0], max(cg, o // groups), rows * wp, dx.itemsize):
         args = (x[lo:hi], wt, offs, dy[lo:hi], padding[0], padding[1], rows, wp, tail,
-                dx[lo:hi], dw)
+                dx[lo:hi], dw, db_chunk)
         compile_vectorized(_blocked_backward_range, args + (0, 0), wide=True)
         (_backward_serial if serial else _backward_numba)(*args)
         total = dw.copy() if total is None else total + dw
+        if db is not None:
+            if lo == 0:
+                db[...] = db_chunk
+            else:
+                db += db_chunk
     # (G, Cg, T, Og) -> (O, Cg, KH, KW)
     return np.ascontiguousarray(total.transpose(0, 3, 1, 2)).reshape(w.shape)
