@@ -42,10 +42,11 @@ def _twin(x, w, bias, dy, p, d):
 def test_lanes_kernels_equal_numpy_twin(n, c, h, w, k, p, d, out, serial, dtype, seed):
     x, wt, bias, dy = grouped_arrays(seed, n, c, 1, 1, h, w, k, out, dtype)
     y = DL.lanes_forward(x, wt, bias, c, p, d, np.full(dy.shape, np.nan, dtype), serial)
-    dx = np.full(x.shape, np.nan, dtype)
-    dw = DL.lanes_backward(x, wt, dy, c, p, d, dx, serial)
+    dx, db = np.full(x.shape, np.nan, dtype), np.full(c, np.nan, dtype)
+    dw = DL.lanes_backward(x, wt, dy, c, p, d, dx, serial, db=db)
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-11)
-    for got, expected in zip((y, dx, dw), _twin(x, wt, bias, dy, p, d)):
+    for got, expected in zip((y, dx, dw, db), _twin(x, wt, bias, dy, p, d)
+                             + (dy.sum(axis=(0, 2, 3)),)):
         assert got.dtype == dtype
         np.testing.assert_allclose(got, expected, **tol)
 
@@ -67,8 +68,9 @@ def test_lanes_kernels_keep_samples_and_channels_apart():
         dy = rng.standard_normal((n, c, 5 + 2 * pad[0] - 2, 6 + 2 * pad[1] - 2))
         dy[2] *= 1e6
         y = DL.lanes_forward(x, w, bias, c, pad, (1, 1), np.empty(dy.shape))
-        dx = np.empty_like(x)
-        dw = DL.lanes_backward(x, w, dy, c, pad, (1, 1), dx)
+        dx, db = np.empty_like(x), np.empty(c)
+        dw = DL.lanes_backward(x, w, dy, c, pad, (1, 1), dx, db=db)
+        np.testing.assert_allclose(db, dy.sum(axis=(0, 2, 3)), rtol=1e-12)
         y_ref, dx_ref, dw_ref = _twin(x, w, bias, dy, pad, (1, 1))
         for got, ref in ((y, y_ref), (dx, dx_ref)):
             for b in range(n):
@@ -145,11 +147,12 @@ def test_lanes_wrappers_reject_bad_shapes_and_handle_empty_inputs():
     out = np.empty((0, 8, 3, 3))
     assert DL.lanes_forward(np.empty((0, 8, 5, 5)), np.ones((8, 1, 3, 3)), np.zeros(8), 8,
                             (0, 0), (1, 1), out) is out
-    dx = np.full((2, 8, 3, 3), np.nan)
+    dx, db = np.full((2, 8, 3, 3), np.nan), np.full(8, np.nan)
     dw = DL.lanes_backward(np.ones((2, 8, 3, 3)), np.ones((8, 1, 3, 3)),
-                           np.empty((2, 8, 0, 1)), 8, (0, 0), (1, 1), dx)
+                           np.empty((2, 8, 0, 1)), 8, (0, 0), (1, 1), dx, db=db)
     np.testing.assert_array_equal(dx, 0)
     np.testing.assert_array_equal(dw, np.zeros((8, 1, 3, 3)))
+    np.testing.assert_array_equal(db, 0)
 
 
 @pytest.mark.skipif(not DL.JIT_ENABLED, reason="NNZERO_JIT=0: the NumPy twin runs")

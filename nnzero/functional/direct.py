@@ -210,8 +210,8 @@ def direct_backward(dy, cache):
     """Return ``(dx, dweight, dbias)`` (``dbias`` None without bias)."""
     x, weight, has_bias, geo, out_size, loops = cache
     dx = np.empty_like(x)
-    # grouped.py's and the blocked loops sum the bias gradient from dy as they copy it
-    in_loops = has_bias and loops in ("grouped", "blocked")
+    # the stride-1 loops sum the bias gradient from dy as they copy it
+    in_loops = has_bias and loops in ("grouped", "blocked", "lanes")
 
     def part(lo, hi, serial):  # returns its samples' shares of the weight and bias gradients
         if loops == "depthwise":

@@ -154,26 +154,49 @@ def _lanes_forward_range(x, wl, bl, kh, kw, ph, pw, dh, dw, hp, wp, owp, y, lo, 
             _transpose(y, b, cb * L, Y, 0, 0, owp, False)
 
 
+@njit(inline="always")
+def _add_cells(buf, r0, s0, rows, cols, wp, acc):
+    """acc[k] += lane k summed over the rows x cols cells of buf from (r0, s0)
+    (acc on the stack, so that each cell is one vector add)."""
+    for i in range(rows):
+        base = ((r0 + i) * wp + s0) * L
+        for j in range(cols):
+            cell = base + j * L
+            for k in range(L):
+                acc[k] += buf[cell + k]
+
+
 @njit(fastmath={"contract"})
 def _lanes_backward_range(x, wl, wf, kh, kw, ph, pw, dh, dw, wp, owp, dy, th, tw, rh, rw, hd,
-                          owpx, dx, dwl, lo, hi):
+                          owpx, dx, dwl, dbl, lo, hi):
     """Channel blocks lo ... hi-1 of the backward pass: dx, and dwl (NB, T, L)
     for those blocks (the call's samples summed); wf is wl with the taps
-    mirrored. Both planes, P (x) and D (dy), are hd x wp cells."""
+    mirrored. Both planes, P (x) and D (dy), are hd x wp cells. Unless dbl
+    (NB, L) is empty, its rows get the blocks' bias gradients: D's cells
+    summed lane by lane over dy's cells."""
     oh, h = dy.shape[2], x.shape[2]
     P = np.zeros((hd * wp + J) * L, dtype=x.dtype)
     D = np.zeros((hd * wp + J) * L, dtype=dx.dtype)
     Y = np.empty(h * owpx * L, dtype=dx.dtype)
     none = np.zeros(CELLS, dtype=dx.dtype)
+    acc = stack_cells(dx)
+    ow = dy.shape[3]
     for cb in range(lo, hi):
         part = dwl[cb]
         part[...] = 0
+        for k in range(L):
+            acc[k] = 0
         for b in range(x.shape[0]):
             _transpose(x, b, cb * L, P, ph, pw, wp, True)
             _transpose(dy, b, cb * L, D, th, tw, wp, True)
+            if dbl.shape[0]:
+                _add_cells(D, th, tw, oh, ow, wp, acc)
             _sums(D, wp, wf[cb], none, kh, kw, dh, dw, rh, rw, h, owpx, Y)
             _transpose(dx, b, cb * L, Y, 0, 0, owpx, False)
             _tap_sums(D, P, wp, kh, kw, dh, dw, th, tw, oh, owp, part)
+        if dbl.shape[0]:
+            for k in range(L):
+                dbl[cb, k] = acc[k]
 
 
 _forward_numba, _forward_serial = split_kernel(_lanes_forward_range,
@@ -237,26 +260,34 @@ def lanes_forward(x, w, bias, groups, padding, dilation, y, serial=False):
     return y
 
 
-def lanes_backward(x, w, dy, groups, padding, dilation, dx, serial=False):
+def lanes_backward(x, w, dy, groups, padding, dilation, dx, serial=False, db=None):
     """``grouped.grouped_backward`` for a depthwise convolution (groups = C,
-    stride 1), with its arguments: fills dx, returns the weight gradient."""
+    stride 1), with its arguments: fills dx (and ``db``, if given, as there),
+    returns the weight gradient."""
     _check_lanes(x, w, dy, groups, padding, dilation)
     if dx.shape != x.shape or not dx.flags.c_contiguous:
         raise ValueError(f"depthwise_lanes: dx must be C-contiguous of shape {x.shape}, "
                          f"got {dx.shape}")
+    if db is not None and db.shape != (w.shape[0],):
+        raise ValueError(f"depthwise_lanes: db must have shape {(w.shape[0],)}, got {db.shape}")
     if not JIT_ENABLED:
-        return grouped_backward(x, w, dy, x.shape[1], padding, dilation, dx)
+        return grouped_backward(x, w, dy, x.shape[1], padding, dilation, dx, db=db)
     if not (dx.size and dy.size):
         dx[...] = 0
+        if db is not None:
+            db[...] = 0
         return np.zeros_like(w, dtype=dx.dtype)
     x, dy = np.ascontiguousarray(x), np.ascontiguousarray(dy)
     c, _, kh, kw = w.shape
     hd, wp, owp, owpx, (th, tw), (rh, rw) = _geometry(x.shape[2:], dy.shape[2:], (kh, kw),
                                                        padding, dilation)
     dwl = np.empty((-(-c // L), kh * kw, L), dtype=dx.dtype)
+    dbl = np.empty((dwl.shape[0] if db is not None else 0, L), dtype=dx.dtype)
     args = (x, _weights(w, dx.dtype), _weights(w, dx.dtype, mirror=True), kh, kw, *padding,
-            *dilation, wp, owp, dy, th, tw, rh, rw, hd, owpx, dx, dwl)
+            *dilation, wp, owp, dy, th, tw, rh, rw, hd, owpx, dx, dwl, dbl)
     compile_vectorized(_lanes_backward_range, args + (0, 0), wide=True)
     (_backward_serial if serial else _backward_numba)(*args)
+    if db is not None:
+        db[...] = dbl.reshape(-1)[:c]
     # (NB, T, L) -> (C, 1, KH, KW)
     return np.ascontiguousarray(dwl.transpose(0, 2, 1).reshape(-1, kh * kw)[:c]).reshape(w.shape)
