@@ -211,11 +211,6 @@ def _output_grad_range(dy, th_n, tw_n, dm, lo, hi):
                          dm[5 * i + 3, oc, b0:b1], dm[5 * i + 4, oc, b0:b1], tb, c2, c4, c8)
 
 
-# Below this many tiles the input gradient's transforms run as one loop
-# storing every output row, above it as one loop per row (see _times_b).
-SPLIT_TILES = 128
-
-
 @njit(inline="always")
 def _times_b(a0, a1, a2, a3, a4, o0, o1, o2, o3, o4, t_all, c2, c3):
     """(o0 ... o4)[t] = B (a0 ... a4)[t] for every tile t: the input gradient's
